@@ -1,0 +1,78 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Hummingbird's choice, worth copying: no implicit existentials, imports internal unless said otherwise.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FerryWire", targets: ["FerryWire"]),
+        .library(name: "FerryQueue", targets: ["FerryQueue"]),
+        .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // System libraries: LMDB for the queue, zlib for gzip and CRC-32.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Record format, gzip/NDJSON codec, batch ids. No I/O.
+        .target(
+            name: "FerryWire",
+            dependencies: ["CZlib", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        // The durable queue: LMDB, one writer thread, group commit.
+        .target(
+            name: "FerryQueue",
+            dependencies: [
+                "CLMDB", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Helpers for tests and benchmarks: temporary queues, child processes, event generators.
+        .target(
+            name: "FerryTestSupport",
+            dependencies: [
+                "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the crash-safety test: appends concurrently, prints what was acknowledged.
+        .executableTarget(
+            name: "ferry-crash-appender",
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        // Queue benchmark (run through tools/bench/queue, release build).
+        .executableTarget(
+            name: "ferry-bench-queue",
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            path: "Benchmarks/QueueBench",
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(
+            name: "FerryWireTests",
+            dependencies: ["FerryWire", "FerryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryQueueTests",
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,101 @@
+public import FerryWire
+
+/// A record read from the queue, checked and copied out of LMDB.
+public struct StoredRecord: Sendable, Hashable {
+    public let sequence: UInt64
+    public let record: QueueRecord
+}
+
+/// A record that failed its check: its sequence number and why. Never skipped silently.
+public struct CorruptRecord: Sendable, Hashable {
+    public let sequence: UInt64
+    public let error: WireError
+}
+
+/// Records handed to a consumer (the balancer), oldest first. In memory only: not acknowledged records
+/// are leased again after a restart.
+public struct Lease: Sendable, Hashable {
+    /// Records that passed their check.
+    public let records: [StoredRecord]
+    /// Records that failed it; the caller moves them to `dead` or acknowledges them.
+    public let corrupt: [CorruptRecord]
+
+    public var isEmpty: Bool { records.isEmpty && corrupt.isEmpty }
+    /// Sequence numbers of every record of the lease, good or not, ascending.
+    public var sequences: [UInt64] { (records.map(\.sequence) + corrupt.map(\.sequence)).sorted() }
+    /// Events in the good records.
+    public var eventCount: Int { records.reduce(0) { $0 + Int($1.record.eventCount) } }
+}
+
+/// Records read without leasing them (`Queue.peek`).
+public struct RecordPage: Sendable, Hashable {
+    public var records: [StoredRecord]
+    public var corrupt: [CorruptRecord]
+    /// Where the next page starts.
+    public var nextSequence: UInt64
+
+    var count: Int { records.count + corrupt.count }
+
+    mutating func add(sequence: UInt64, value: UnsafeRawBufferPointer) {
+        do {
+            records.append(StoredRecord(sequence: sequence, record: try QueueRecord(validating: value)))
+        } catch {
+            corrupt.append(CorruptRecord(sequence: sequence, error: error))
+        }
+    }
+}
+
+/// A record in `dead`: why it is there, since when, and the record itself (or why it cannot be read).
+public struct DeadRecord: Sendable, Hashable {
+    public let sequence: UInt64
+    /// Why it was moved there (HTTP status and body excerpt, or the check that failed).
+    public let reason: String
+    /// When it was moved there, in ms since the Unix epoch.
+    public let movedAt: Int64
+    public let record: Result<QueueRecord, WireError>
+
+    static let maxReasonBytes = 1024
+
+    /// Value layout: reason length (UInt16, big-endian), reason (UTF-8), moved-at (Int64 ms, big-endian),
+    /// then the record exactly as it was stored in `records`.
+    static func encode(reason: [UInt8], buriedAt: Int64, record: [UInt8]) -> [UInt8] {
+        var value: [UInt8] = []
+        value.reserveCapacity(2 + reason.count + 8 + record.count)
+        withUnsafeBytes(of: UInt16(reason.count).bigEndian) { value += $0 }
+        value += reason
+        withUnsafeBytes(of: UInt64(bitPattern: buriedAt).bigEndian) { value += $0 }
+        value += record
+        return value
+    }
+
+    /// The stored record inside a dead value.
+    static func recordBytes(of value: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
+        guard value.count >= 2 else { throw damaged }
+        let reasonLength = Int(UInt16(bigEndian: value.loadUnaligned(as: UInt16.self)))
+        guard value.count >= 2 + reasonLength + 8 else { throw damaged }
+        return UnsafeRawBufferPointer(rebasing: value[(2 + reasonLength + 8)...])
+    }
+
+    private static let damaged = QueueError(.corruptRecord, "a dead record's envelope is damaged; purge it with `ferry-tools dlq purge`")
+
+    init(sequence: UInt64, value: UnsafeRawBufferPointer) {
+        self.sequence = sequence
+        guard value.count >= 2 else {
+            (reason, movedAt, record) = ("", 0, .failure(WireError(.recordTruncated, "dead record envelope is damaged")))
+            return
+        }
+        let reasonLength = Int(UInt16(bigEndian: value.loadUnaligned(as: UInt16.self)))
+        guard value.count >= 2 + reasonLength + 8 else {
+            (reason, movedAt, record) = ("", 0, .failure(WireError(.recordTruncated, "dead record envelope is damaged")))
+            return
+        }
+        reason = String(decoding: value[2..<(2 + reasonLength)], as: UTF8.self)
+        movedAt = Int64(bitPattern: UInt64(bigEndian: value.loadUnaligned(fromByteOffset: 2 + reasonLength, as: UInt64.self)))
+        let bytes = UnsafeRawBufferPointer(rebasing: value[(2 + reasonLength + 8)...])
+        do {
+            record = .success(try QueueRecord(validating: bytes))
+        } catch {
+            record = .failure(error)
+        }
+    }
+}

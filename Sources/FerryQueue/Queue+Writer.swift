@@ -1,0 +1,280 @@
+import FerryWire
+import Foundation
+import Logging
+
+/// A change applied by the writer thread inside a group transaction.
+struct WriteOperation: Sendable {
+    /// Record bytes the change adds, to bound the size of one group.
+    let weight: Int
+    /// Applies the change in `context` (a child transaction of the group, so a failure undoes this
+    /// change alone) and returns what to run once the whole group is durable.
+    let apply: @Sendable (inout WriteContext) throws -> @Sendable () -> Void
+    /// Called instead when the change, or the group's commit, failed. Nothing of the change is stored.
+    let fail: @Sendable (QueueError) -> Void
+    /// True for deletes (acknowledge, purge): when LMDB's map is full, the writer grows it and retries
+    /// them, so that a full queue can always be drained.
+    var freesSpace = false
+}
+
+/// What an operation sees inside the writer's transaction. Lives on the writer thread only.
+struct WriteContext {
+    let txn: Transaction
+    let databases: Databases
+    let configuration: QueueConfiguration
+    let path: String
+    /// Wall-clock time of the group, in ms since the Unix epoch.
+    let now: Int64
+    var state: QueueState
+}
+
+/// The queue's single writer: a dedicated thread that drains pending changes, applies all of them in one
+/// LMDB write transaction and commits it with one fsync (group commit), then resumes every waiter.
+///
+/// LMDB write transactions belong to the thread that began them, and a commit blocks on fsync: both are
+/// reasons to keep them on this thread, off Swift's cooperative pool, and never across an `await`.
+final class Writer: @unchecked Sendable {
+    // Guarded by `condition`.
+    private var pending: [WriteOperation] = []
+    private var stopping = false
+    private let condition = NSCondition()
+    private let finished = DispatchSemaphore(value: 0)
+
+    // Owned by the writer thread once started.
+    private var state: QueueState
+    private var lastSeenPrune: Int64 = 0
+
+    private let environment: Environment
+    private let databases: Databases
+    private let configuration: QueueConfiguration
+    private let path: String
+    private let logger: Logger
+    private let publish: @Sendable (QueueStats) -> Void
+
+    init(environment: Environment, databases: Databases, configuration: QueueConfiguration, path: String,
+         state: QueueState, logger: Logger, publish: @escaping @Sendable (QueueStats) -> Void) {
+        self.environment = environment
+        self.databases = databases
+        self.configuration = configuration
+        self.path = path
+        self.state = state
+        self.logger = logger
+        self.publish = publish
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "ferry-queue-writer"
+        thread.start()
+    }
+
+    /// Queues `operation` for the next group; false if the writer is stopping (the caller fails it).
+    func submit(_ operation: WriteOperation) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { return false }
+        pending.append(operation)
+        condition.signal()
+        return true
+    }
+
+    /// Commits what is pending, then ends the thread. Returns once it has ended.
+    func stop() {
+        condition.lock()
+        let first = !stopping
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if first { finished.wait() }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty {
+                condition.unlock()
+                break
+            }
+            var count = 0
+            var bytes = 0
+            for operation in pending {
+                if count > 0 && bytes + operation.weight > configuration.maxGroupBytes { break }
+                bytes += operation.weight
+                count += 1
+            }
+            let group = Array(pending.prefix(count))
+            pending.removeFirst(count)
+            condition.unlock()
+            commit(group)
+        }
+        finished.signal()
+    }
+
+    private func commit(_ group: [WriteOperation]) {
+        let retry = attempt(group, mayRetry: true)
+        guard !retry.isEmpty else { return }
+        // LMDB's map is full, and even a delete needs fresh pages (copy-on-write). Grow the map so that
+        // deliveries can drain the queue; appends keep getting `full` from the capacity policy.
+        if let failure = growMap() {
+            for operation in retry { operation.fail(failure) }
+        } else {
+            _ = attempt(retry, mayRetry: false)
+        }
+    }
+
+    /// Applies `group` in one transaction and commits it. Returns the operations that free space and
+    /// failed only because LMDB's map is full, when `mayRetry`; every other operation is completed or failed.
+    private func attempt(_ group: [WriteOperation], mayRetry: Bool) -> [WriteOperation] {
+        let parent: Transaction
+        do {
+            parent = try environment.beginTransaction(readOnly: false)
+        } catch {
+            let failure = queueError(error)
+            logger.error("queue write transaction failed to begin", metadata: ["ferry.queue.error": "\(failure)"])
+            for operation in group { operation.fail(failure) }
+            return []
+        }
+
+        var retry: [WriteOperation] = []
+        var context = WriteContext(txn: parent, databases: databases, configuration: configuration, path: path,
+                                   now: currentTimeMilliseconds(), state: state)
+        var succeeded: [(WriteOperation, @Sendable () -> Void)] = []
+        for operation in group {
+            // A child transaction per operation: LMDB undoes a failed one (even MDB_MAP_FULL) without
+            // disturbing the others, so one request's failure never costs another request its commit.
+            do {
+                let child = try environment.beginTransaction(readOnly: false, parent: parent)
+                var childContext = WriteContext(txn: child, databases: databases, configuration: configuration,
+                                                path: path, now: context.now, state: context.state)
+                let completion: @Sendable () -> Void
+                do {
+                    completion = try operation.apply(&childContext)
+                } catch {
+                    child.abort()
+                    throw error
+                }
+                try child.commit()
+                context.state = childContext.state
+                succeeded.append((operation, completion))
+            } catch let error as LMDBError where error.isMapFull && mayRetry && operation.freesSpace {
+                retry.append(operation)
+            } catch {
+                operation.fail(queueError(error))
+            }
+        }
+
+        guard !succeeded.isEmpty else {
+            parent.abort()
+            return retry
+        }
+
+        let stats: QueueStats
+        do {
+            try pruneSeen(&context)
+            let encoded = context.state.encoded()
+            try encoded.withUnsafeBytes { value in
+                try Array("state".utf8).withUnsafeBytes { key in try parent.put(databases.meta, key, value) }
+            }
+            stats = try Queue.stats(in: parent, databases: databases, state: context.state,
+                                    environment: environment, maxBytes: configuration.maxBytes)
+        } catch {
+            parent.abort()
+            return finishFailed(succeeded.map(\.0), error, retry: retry, mayRetry: mayRetry)
+        }
+
+        do {
+            // The one fsync of the group (LMDB's synced commit: data pages, fdatasync, meta page, fdatasync).
+            try parent.commit()
+        } catch {
+            // LMDB has freed the transaction; nothing of the group is stored.
+            return finishFailed(succeeded.map(\.0), error, retry: retry, mayRetry: mayRetry)
+        }
+        state = context.state
+        publish(stats)
+        for (_, completion) in succeeded { completion() }
+        return retry
+    }
+
+    /// Fails `operations` after their group could not be committed, keeping the space-freeing ones for a
+    /// retry when the cause was a full map.
+    private func finishFailed(_ operations: [WriteOperation], _ error: any Error, retry: [WriteOperation], mayRetry: Bool) -> [WriteOperation] {
+        var retry = retry
+        let failure = queueError(error)
+        let mapFull = (error as? LMDBError)?.isMapFull ?? false
+        logger.error("queue commit failed", metadata: ["ferry.queue.error": "\(failure)", "ferry.queue.group": "\(operations.count)"])
+        for operation in operations {
+            if mapFull && mayRetry && operation.freesSpace {
+                retry.append(operation)
+            } else {
+                operation.fail(failure)
+            }
+        }
+        return retry
+    }
+
+    /// Grows LMDB's map by a quarter (at least 64 MiB), up to four times the configured size.
+    /// Returns an error if it may not grow further.
+    private func growMap() -> QueueError? {
+        let current = environment.info().mapSize
+        let limit = configuration.mapSize.multipliedReportingOverflow(by: 4).overflow ? Int.max : configuration.mapSize * 4
+        let grown = min(limit, current + max(64 << 20, current / 4))
+        guard grown > current else {
+            return QueueError(.full, "queue is full: LMDB's map in \(path) is at its largest (\(current) bytes) and a delete still does not fit; stop Ferry and run `ferry-tools compact --data-dir \(path)`")
+        }
+        do {
+            try environment.setMapSize(grown)
+        } catch {
+            return queueError(error)
+        }
+        logger.warning("LMDB map full, grown so that deliveries can delete records", metadata: [
+            "ferry.queue.map_size": "\(grown)", "ferry.queue.path": "\(path)",
+        ])
+        return nil
+    }
+
+    private func queueError(_ error: any Error) -> QueueError {
+        switch error {
+        case let error as QueueError: return error
+        case let error as LMDBError:
+            // LMDB reports a short write as EIO: when the disk has no room left, that is a full disk.
+            if error.code == EIO && Self.diskIsFull(path) {
+                return QueueError.writing(LMDBError(code: ENOSPC, operation: error.operation), path: path)
+            }
+            return QueueError.writing(error, path: path)
+        default: return QueueError(.environmentFailed, "queue write failed in \(path): \(error)")
+        }
+    }
+
+    /// True when the file system under `path` has less than 1 MiB free for us.
+    static func diskIsFull(_ path: String) -> Bool {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return false }
+        return UInt64(info.f_bavail) * UInt64(info.f_bsize) < 1 << 20
+    }
+
+    /// Deletes `seen` entries older than the configured age or beyond the configured count, oldest first.
+    /// At most once a second: it rides a group commit and must stay cheap.
+    private func pruneSeen(_ context: inout WriteContext) throws {
+        guard context.now - lastSeenPrune >= 1000 else { return }
+        lastSeenPrune = context.now
+        let txn = context.txn
+        var count = try txn.entries(databases.seen)
+        let oldestKept = context.now - configuration.seenMaxAgeMilliseconds
+        let cursor = try txn.cursor(databases.seenByTime)
+        while let entry = try cursor.first(), entry.key.count > 8 {
+            let time = Int64(bitPattern: UInt64(bigEndian: entry.key.loadUnaligned(as: UInt64.self)))
+            guard time < oldestKept || count > configuration.seenMaxCount else { break }
+            let id = [UInt8](entry.key[8...])
+            try cursor.deleteCurrent()
+            try id.withUnsafeBytes { key in _ = try txn.delete(databases.seen, key) }
+            count -= 1
+        }
+    }
+}
+
+extension UInt64 {
+    /// Subtraction that stops at zero: counters never wrap, even if a damaged record's header lied.
+    mutating func subtractClamped(_ value: UInt64) {
+        self = self >= value ? self - value : 0
+    }
+}

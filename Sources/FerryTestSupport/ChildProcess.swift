@@ -1,0 +1,96 @@
+public import Foundation
+import Synchronization
+
+/// A child process whose standard output is collected line by line, for tests that kill it mid-work.
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    private let output = Mutex<(lines: [String], partial: [UInt8], closed: Bool)>(([], [], false))
+    private let readerDone = DispatchSemaphore(value: 0)
+
+    /// Starts `executable` with `arguments`; its stderr goes to this process's stderr.
+    public init(executable: String, arguments: [String]) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)
+        }
+        self.pid = pid
+        let readFD = fds[0]
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(readFD, &buffer, buffer.count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                output.withLock { state in
+                    state.partial += buffer[..<n]
+                    while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                        state.lines.append(String(decoding: state.partial[..<newline], as: UTF8.self))
+                        state.partial.removeSubrange(...newline)
+                    }
+                }
+            }
+            close(readFD)
+            output.withLock { $0.closed = true }
+            readerDone.signal()
+        }
+        thread.start()
+    }
+
+    /// Complete lines printed so far (a line cut by a kill is not included).
+    public var lines: [String] { output.withLock { $0.lines } }
+
+    /// Waits until `condition` holds for the lines printed so far, or the output closes, or `timeout` passes.
+    /// Returns whether the condition held.
+    @discardableResult
+    public func waitForLines(timeout: Duration, _ condition: ([String]) -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (lines, closed) = output.withLock { ($0.lines, $0.closed) }
+            if condition(lines) { return true }
+            if closed { return false }
+            try await Task.sleep(for: .milliseconds(2))  // polling interval of a condition with a deadline
+        }
+        return false
+    }
+
+    /// Sends `signal` and reaps the process; waits until its output is fully read. Returns the wait status.
+    @discardableResult
+    public func kill(_ signal: Int32 = SIGKILL) -> Int32 {
+        _ = Foundation.kill(pid, signal)
+        return waitForExit()
+    }
+
+    /// Reaps the process and waits until its output is fully read. Returns the wait status.
+    @discardableResult
+    public func waitForExit() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        readerDone.wait()
+        return status
+    }
+}
+
+/// The directory holding the package's built executables (next to the test bundle), or `FERRY_BIN_DIR`.
+public func builtProductsDirectory() -> String {
+    if let dir = ProcessInfo.processInfo.environment["FERRY_BIN_DIR"] { return dir }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    // On Linux the test runner is `<bin>/<Package>PackageTests.xctest`; on macOS it is inside the bundle.
+    while url.path != "/" && url.lastPathComponent.hasSuffix(".xctest") == false && !FileManager.default.fileExists(atPath: url.appendingPathComponent("ferry-crash-appender").path) {
+        url.deleteLastPathComponent()
+    }
+    return url.path
+}

@@ -1,0 +1,97 @@
+public import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The records of one append: every record is stored in one transaction, or none is.
+public struct EventBatch: Sendable, Hashable {
+    public var records: [QueueRecord]
+
+    public init(records: [QueueRecord]) {
+        self.records = records
+    }
+
+    /// Events in all records.
+    public var eventCount: Int { records.reduce(0) { $0 + Int($1.eventCount) } }
+    /// Bytes all records take when stored.
+    public var storedBytes: Int { records.reduce(0) { $0 + $1.storedSize } }
+
+    /// Builds a batch from NDJSON lines (each one JSON object, without its newline). For callers that
+    /// already hold validated lines; the ingest streams through `RecordBuilder` instead.
+    public init(lines: some Sequence<some Collection<UInt8>>, maxRecordBytes: Int = RecordBuilder.defaultMaxRecordBytes) {
+        var builder = RecordBuilder(maxRecordBytes: maxRecordBytes)
+        for line in lines { builder.append(line: line) }
+        self = builder.finish()
+    }
+}
+
+/// Packs NDJSON lines into records of at most `maxRecordBytes` uncompressed bytes, each one gzip member.
+///
+/// Compression happens here, on the caller's task, so that the queue's writer thread only copies bytes.
+/// A single line longer than `maxRecordBytes` becomes a record of its own (the ingest bounds event size).
+public struct RecordBuilder {
+    /// About 1 MiB of events per record, as DESIGN.md says.
+    public static let defaultMaxRecordBytes = 1 << 20
+
+    public let maxRecordBytes: Int
+    public let level: Int32
+    private let createdAt: Int64
+    private var pending = ByteBuffer()
+    private var pendingEvents: UInt32 = 0
+    private var records: [QueueRecord] = []
+
+    public init(maxRecordBytes: Int = defaultMaxRecordBytes, level: Int32 = Gzip.defaultLevel, createdAt: Int64 = currentTimeMilliseconds()) {
+        precondition(maxRecordBytes > 0 && maxRecordBytes <= Int(UInt32.max))
+        self.maxRecordBytes = maxRecordBytes
+        self.level = level
+        self.createdAt = createdAt
+    }
+
+    /// Events added so far.
+    public var eventCount: Int { records.reduce(Int(pendingEvents)) { $0 + Int($1.eventCount) } }
+
+    /// Adds one event: a JSON object without a trailing newline.
+    public mutating func append(line: some Collection<UInt8>) {
+        let needed = line.count + 1
+        if pending.readableBytes > 0 && pending.readableBytes + needed > maxRecordBytes {
+            flush()
+        }
+        pending.writeBytes(line)
+        pending.writeInteger(UInt8(ascii: "\n"))
+        pendingEvents += 1
+    }
+
+    /// Adds one event from a buffer, without copying it to an intermediate array.
+    public mutating func append(line: ByteBuffer) {
+        line.withUnsafeReadableBytes { append(line: $0) }
+    }
+
+    /// Compresses what is left and returns the batch. The builder is empty afterwards.
+    public mutating func finish() -> EventBatch {
+        if pendingEvents > 0 { flush() }
+        defer { records = [] }
+        return EventBatch(records: records)
+    }
+
+    private mutating func flush() {
+        var payload = ByteBuffer()
+        pending.withUnsafeReadableBytes { Gzip.compress($0, level: level, into: &payload) }
+        records.append(QueueRecord(
+            eventCount: pendingEvents,
+            createdAt: createdAt,
+            uncompressedLength: UInt32(pending.readableBytes),
+            payload: payload
+        ))
+        pending.clear()
+        pendingEvents = 0
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+public func currentTimeMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

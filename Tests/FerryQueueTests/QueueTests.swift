@@ -1,0 +1,296 @@
+@testable import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import NIOCore
+import Testing
+
+@Suite struct QueueAppendAndLeaseTests {
+    let generator = EventGenerator(prefix: "q")
+
+    @Test func appendedEventsAreReadBackInOrder() async throws {
+        try await withTemporaryQueue { queue, _ in
+            var expected: [String] = []
+            var last: UInt64 = 0
+            for batch in 0..<5 {
+                let receipt = try await queue.append(generator.batch(batch, count: batch + 1))
+                #expect(receipt.duplicate == false)
+                #expect(try #require(receipt.firstSequence) > last)
+                last = try #require(receipt.lastSequence)
+                expected += (0...batch).map { generator.id(batch: batch, index: $0) }
+            }
+            let page = try queue.peek()
+            #expect(page.corrupt.isEmpty)
+            #expect(try eventIDs(page.records) == expected)
+            let stats = queue.stats
+            #expect(stats.records == 5)
+            #expect(stats.events == 15)
+            #expect(stats.appendedEvents == 15)
+            #expect(stats.bytes == UInt64(page.records.reduce(0) { $0 + $1.record.storedSize }))
+            #expect(stats.firstSequence == page.records.first?.sequence)
+            #expect(stats.oldestCreatedAt != nil)
+        }
+    }
+
+    @Test func concurrentAppendsShareCommitsAndAllArrive() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let tasks = 32, perTask = 20
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<tasks {
+                    group.addTask {
+                        let g = EventGenerator(prefix: "c\(task)")
+                        for batch in 0..<perTask { _ = try await queue.append(g.batch(batch, count: 3)) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let ids = try eventIDs(allRecords(queue).records)
+            #expect(ids.count == tasks * perTask * 3)
+            #expect(Set(ids).count == ids.count)
+            #expect(queue.stats.appendedRecords == UInt64(tasks * perTask))
+        }
+    }
+
+    @Test func aMultiRecordBatchGetsConsecutiveSequences() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let batch = generator.batch(0, count: 100, maxRecordBytes: 1000)
+            #expect(batch.records.count > 1)
+            let receipt = try await queue.append(batch)
+            let first = try #require(receipt.firstSequence), last = try #require(receipt.lastSequence)
+            #expect(last - first + 1 == UInt64(batch.records.count))
+        }
+    }
+
+    @Test func leaseHandsOutOldestFirstAndAcknowledgeDeletes() async throws {
+        try await withTemporaryQueue { queue, _ in
+            for batch in 0..<10 { _ = try await queue.append(generator.batch(batch, count: 2)) }
+            let first = try queue.lease(maxRecords: 4)
+            #expect(first.records.count == 4)
+            #expect(try eventIDs(first.records).first == generator.id(batch: 0, index: 0))
+            let second = try queue.lease(maxRecords: 100)
+            #expect(second.records.count == 6)
+            #expect(second.records.first!.sequence > first.records.last!.sequence)
+            #expect(try queue.lease().isEmpty)
+
+            #expect(try await queue.acknowledge(first) == 4)
+            let stats = queue.stats
+            #expect(stats.records == 6)
+            #expect(stats.events == 12)
+            #expect(stats.deliveredEvents == 8)
+            #expect(stats.deliveredRecords == 4)
+            // Acknowledging again deletes nothing and counts nothing.
+            #expect(try await queue.acknowledge(first) == 0)
+            #expect(queue.stats.deliveredEvents == 8)
+        }
+    }
+
+    @Test func releasedRecordsAreLeasedAgainBeforeNewerOnes() async throws {
+        try await withTemporaryQueue { queue, _ in
+            for batch in 0..<6 { _ = try await queue.append(generator.batch(batch, count: 1)) }
+            let a = try queue.lease(maxRecords: 2)
+            let b = try queue.lease(maxRecords: 2)
+            queue.release(a)
+            let again = try queue.lease(maxRecords: 3)
+            #expect(again.records.map(\.sequence) == a.records.map(\.sequence) + [b.records.last!.sequence + 1])
+        }
+    }
+
+    @Test func leaseRespectsTheByteLimitButAlwaysMakesProgress() async throws {
+        try await withTemporaryQueue { queue, _ in
+            for batch in 0..<5 { _ = try await queue.append(generator.batch(batch, count: 50)) }
+            let one = try queue.lease(maxRecords: 100, maxBytes: 1)
+            #expect(one.records.count == 1)
+            let size = one.records[0].record.storedSize
+            let two = try queue.lease(maxRecords: 100, maxBytes: 2 * size + 10)
+            #expect(two.records.count == 2)
+        }
+    }
+
+    @Test func aDuplicateBatchIDIsStoredOnceEvenAfterReopen() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var queue = try openQueue(at: dir.path)
+        let first = try await queue.append(generator.batch(0, count: 3), batchID: "edge1/1-3")
+        let retry = try await queue.append(generator.batch(0, count: 3), batchID: "edge1/1-3")
+        let other = try await queue.append(generator.batch(1, count: 3), batchID: "edge1/4-6")
+        #expect(first.duplicate == false && retry.duplicate == true && other.duplicate == false)
+        #expect(retry.firstSequence == nil)
+        queue.close()
+        queue = try openQueue(at: dir.path)
+        defer { queue.close() }
+        #expect(try await queue.append(generator.batch(0, count: 3), batchID: "edge1/1-3").duplicate)
+        #expect(queue.stats.events == 6)
+        #expect(queue.stats.duplicateBatches == 2)
+    }
+
+    @Test func seenIDsArePrunedByCount() async throws {
+        var configuration = QueueConfiguration()
+        configuration.seenMaxCount = 3
+        try await withTemporaryQueue(configuration: configuration) { queue, _ in
+            for i in 0..<6 { _ = try await queue.append(generator.batch(i, count: 1), batchID: "a/\(i)-\(i)") }
+            // Pruning rides a commit at most once a second; force one more commit after that second.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(5)
+            var pruned = false
+            var i = 100
+            while clock.now < deadline && !pruned {
+                _ = try await queue.append(generator.batch(i, count: 1), batchID: "b/\(i)-\(i)")
+                i += 1
+                pruned = try queue.environment.read { try $0.entries(queue.databases.seen) } <= 3
+                if !pruned { try await Task.sleep(for: .milliseconds(50)) }  // next commit after the 1 s prune interval
+            }
+            #expect(pruned)
+            // The oldest id was pruned, so it is stored again.
+            #expect(try await queue.append(generator.batch(0, count: 1), batchID: "a/0-0").duplicate == false)
+        }
+    }
+}
+
+@Suite struct QueueDeadRecordTests {
+    let generator = EventGenerator(prefix: "d")
+
+    @Test func deadRecordsMoveRequeueAndPurgeWithCounters() async throws {
+        try await withTemporaryQueue { queue, _ in
+            for batch in 0..<4 { _ = try await queue.append(generator.batch(batch, count: 5)) }
+            let lease = try queue.lease(maxRecords: 2)
+            #expect(try await queue.moveToDead(lease.sequences, reason: "HTTP 400: bad field") == 2)
+            var stats = queue.stats
+            #expect(stats.records == 2 && stats.events == 10)
+            #expect(stats.deadRecords == 2 && stats.deadEvents == 10 && stats.deadEventsTotal == 10)
+
+            let dead = try queue.deadRecords()
+            #expect(dead.map(\.sequence) == lease.sequences)
+            #expect(dead.allSatisfy { $0.reason == "HTTP 400: bad field" })
+            #expect(try dead[0].record.get() == lease.records[0].record)
+
+            #expect(try await queue.requeueDead([dead[0].sequence]) == 1)
+            stats = queue.stats
+            #expect(stats.records == 3 && stats.deadRecords == 1 && stats.requeuedEvents == 5)
+            // A requeued record comes after what was waiting.
+            let rest = try queue.lease(maxRecords: 10)
+            #expect(rest.records.last!.sequence > dead[0].sequence)
+            #expect(try eventIDs([rest.records.last!]) == (0..<5).map { generator.id(batch: 0, index: $0) })
+
+            #expect(try await queue.purgeDead() == 1)
+            stats = queue.stats
+            #expect(stats.deadRecords == 0 && stats.deadEvents == 0 && stats.deadBytes == 0 && stats.purgedEvents == 5)
+        }
+    }
+}
+
+@Suite struct QueueCapacityTests {
+    let generator = EventGenerator(prefix: "cap")
+
+    @Test func blockPolicyRefusesWhenFullAndStoresNothingOfTheBatch() async throws {
+        let one = EventGenerator(prefix: "cap").batch(0, count: 20).storedBytes
+        var configuration = QueueConfiguration(maxBytes: one * 5 + one / 2, whenFull: .block)
+        configuration.seenMaxCount = 10
+        try await withTemporaryQueue(configuration: configuration) { queue, _ in
+            for batch in 0..<5 { _ = try await queue.append(generator.batch(batch, count: 20)) }
+            let before = queue.stats
+            let code = await queueErrorCode { _ = try await queue.append(generator.batch(99, count: 20)) }
+            #expect(code == .full)
+            let after = queue.stats
+            #expect(after.records == before.records && after.events == before.events && after.appendedEvents == before.appendedEvents)
+            // Deliver one record: room again.
+            _ = try await queue.acknowledge(queue.lease(maxRecords: 1))
+            _ = try await queue.append(generator.batch(99, count: 20))
+            #expect(queue.stats.records == 5)
+        }
+    }
+
+    @Test func dropOldestPolicyDeletesTheOldestAndCountsThem() async throws {
+        let one = EventGenerator(prefix: "cap").batch(0, count: 20).storedBytes
+        try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: one * 3 + one / 2, whenFull: .dropOldest)) { queue, _ in
+            for batch in 0..<6 { _ = try await queue.append(generator.batch(batch, count: 20)) }
+            let stats = queue.stats
+            #expect(stats.records == 3)
+            #expect(stats.droppedRecords == 3 && stats.droppedEvents == 60)
+            #expect(stats.appendedEvents == 120 && stats.events == 60)
+            let ids = try eventIDs(queue.peek().records)
+            #expect(ids.first == generator.id(batch: 3, index: 0))
+            #expect(ids.last == generator.id(batch: 5, index: 19))
+        }
+    }
+
+    @Test func aBatchLargerThanTheQueueIsRefusedWithItsOwnCode() async throws {
+        try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: 100)) { queue, _ in
+            let code = await queueErrorCode { _ = try await queue.append(generator.batch(0, count: 50)) }
+            #expect(code == .batchTooLarge)
+            #expect(queue.stats.records == 0)
+        }
+    }
+
+    @Test func lmdbMapFullIsAFullQueueAndHarmsNothingStored() async throws {
+        var configuration = QueueConfiguration(maxBytes: 1 << 30)
+        configuration.mapSizeOverride = 1 << 20  // LMDB's map fills long before max_bytes
+        try await withTemporaryQueue(configuration: configuration) { queue, dir in
+            var stored = 0
+            var code: QueueError.Code?
+            // Incompressible-ish events so that the map fills after a bounded number of appends.
+            for batch in 0..<2000 {
+                let lines = (0..<20).map { i in #"{"id":"m-b\#(batch)-e\#(i)","n":20,"r":"\#(UInt64.random(in: 0...UInt64.max))\#(UInt64.random(in: 0...UInt64.max))"}"# }
+                do {
+                    _ = try await queue.append(EventBatch(lines: lines.map { Array($0.utf8) }))
+                    stored += 1
+                } catch {
+                    code = (error as? QueueError)?.code
+                    break
+                }
+            }
+            #expect(code == .full)
+            #expect(stored > 0)
+            #expect(queue.stats.records == stored)
+            // Everything stored is still readable and intact, and deleting makes room again.
+            let page = try allRecords(queue)
+            #expect(page.corrupt.isEmpty && page.records.count == stored)
+            _ = try await queue.acknowledge(page.records.prefix(stored / 2).map(\.sequence))
+            _ = try await queue.append(generator.batch(0, count: 1))
+            queue.close()
+            let reopened = try openQueue(at: dir.path, configuration: configuration)
+            defer { reopened.close() }
+            #expect(reopened.stats.records == stored - stored / 2 + 1)
+        }
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
+    func aFullDiskIsAFullQueueAndHarmsNothingStored() async throws {
+        let mountPoint = try TemporaryDirectory(prefix: "ferry-enospc")
+        defer { mountPoint.remove() }
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mountPoint.path]
+        try mount.run()
+        mount.waitUntilExit()
+        try #require(mount.terminationStatus == 0, "cannot mount a tmpfs here")
+        defer {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = [mountPoint.path]
+            try? umount.run()
+            umount.waitUntilExit()
+        }
+        let path = mountPoint.path + "/queue"
+        let queue = try openQueue(at: path)
+        var acknowledged: [String] = []
+        var code: QueueError.Code?
+        for batch in 0..<5000 {
+            let lines = (0..<20).map { i in #"{"id":"s-b\#(batch)-e\#(i)","n":20,"r":"\#(UInt64.random(in: 0...UInt64.max))\#(UInt64.random(in: 0...UInt64.max))"}"# }
+            do {
+                _ = try await queue.append(EventBatch(lines: lines.map { Array($0.utf8) }))
+                acknowledged += (0..<20).map { "s-b\(batch)-e\($0)" }
+            } catch {
+                code = error.code
+                break
+            }
+        }
+        #expect(code == .full)
+        queue.close()
+        let reopened = try openQueue(at: path)
+        defer { reopened.close() }
+        let page = try allRecords(reopened)
+        #expect(page.corrupt.isEmpty)
+        let ids = try page.records.flatMap { try $0.record.events().map { generatedEventFields(String(buffer: $0))!.id } }
+        #expect(ids == acknowledged)
+    }
+}
