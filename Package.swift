@@ -53,13 +53,13 @@ let package = Package(
         // Child process of the crash-safety test: appends concurrently, prints what was acknowledged.
         .executableTarget(
             name: "ferry-crash-appender",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
         .executableTarget(
             name: "ferry-bench-queue",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/QueueBench",
             swiftSettings: swiftSettings
         ),

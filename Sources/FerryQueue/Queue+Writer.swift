@@ -42,6 +42,8 @@ final class Writer: @unchecked Sendable {
     // Owned by the writer thread once started.
     private var state: QueueState
     private var lastSeenPrune: Int64 = 0
+    private var commits: UInt64 = 0
+    private var operations: UInt64 = 0
 
     private let environment: Environment
     private let databases: Databases
@@ -190,7 +192,12 @@ final class Writer: @unchecked Sendable {
             return finishFailed(succeeded.map(\.0), error, retry: retry, mayRetry: mayRetry)
         }
         state = context.state
-        publish(stats)
+        commits += 1
+        operations += UInt64(succeeded.count)
+        var published = stats
+        published.groupCommits = commits
+        published.groupedOperations = operations
+        publish(published)
         for (_, completion) in succeeded { completion() }
         return retry
     }

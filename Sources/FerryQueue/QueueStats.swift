@@ -94,6 +94,10 @@ public struct QueueStats: Sendable, Hashable {
     public var mapUsedBytes: Int
     /// The configured bound.
     public var maxBytes: Int
+    /// Write transactions committed since the queue was opened, and the changes they carried: their ratio
+    /// is the group commit's batching factor.
+    public var groupCommits: UInt64 = 0
+    public var groupedOperations: UInt64 = 0
 
     /// Fraction of `maxBytes` in use, records and dead together.
     public var fillRatio: Double { maxBytes > 0 ? Double(bytes + deadBytes) / Double(maxBytes) : 0 }

@@ -42,3 +42,25 @@ public func generatedEventFields(_ line: String) -> (id: String, count: Int)? {
     else { return nil }
     return (String(line[idStart..<idEnd]), n)
 }
+
+/// Access-log-like events of about 140 bytes with the variety of real ones (addresses, paths, sizes,
+/// durations, times), so that gzip shrinks them about as much as real logs rather than 100×.
+/// Deterministic for a given seed.
+public func realisticEventLines(count: Int, seed: UInt64 = 42) -> [[UInt8]] {
+    var state = seed | 1
+    func next() -> UInt64 {  // xorshift64*: fast, deterministic, good enough for test data
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+    let methods = ["GET", "GET", "GET", "POST", "PUT", "DELETE"]
+    let paths = ["/api/v1/orders", "/api/v1/users", "/health", "/metrics", "/static/app.js", "/api/v2/telemetry", "/login"]
+    let statuses = [200, 200, 200, 200, 201, 204, 301, 400, 404, 500, 503]
+    return (0..<count).map { i in
+        let ms = 1_795_000_000_000 + Int(next() % 86_400_000)
+        let ip = "10.\(next() % 256).\(next() % 256).\(next() % 256)"
+        let line = #"{"ts":\#(ms),"host":"edge-\#(next() % 64)","ip":"\#(ip)","m":"\#(methods[Int(next() % 6)])","p":"\#(paths[Int(next() % 7)])/\#(next() % 100_000)","s":\#(statuses[Int(next() % 11)]),"b":\#(next() % 65_536),"d":\#(Double(next() % 100_000) / 100),"seq":\#(i)}"#
+        return Array(line.utf8)
+    }
+}

@@ -6,6 +6,7 @@ import FerryQueue
 import FerryTestSupport
 import FerryWire
 import Foundation
+import Logging
 
 let arguments = CommandLine.arguments
 guard arguments.count == 5, let tasks = Int(arguments[3]), let seconds = Double(arguments[4]) else {
@@ -23,7 +24,9 @@ func emit(_ line: String) {
 
 let queue: Queue
 do {
-    queue = try Queue.open(at: dataDir)
+    var logger = Logger(label: "ferry-crash-appender")
+    logger.logLevel = .warning
+    queue = try Queue.open(at: dataDir, logger: logger)
 } catch {
     FileHandle.standardError.write("ferry-crash-appender: \(error)\n".data(using: .utf8)!)
     exit(1)

@@ -1,0 +1,246 @@
+// Queue benchmark: raw fsync rate of the disk (the baseline), durable appends for 1/8/64 concurrent
+// appenders with 1- and 1000-event batches, commit latency, lease+ack drain rate, open time with a
+// backlog, and RSS. Figures are reported as ratios to the baseline measured in the same run, because the
+// disk's fsync rate swings widely between runs on shared machines.
+//
+//   tools/bench/queue [--seconds S] [--open-backlog-gib G] [--dir DIR]
+import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import Logging
+import NIOCore
+
+struct Options {
+    var seconds = 3.0
+    var openBacklogGiB = 1.0
+    var dir = NSTemporaryDirectory()
+    /// Run only this append scenario, `APPENDERSxEVENTS` (for profiling).
+    var only: String?
+
+    init(_ arguments: [String]) {
+        var i = 1
+        func value() -> String {
+            i += 1
+            guard i < arguments.count else { usage() }
+            return arguments[i]
+        }
+        while i < arguments.count {
+            switch arguments[i] {
+            case "--seconds": seconds = Double(value()) ?? { usage() }()
+            case "--open-backlog-gib": openBacklogGiB = Double(value()) ?? { usage() }()
+            case "--dir": dir = value()
+            case "--only": only = value()
+            default: usage()
+            }
+            i += 1
+        }
+    }
+}
+
+func usage() -> Never {
+    FileHandle.standardError.write(Data("usage: ferry-bench-queue [--seconds S] [--open-backlog-gib G] [--dir DIR] [--only APPENDERSxEVENTS]\n".utf8))
+    exit(2)
+}
+
+let options = Options(CommandLine.arguments)
+let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func rss() -> (current: Int, peak: Int) {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+    func field(_ name: String) -> Int {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "0") ?? 0
+    }
+    return (field("VmRSS:") / 1024, field("VmHWM:") / 1024)
+}
+
+func makeDir(_ name: String) -> String {
+    let path = options.dir + "/ferry-bench-\(getpid())-\(name)"
+    try? FileManager.default.removeItem(atPath: path)
+    return path
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+// MARK: 1. Baseline: the disk's raw fsync rate
+
+func rawFsyncRate(seconds: Double) -> Double {
+    let path = makeDir("fsync")
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    precondition(fd >= 0, "cannot create \(path)")
+    defer { close(fd); unlink(path) }
+    let block = [UInt8](repeating: 0x5A, count: 4096)
+    var count = 0
+    let start = now()
+    while now() - start < seconds {
+        _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t(count % 256) * 4096) }
+        fdatasync(fd)
+        count += 1
+    }
+    return Double(count) / (now() - start)
+}
+
+// MARK: 2. Durable appends
+
+struct AppendResult {
+    var appenders: Int
+    var batchEvents: Int
+    var appends: Int
+    var events: Int
+    var elapsed: Double
+    var p50: Double
+    var p99: Double
+    var commits: UInt64
+}
+
+final class LatencyBox: @unchecked Sendable {
+    var values: [[Double]]
+    init(_ n: Int) { values = Array(repeating: [], count: n) }
+}
+
+func runAppends(appenders: Int, batchEvents: Int, seconds: Double) async throws -> (AppendResult, String) {
+    let path = makeDir("append-\(appenders)x\(batchEvents)")
+    let queue = try Queue.open(at: path, configuration: QueueConfiguration(maxBytes: 16 << 30), logger: quiet)
+    let pool = realisticEventLines(count: 100_000)
+    let latencies = LatencyBox(appenders)
+    let deadline = now() + seconds
+    let start = now()
+    let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+        for task in 0..<appenders {
+            group.addTask {
+                var done = 0
+                var offset = (task * 7919) % pool.count
+                var local: [Double] = []
+                local.reserveCapacity(100_000)
+                while now() < deadline {
+                    // Encoding (gzip) is part of the cost of an append, as it is for the ingest.
+                    var builder = RecordBuilder()
+                    for _ in 0..<batchEvents {
+                        builder.append(line: pool[offset])
+                        offset = offset + 1 == pool.count ? 0 : offset + 1
+                    }
+                    let batch = builder.finish()
+                    let t0 = now()
+                    _ = try await queue.append(batch)
+                    local.append(now() - t0)
+                    done += 1
+                }
+                latencies.values[task] = local
+                return done
+            }
+        }
+        return try await group.reduce(into: [Int]()) { $0.append($1) }
+    }
+    let elapsed = now() - start
+    let stats = queue.stats
+    queue.close()
+    let all = latencies.values.flatMap { $0 }.sorted()
+    let appends = counts.reduce(0, +)
+    return (AppendResult(appenders: appenders, batchEvents: batchEvents, appends: appends, events: appends * batchEvents,
+                         elapsed: elapsed, p50: percentile(all, 0.5), p99: percentile(all, 0.99), commits: stats.groupCommits), path)
+}
+
+// MARK: 3. Drain: lease + acknowledge until empty
+
+func drain(path: String) async throws -> (records: Int, events: Int, elapsed: Double) {
+    let queue = try Queue.open(at: path, configuration: QueueConfiguration(maxBytes: 16 << 30), logger: quiet)
+    defer { queue.close() }
+    var records = 0, events = 0
+    let start = now()
+    while true {
+        let lease = try queue.lease(maxRecords: 1024, maxBytes: 8 << 20)
+        if lease.isEmpty { break }
+        records += lease.records.count
+        events += lease.eventCount
+        try await queue.acknowledge(lease)
+    }
+    return (records, events, now() - start)
+}
+
+// MARK: 4. Open with a backlog
+
+func openWithBacklog(gib: Double) async throws -> (bytes: UInt64, records: Int, fill: Double, opens: [Double]) {
+    let path = makeDir("backlog")
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let target = UInt64(gib * Double(1 << 30))
+    let queue = try Queue.open(at: path, configuration: QueueConfiguration(maxBytes: Int(target) + (1 << 30)), logger: quiet)
+    // 1 MiB records of random bytes: open never decodes payloads, and random bytes make the file as large as
+    // the backlog without spending minutes in gzip.
+    var payload = ByteBuffer()
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<(1 << 17) { payload.writeInteger(rng.next() as UInt64) }
+    let record = QueueRecord(eventCount: 1000, createdAt: currentTimeMilliseconds(), uncompressedLength: 1 << 20, payload: payload)
+    let batch = EventBatch(records: Array(repeating: record, count: 32))
+    let fillStart = now()
+    while queue.stats.bytes < target {
+        _ = try await queue.append(batch)
+    }
+    let fill = now() - fillStart
+    let stats = queue.stats
+    queue.close()
+    var opens: [Double] = []
+    for _ in 0..<5 {
+        let t0 = now()
+        let reopened = try Queue.open(at: path, configuration: QueueConfiguration(maxBytes: Int(target) + (1 << 30)), logger: quiet)
+        opens.append(now() - t0)
+        precondition(reopened.stats.records == stats.records)
+        reopened.close()
+    }
+    return (stats.bytes, stats.records, fill, opens.sorted())
+}
+
+// MARK: Run
+
+func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+
+print("ferry-bench-queue: \(ProcessInfo.processInfo.activeProcessorCount) cores, data in \(options.dir), \(f(options.seconds, 1)) s per scenario")
+let baseline = rawFsyncRate(seconds: 2)
+print("baseline: raw fsync rate (4 KiB pwrite + fdatasync): \(f(baseline)) /s")
+let sample = realisticEventLines(count: 1000)
+let sampleBatch = EventBatch(lines: sample)
+print("events: \(sample.reduce(0) { $0 + $1.count } / sample.count) bytes on average, gzip level \(Gzip.defaultLevel) ratio \(f(Double(sampleBatch.records[0].uncompressedLength) / Double(sampleBatch.records[0].payload.readableBytes), 1)):1")
+print("")
+print("appenders  batch  appends/s   events/s  x-raw-fsync  commit-p50-ms  commit-p99-ms  commits/s  appends/commit")
+var drainPaths: [(String, Int)] = []
+for batchEvents in [1, 1000] {
+    for appenders in [1, 8, 64] {
+        if let only = options.only, only != "\(appenders)x\(batchEvents)" { continue }
+        let (r, path) = try await runAppends(appenders: appenders, batchEvents: batchEvents, seconds: options.seconds)
+        let rate = Double(r.appends) / r.elapsed
+        print("\(String(appenders).padding(toLength: 11, withPad: " ", startingAt: 0))"
+            + "\(String(batchEvents).padding(toLength: 7, withPad: " ", startingAt: 0))"
+            + "\(f(rate).padding(toLength: 12, withPad: " ", startingAt: 0))"
+            + "\(f(Double(r.events) / r.elapsed).padding(toLength: 10, withPad: " ", startingAt: 0))"
+            + "\(f(rate / baseline, 1).padding(toLength: 13, withPad: " ", startingAt: 0))"
+            + "\(f(r.p50 * 1000, 2).padding(toLength: 15, withPad: " ", startingAt: 0))"
+            + "\(f(r.p99 * 1000, 2).padding(toLength: 15, withPad: " ", startingAt: 0))"
+            + "\(f(Double(r.commits) / r.elapsed).padding(toLength: 11, withPad: " ", startingAt: 0))"
+            + "\(f(Double(r.appends) / Double(max(r.commits, 1)), 1))")
+        if appenders == 64 || (appenders == 8 && batchEvents == 1000) { drainPaths.append((path, batchEvents)) }
+        else { try? FileManager.default.removeItem(atPath: path) }
+    }
+}
+print("")
+for (path, batchEvents) in drainPaths {
+    let d = try await drain(path: path)
+    print("drain (lease 1024 + ack), \(batchEvents)-event records: \(d.records) records, \(d.events) events in \(f(d.elapsed, 2)) s = \(f(Double(d.events) / d.elapsed)) events/s, \(f(Double(d.records) / d.elapsed)) records/s")
+    try? FileManager.default.removeItem(atPath: path)
+}
+if options.openBacklogGiB > 0 {
+    let o = try await openWithBacklog(gib: options.openBacklogGiB)
+    print("")
+    print("open with a backlog of \(f(Double(o.bytes) / Double(1 << 30), 2)) GiB (\(o.records) records, written in \(f(o.fill, 1)) s): open median \(f(o.opens[2] * 1000, 2)) ms, max \(f(o.opens.last! * 1000, 2)) ms")
+}
+let memory = rss()
+print("")
+print("RSS now \(memory.current) MiB, peak \(memory.peak) MiB")
