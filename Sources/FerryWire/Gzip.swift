@@ -9,7 +9,10 @@ public enum Gzip {
 
     /// Compresses `input` into one complete gzip member appended to `output`.
     public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = defaultLevel, into output: inout ByteBuffer) {
-        GzipDeflater.withPooled(level: level) { $0.compress(input, into: &output) }
+        // Every member starts with zlib clearing its hash table (64 KiB at memLevel 8); for a single small
+        // event that costs more than the compression itself, so small inputs use a 512-byte table.
+        let memoryLevel: Int32 = input.count <= GzipDeflater.smallInput ? 1 : 8
+        GzipDeflater.withPooled(level: level, memoryLevel: memoryLevel) { $0.compress(input, into: &output) }
     }
 
     /// Decompresses every gzip member of `input` (concatenated members are one stream, RFC 1952).
@@ -46,15 +49,18 @@ public enum Gzip {
 final class GzipDeflater: @unchecked Sendable {
     private let stream: UnsafeMutablePointer<z_stream>
     let level: Int32
+    let memoryLevel: Int32
 
+    /// Inputs up to this size get the small hash table.
+    static let smallInput = 4096
     private static let pool = Mutex<[GzipDeflater]>([])
-    private static let poolLimit = 16
+    private static let poolLimit = 32
 
-    static func withPooled<R>(level: Int32, _ body: (GzipDeflater) throws -> R) rethrows -> R {
+    static func withPooled<R>(level: Int32, memoryLevel: Int32, _ body: (GzipDeflater) throws -> R) rethrows -> R {
         let deflater = pool.withLock { pool -> GzipDeflater? in
-            if let index = pool.lastIndex(where: { $0.level == level }) { return pool.remove(at: index) }
+            if let index = pool.lastIndex(where: { $0.level == level && $0.memoryLevel == memoryLevel }) { return pool.remove(at: index) }
             return nil
-        } ?? GzipDeflater(level: level)
+        } ?? GzipDeflater(level: level, memoryLevel: memoryLevel)
         defer {
             pool.withLock { pool in
                 if pool.count < poolLimit { pool.append(deflater) }
@@ -63,12 +69,13 @@ final class GzipDeflater: @unchecked Sendable {
         return try body(deflater)
     }
 
-    init(level: Int32) {
+    init(level: Int32, memoryLevel: Int32) {
         self.level = level
+        self.memoryLevel = memoryLevel
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         // windowBits 15 + 16 = gzip wrapper; memLevel 8 is zlib's default.
-        let rc = deflateInit2_(stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        let rc = deflateInit2_(stream, level, Z_DEFLATED, 15 + 16, memoryLevel, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         precondition(rc == Z_OK, "deflateInit2 failed with \(rc): zlib could not allocate its state")
     }
 
