@@ -1,0 +1,177 @@
+import FerryQueue
+import FerryWire
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// What `POST /` does: authenticate, pick the decoder from the headers, stream the body through it,
+/// append the events (one group commit with the other requests in flight), answer.
+struct IngestHandler: Sendable {
+    let configuration: IngestConfiguration
+    let queue: Queue
+    let logger: Logger
+    let metrics: IngestMetrics
+    let isAccepting: @Sendable () -> Bool
+    private let expectedCredentials: [UInt8]?
+
+    static let ferryBatch = HTTPField.Name("Ferry-Batch")!
+
+    init(configuration: IngestConfiguration, queue: Queue, logger: Logger, metrics: IngestMetrics, isAccepting: @escaping @Sendable () -> Bool) {
+        self.configuration = configuration
+        self.queue = queue
+        self.logger = logger
+        self.metrics = metrics
+        self.isAccepting = isAccepting
+        expectedCredentials = configuration.auth.map { Array("\($0.username):\($0.password)".utf8) }
+    }
+
+    func handle(_ request: Request, context: IngestContext) async throws -> Response {
+        do {
+            let stored = try await store(request)
+            metrics.request(status: 200)
+            return Self.json(.ok, stored.duplicate ? #"{"stored":0,"duplicate":true}"# : #"{"stored":\#(stored.events)}"#)
+        } catch let error as IngestError {
+            metrics.request(status: error.status)
+            metrics.rejected(error.reason)
+            logger.debug("ingest request refused", metadata: [
+                "ferry.ingest.reason": "\(error.reason)", "ferry.ingest.message": "\(error.message)",
+                "ferry.ingest.peer": "\(context.remoteAddress?.description ?? "?")",
+            ])
+            return Self.response(for: error)
+        } catch {
+            // The client went away mid-body (or the request deadline closed the connection): nothing was
+            // stored, and there is nobody to answer.
+            metrics.rejected("client_disconnected")
+            logger.debug("ingest request aborted", metadata: ["ferry.ingest.error": "\(error)"])
+            throw error
+        }
+    }
+
+    private func store(_ request: Request) async throws -> (events: Int, duplicate: Bool) {
+        guard isAccepting() else {
+            throw IngestError(status: 503, reason: "shutting_down", message: "Ferry is shutting down; retry against it after it restarts or send to another host")
+        }
+        if let expectedCredentials {
+            guard let provided = Self.basicCredentials(request.headers[.authorization]),
+                  Self.constantTimeEqual(provided, expectedCredentials)
+            else {
+                throw IngestError(status: 401, reason: "unauthorized", message: "missing or wrong credentials; send HTTP basic auth with the configured user and password")
+            }
+        }
+        guard let format = RequestDecoder.Format(contentType: request.headers[.contentType]) else {
+            throw IngestError(status: 415, reason: "unsupported_media_type", message: "Content-Type \(request.headers[.contentType] ?? "") is not supported; use application/x-ndjson, application/json or text/plain")
+        }
+        let gzip: Bool
+        switch request.headers[.contentEncoding]?.lowercased().trimmingCharacters() {
+        case nil, "", "identity": gzip = false
+        case "gzip", "x-gzip": gzip = true
+        case let other?:
+            throw IngestError(status: 415, reason: "unsupported_encoding", message: "Content-Encoding \(other) is not supported; send gzip or no encoding")
+        }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > configuration.limits.maxBodyBytes {
+            throw IngestError.bodyTooLarge("the request body (Content-Length \(length))", limit: configuration.limits.maxBodyBytes)
+        }
+        let batchID: String?
+        if let value = request.headers[Self.ferryBatch] {
+            guard let id = BatchID(value) else {
+                throw IngestError(status: 400, reason: "invalid_batch_id", message: "Ferry-Batch header \"\(value.prefix(80))\" is not <agent-id>/<first-seq>-<last-seq>; fix the sender or drop the header")
+            }
+            batchID = id.description
+        } else {
+            batchID = nil
+        }
+
+        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: configuration.limits)
+        var received = 0
+        for try await chunk in request.body {
+            received += chunk.readableBytes
+            try decoder.consume(chunk)
+        }
+        let batch = try decoder.finish()
+
+        let start = ContinuousClock.now
+        let receipt: Queue.AppendReceipt
+        do {
+            receipt = try await queue.append(batch, batchID: batchID)
+        } catch {
+            throw Self.ingestError(error)
+        }
+        metrics.commit.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        if receipt.duplicate {
+            metrics.duplicates.increment()
+            return (0, true)
+        }
+        metrics.events.increment(by: batch.eventCount)
+        metrics.bytes.increment(by: received)
+        return (batch.eventCount, false)
+    }
+
+    static func ingestError(_ error: QueueError) -> IngestError {
+        switch error.code {
+        case .full:
+            IngestError(status: 429, reason: "queue_full", message: "\(error.message)")
+        case .batchTooLarge:
+            IngestError(status: 413, reason: "body_too_large", message: error.message)
+        case .closed:
+            IngestError(status: 503, reason: "shutting_down", message: "the queue is closed; Ferry is shutting down, retry after it restarts")
+        default:
+            IngestError(status: 500, reason: "internal", message: "the events could not be stored (\(error.message)); retry later")
+        }
+    }
+
+    static func response(for error: IngestError) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if error.status == 429 || error.status == 503 { headers[.retryAfter] = "5" }
+        if error.status == 401 { headers[.wwwAuthenticate] = #"Basic realm="ferry""# }
+        // After a refusal the rest of the upload is of no use: end the connection instead of reading it.
+        if error.status == 413 || error.status == 400 || error.status == 415 { headers[.connection] = "close" }
+        let line = error.line.map { #","line":\#($0)"# } ?? ""
+        let body = #"{"error":"\#(error.reason)","message":\#(jsonString(error.message))\#(line)}"#
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// `user:password` bytes from an `Authorization: Basic …` header.
+    static func basicCredentials(_ header: String?) -> [UInt8]? {
+        guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
+        return Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters()).map { Array($0) }
+    }
+
+    /// Compares without leaking, through timing, how many leading bytes matched.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
+    }
+}
+
+/// A JSON string literal for `text`.
+func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

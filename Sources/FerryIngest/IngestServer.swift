@@ -1,0 +1,154 @@
+public import FerryQueue
+import FerryWire
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+public import Logging
+import NIOCore
+import NIOSSL
+public import ServiceLifecycle
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP ingest: `POST /` with NDJSON, JSON or text, plain or gzip, answered 200 only after the events
+/// are committed and fsynced in the queue. A swift-service-lifecycle `Service`.
+public final class IngestServer: Service, Sendable {
+    public let configuration: IngestConfiguration
+    private let queue: Queue
+    private let logger: Logger
+    private let accepting = Atomic<Bool>(true)
+    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    private let tlsConfiguration: TLSConfiguration?
+
+    /// Checks the configuration (TLS files are loaded here, so a bad path fails at start, not at the
+    /// first connection). Refuses a non-loopback address without TLS unless `allowPlaintext` is set.
+    public init(configuration: IngestConfiguration, queue: Queue, logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
+        if configuration.tls == nil && !configuration.isLoopback {
+            guard configuration.allowPlaintext else {
+                throw IngestConfigurationError("input.http.address \(configuration.host):\(configuration.port) is not loopback and has no TLS; configure input.http.tls (certificate and key, or keystore), or set tls: false to send events in clear text on purpose")
+            }
+            logger.warning("ingest listens without TLS on a non-loopback address: events and passwords cross the network in clear text",
+                           metadata: ["ferry.ingest.address": "\(configuration.host):\(configuration.port)"])
+        }
+        self.configuration = configuration
+        self.queue = queue
+        self.logger = logger
+        self.tlsConfiguration = try configuration.tls.map { tls throws(IngestConfigurationError) in try Self.makeTLS(tls) }
+    }
+
+    /// Stops taking events: later requests are answered 503 with Retry-After (graceful shutdown begins).
+    public func stopAccepting() {
+        accepting.store(false, ordering: .releasing)
+    }
+
+    /// The port the server listens on, once it does (useful with port 0).
+    public func listeningPort() async -> Int {
+        await withCheckedContinuation { continuation in
+            let port = listening.withLock { state -> Int? in
+                if state.port == nil { state.waiters.append(continuation) }
+                return state.port
+            }
+            if let port { continuation.resume(returning: port) }
+        }
+    }
+
+    public func run() async throws {
+        let handler = IngestHandler(configuration: configuration, queue: queue, logger: logger, metrics: IngestMetrics(),
+                                    isAccepting: { [self] in accepting.load(ordering: .acquiring) })
+        let router = Router(context: IngestContext.self)
+        router.post("/") { request, context in try await handler.handle(request, context: context) }
+        let limits = configuration.limits
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds))],
+            idleTimeout: .seconds(limits.idleTimeoutSeconds)
+        )
+        let server: HTTPServerBuilder
+        if let tlsConfiguration {
+            server = try .tls(.http1(configuration: http1), tlsConfiguration: tlsConfiguration)
+        } else {
+            server = .http1(configuration: http1)
+        }
+        let app = Application(
+            router: router,
+            server: server,
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "ferry",
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections)
+            ),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                let waiters = listening.withLock { state in
+                    state.port = port
+                    defer { state.waiters = [] }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume(returning: port) }
+                logger.info("ingest listening", metadata: [
+                    "ferry.ingest.address": "\(configuration.host):\(port)",
+                    "ferry.ingest.tls": "\(tlsConfiguration != nil)",
+                ])
+            },
+            logger: logger
+        )
+        try await app.run()
+    }
+
+    static func makeTLS(_ tls: IngestConfiguration.TLS) throws(IngestConfigurationError) -> TLSConfiguration {
+        var configuration: TLSConfiguration
+        do {
+            switch tls.identity {
+            case .pem(let certificate, let key):
+                configuration = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+                    privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+                )
+            case .pkcs12(let path, let password):
+                let bundle = try NIOSSLPKCS12Bundle(file: path, passphrase: Array(password.utf8))
+                configuration = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: bundle.certificateChain.map { .certificate($0) },
+                    privateKey: .privateKey(bundle.privateKey)
+                )
+            }
+        } catch {
+            throw IngestConfigurationError("cannot load the TLS identity of input.http.tls (\(error)); check the certificate, key or keystore paths and the keystore password")
+        }
+        switch tls.clientAuth {
+        case .none:
+            configuration.certificateVerification = .none
+        case .optional, .required:
+            guard !tls.certificateAuthorities.isEmpty else {
+                throw IngestConfigurationError("input.http.tls.client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
+            }
+            do {
+                configuration.trustRoots = .certificates(try tls.certificateAuthorities.flatMap { try NIOSSLCertificate.fromPEMFile($0) })
+            } catch {
+                throw IngestConfigurationError("cannot load input.http.tls.certificate_authorities (\(error)); check the paths")
+            }
+            // `.noHostnameVerification` requires a client certificate on a server; `.optionalVerification`
+            // verifies one if presented and accepts a client without.
+            configuration.certificateVerification = tls.clientAuth == .required ? .noHostnameVerification : .optionalVerification
+        }
+        return configuration
+    }
+}
+
+/// A configuration the ingest cannot start with; the message names the key and what to do.
+public struct IngestConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Per-request context: Hummingbird's core storage plus the peer's address for logs.
+struct IngestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
