@@ -3,11 +3,19 @@ import Synchronization
 import Glibc
 #endif
 
-/// An exclusive `flock` on `<data-dir>/ferry.lock`, holding the owner's pid, so that two agents never share
-/// one queue. The kernel drops the lock when the process dies, even by SIGKILL.
+/// An exclusive lock on `<data-dir>/ferry.lock`, holding the owner's pid, so that two agents never share
+/// one queue. The kernel drops it when the process dies, even by SIGKILL.
+///
+/// A POSIX record lock (`fcntl(F_SETLK)`), not `flock`: a `flock` belongs to the open file description,
+/// which a child forked by any thread (to run curl, say) shares until it execs — closing the queue in
+/// that window would leave the lock held. Record locks belong to the process and are not inherited.
+/// Because they are per process, a process-wide registry refuses a second open in the same process
+/// (LMDB forbids that too: its own locks are per process).
 final class DirectoryLock: Sendable {
     static let fileName = "ferry.lock"
-    private let fd: Mutex<Int32?>
+    private static let heldInThisProcess = Mutex<Set<String>>([])
+
+    private let state: Mutex<(fd: Int32, key: String)?>
 
     init(directory: String) throws(QueueError) {
         let path = directory + "/" + Self.fileName
@@ -15,14 +23,27 @@ final class DirectoryLock: Sendable {
         guard fd >= 0 else {
             throw QueueError(.io, "cannot open \(path): \(String(cString: strerror(errno))); check the permissions of the data directory")
         }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let error = errno
-            var buffer = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buffer, buffer.count, 0)
+        var info = stat()
+        fstat(fd, &info)
+        let key = "\(info.st_dev):\(info.st_ino)"
+        let inserted = Self.heldInThisProcess.withLock { $0.insert(key).inserted }
+        guard inserted else {
             close(fd)
-            let holder = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self).trimmingWhitespace() : ""
-            if error == EWOULDBLOCK {
-                let who = holder.isEmpty ? "another process" : "another process (pid \(holder))"
+            throw QueueError(.locked, "\(directory) is already open in this process (pid \(getpid())); close that queue first or give this one another --data-dir")
+        }
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        if fcntl(fd, F_SETLK, &lock) != 0 {
+            let error = errno
+            var probe = flock()
+            probe.l_type = Int16(F_WRLCK)
+            probe.l_whence = Int16(SEEK_SET)
+            let holder = fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != Int16(F_UNLCK) ? Int(probe.l_pid) : nil
+            close(fd)
+            _ = Self.heldInThisProcess.withLock { $0.remove(key) }
+            if error == EAGAIN || error == EACCES {
+                let who = holder.map { "another process (pid \($0))" } ?? "another process"
                 throw QueueError(.locked, "\(directory) is in use by \(who); stop that Ferry first or give this one another --data-dir")
             }
             throw QueueError(.io, "cannot lock \(path): \(String(cString: strerror(error)))")
@@ -30,25 +51,18 @@ final class DirectoryLock: Sendable {
         let pid = "\(getpid())\n"
         _ = ftruncate(fd, 0)
         _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
-        self.fd = Mutex(fd)
+        state = Mutex((fd, key))
     }
 
-    /// Drops the lock. Closing the file unlocks it; the pid stays in the file, the next owner overwrites it.
+    /// Drops the lock. The pid stays in the file; the next owner overwrites it.
     func release() {
-        fd.withLock { fd in
-            if let open = fd { close(open) }
-            fd = nil
+        state.withLock { state in
+            guard let held = state else { return }
+            close(held.fd)  // releases the record lock
+            _ = Self.heldInThisProcess.withLock { $0.remove(held.key) }
+            state = nil
         }
     }
 
     deinit { release() }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let c = s.first, c.isWhitespace { s.removeFirst() }
-        while let c = s.last, c.isWhitespace { s.removeLast() }
-        return String(s)
-    }
 }

@@ -1,0 +1,130 @@
+@testable import FerryIngest
+import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Testing
+
+/// A running ingest on a free loopback port, in front of a queue in a temporary directory.
+struct RunningIngest {
+    let port: Int
+    let queue: Queue
+    let logs: RecordingLogHandler.Store
+    let server: IngestServer
+
+    var url: String { "http://127.0.0.1:\(port)/" }
+
+    /// Events stored in the queue, in order.
+    func storedEvents() throws -> [String] {
+        var events: [String] = []
+        var next: UInt64 = 0
+        while true {
+            let page = try queue.peek(from: next, maxRecords: 1000)
+            if page.records.isEmpty { return events }
+            next = page.nextSequence
+            events += try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } }
+        }
+    }
+}
+
+func withIngest<R>(
+    _ configure: (inout IngestConfiguration) -> Void = { _ in },
+    queueConfiguration: QueueConfiguration = QueueConfiguration(),
+    _ body: (RunningIngest) async throws -> R
+) async throws -> R {
+    let dir = try TemporaryDirectory(prefix: "ferry-ingest")
+    defer { dir.remove() }
+    let logs = RecordingLogHandler.Store()
+    let queue = try Queue.open(at: dir.path, configuration: queueConfiguration, logger: logs.logger(label: "ferry.queue"))
+    defer { queue.close() }
+    var configuration = IngestConfiguration(port: 0)
+    configure(&configuration)
+    let server = try IngestServer(configuration: configuration, queue: queue, logger: logs.logger(label: "ferry.ingest"))
+    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logs.logger(label: "ferry.services")))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let port = await server.listeningPort()
+        let running = RunningIngest(port: port, queue: queue, logs: logs, server: server)
+        do {
+            let result = try await body(running)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
+
+/// curl, the real peer: returns the HTTP status (0 when no HTTP answer came) and the body.
+func curl(_ arguments: [String], body: Data? = nil) async throws -> (status: Int, body: String, exit: Int32) {
+    let out = try TemporaryDirectory(prefix: "ferry-curl")
+    defer { out.remove() }
+    var args = ["-sS", "--max-time", "20", "-o", out.appending("body"), "-w", "%{http_code}"]
+    if let body {
+        try body.write(to: URL(fileURLWithPath: out.appending("request")))
+        args += ["--data-binary", "@" + out.appending("request")]
+    }
+    let result = try await run("/usr/bin/curl", args + arguments)
+    let responseBody = (try? String(contentsOfFile: out.appending("body"), encoding: .utf8)) ?? ""
+    return (Int(result.output) ?? 0, responseBody, result.status)
+}
+
+func gzipped(_ text: String, level: Int32 = Gzip.defaultLevel) -> Data {
+    var out = ByteBuffer()
+    Array(text.utf8).withUnsafeBytes { Gzip.compress($0, level: level, into: &out) }
+    return Data(out.readableBytesView)
+}
+
+/// Waits until `condition` holds, polling, or fails after `timeout`.
+func waitUntil(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(10))  // polling interval of a condition with a deadline
+    }
+    return try condition()
+}
+
+/// A raw TCP connection to loopback, with blocking calls meant to run through `onThread`.
+final class RawConnection: @unchecked Sendable {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)  // no read blocks a test forever
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Sends bytes; false once the peer has closed the connection.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Reads until the peer closes (or the receive timeout passes); returns what came.
+    func readToEnd() -> [UInt8] {
+        var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { return all }
+            all += buffer[..<n]
+        }
+    }
+
+    func close() { Foundation.close(fd) }
+}
