@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "FerryWire", targets: ["FerryWire"]),
         .library(name: "FerryQueue", targets: ["FerryQueue"]),
         .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
+        .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -86,6 +87,17 @@ let package = Package(
             name: "ferry-bench-queue",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/QueueBench",
+            swiftSettings: swiftSettings
+        ),
+        // Ingest benchmark with wrk as the load generator (run through tools/bench/ingest, release build).
+        .executableTarget(
+            name: "ferry-bench-ingest",
+            dependencies: [
+                "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/IngestBench",
             swiftSettings: swiftSettings
         ),
 

@@ -57,6 +57,7 @@ public final class Queue: Sendable {
     private let snapshot: StatsSnapshot
     private let leases = Mutex(LeaseState())
     private let closed = Atomic<Bool>(false)
+    private let appendWaiters: AppendWaiters
 
     private init(path: String, configuration: QueueConfiguration, agentID: String, environment: Environment,
                  databases: Databases, state: QueueState, stats: QueueStats, lock: DirectoryLock, logger: Logger) {
@@ -68,9 +69,17 @@ public final class Queue: Sendable {
         self.lock = lock
         self.logger = logger
         let snapshot = StatsSnapshot(stats)
+        let waiters = AppendWaiters()
         self.snapshot = snapshot
+        self.appendWaiters = waiters
         self.writer = Writer(environment: environment, databases: databases, configuration: configuration, path: path,
-                             state: state, logger: logger, publish: { stats in snapshot.value.withLock { $0 = stats } })
+                             state: state, logger: logger, publish: { stats in
+                                 let appended = snapshot.value.withLock { old in
+                                     defer { old = stats }
+                                     return stats.appendedRecords != old.appendedRecords || stats.requeuedEvents != old.requeuedEvents
+                                 }
+                                 if appended { waiters.resumeAll() }
+                             })
         writer.start()
     }
 
@@ -473,6 +482,12 @@ public final class Queue: Sendable {
         }
     }
 
+    /// Returns when an append (or a requeue) commits, or after `timeout`, or when the task is cancelled.
+    /// For consumers that found nothing to lease: wait here instead of polling.
+    public func waitForAppend(timeout: Duration) async {
+        await appendWaiters.wait(timeout: timeout)
+    }
+
     // MARK: Stats
 
     /// Sizes and counters as of the last commit. O(1): a copy of what the writer published.
@@ -537,6 +552,55 @@ struct Databases: Sendable {
 final class StatsSnapshot: Sendable {
     let value: Mutex<QueueStats>
     init(_ stats: QueueStats) { value = Mutex(stats) }
+}
+
+/// Tasks waiting for the next append, resumed by the writer after a commit that stored records.
+final class AppendWaiters: Sendable {
+    private let state = Mutex<(next: UInt64, waiting: [UInt64: CheckedContinuation<Void, Never>], ended: Set<UInt64>)>((0, [:], []))
+
+    func resumeAll() {
+        let waiting = state.withLock { state in
+            defer { state.waiting = [:] }
+            return state.waiting
+        }
+        for continuation in waiting.values { continuation.resume() }
+    }
+
+    /// Ends waiter `id` early (timeout or cancellation); safe to call before it started waiting.
+    private func end(_ id: UInt64) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiting = state.waiting.removeValue(forKey: id) { return waiting }
+            state.ended.insert(id)
+            return nil
+        }
+        continuation?.resume()
+    }
+
+    func wait(timeout: Duration) async {
+        let id = state.withLock { state in
+            defer { state.next += 1 }
+            return state.next
+        }
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            end(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let endedAlready = state.withLock { state -> Bool in
+                    if state.ended.remove(id) != nil { return true }
+                    state.waiting[id] = continuation
+                    return false
+                }
+                if endedAlready { continuation.resume() }
+            }
+        } onCancel: {
+            end(id)
+        }
+        timer.cancel()
+        // The timer may have ended a waiter that resumeAll() had already resumed: forget that mark.
+        _ = state.withLock { $0.ended.remove(id) }
+    }
 }
 
 /// Lease bookkeeping, in memory only.

@@ -3,6 +3,7 @@ import FerryTestSupport
 import FerryWire
 import Foundation
 import NIOCore
+import Synchronization
 import Testing
 
 @Suite struct QueueAppendAndLeaseTests {
@@ -292,5 +293,40 @@ import Testing
         #expect(page.corrupt.isEmpty)
         let ids = try page.records.flatMap { try $0.record.events().map { generatedEventFields(String(buffer: $0))!.id } }
         #expect(ids == acknowledged)
+    }
+}
+
+@Suite struct QueueWaitTests {
+    @Test func waitForAppendReturnsOnTheNextCommitOrTheTimeout() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let clock = ContinuousClock()
+            // Nothing appended: the wait ends by its timeout.
+            let idle = await clock.measure { await queue.waitForAppend(timeout: .milliseconds(200)) }
+            #expect(idle >= .milliseconds(200))
+            // An append ends the wait long before its 30 s timeout. The waiter may register after an
+            // append, so append (paced) until it has returned.
+            let done = Mutex(false)
+            let waiter = Task {
+                let elapsed = await clock.measure { await queue.waitForAppend(timeout: .seconds(30)) }
+                done.withLock { $0 = true }
+                return elapsed
+            }
+            let deadline = clock.now + .seconds(10)
+            while !done.withLock({ $0 }) && clock.now < deadline {
+                _ = try await queue.append(EventGenerator(prefix: "w").batch(0, count: 1))
+                try await Task.sleep(for: .milliseconds(20))  // pacing of the appends, not a wait for a condition
+            }
+            #expect(await waiter.value < .seconds(10))
+        }
+    }
+
+    @Test func waitForAppendEndsWhenItsTaskIsCancelled() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let waiter = Task { await queue.waitForAppend(timeout: .seconds(60)) }
+            waiter.cancel()
+            let clock = ContinuousClock()
+            let elapsed = await clock.measure { await waiter.value }
+            #expect(elapsed < .seconds(5))
+        }
     }
 }
