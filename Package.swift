@@ -66,6 +66,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Delivery: the balancer over downstream hosts (http output) and the file output.
+        .target(
+            name: "FerryForward",
+            dependencies: [
+                "FerryQueue", "FerryWire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Helpers for tests and benchmarks: temporary queues, child processes, event generators.
         .target(
             name: "FerryTestSupport",
@@ -115,6 +129,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryForwardTests",
+            dependencies: [
+                "FerryForward", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

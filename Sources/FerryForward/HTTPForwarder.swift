@@ -1,0 +1,210 @@
+public import FerryQueue
+import FerryWire
+public import Logging
+import NIOCore
+public import ServiceLifecycle
+import Synchronization
+
+/// The `http` output: leases records oldest first, sends each lease as one request to the host the
+/// `HostPool` chooses, and acknowledges (deletes) the records once a host answered 2xx.
+///
+/// At least once: records are deleted only after a 2xx. A retriable failure retries the same request
+/// (same records, same `Ferry-Batch`) on another host that can take it, or on the same host after its
+/// backoff; it never gives up while the failure is retriable, so an outage of every host only lets the
+/// queue grow. A permanent refusal (4xx other than 408/429) moves the records to `dead` with the status
+/// and an excerpt of the answer, and the records after them go on.
+public final class HTTPForwarder: Service, Sendable {
+    private let queue: Queue
+    private let configuration: HTTPOutputConfiguration
+    private let sender: HTTPSender
+    private let pool: Mutex<HostPool>
+    private let logger: Logger
+
+    public init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+        self.queue = queue
+        self.configuration = configuration
+        self.sender = try HTTPSender(configuration: configuration)
+        var poolConfiguration = HostPool.Configuration()
+        poolConfiguration.maxInFlightPerHost = configuration.concurrencyPerHost
+        poolConfiguration.backoffBase = .milliseconds(configuration.backoffBaseMilliseconds)
+        poolConfiguration.backoffCap = .milliseconds(configuration.backoffCapMilliseconds)
+        self.pool = Mutex(HostPool(endpoints: sender.endpoints.map(\.description), configuration: poolConfiguration))
+        self.logger = logger
+    }
+
+    /// Per-host state and counters, for /metrics and tests.
+    public func hostStatus() -> [HostStatus] {
+        let now = ContinuousClock.now
+        return pool.withLock { pool in
+            pool.hosts.indices.map { i in
+                let host = pool.hosts[i]
+                return HostStatus(endpoint: host.endpoint, state: pool.state(of: i, now: now).rawValue, inFlight: host.inFlight,
+                                  sent: host.sent, succeeded: host.succeeded, failed: host.failed,
+                                  lastError: host.lastError, latencySeconds: host.latency)
+            }
+        }
+    }
+
+    public func run() async throws {
+        let slots = Slots(count: sender.endpoints.count * configuration.concurrencyPerHost)
+        let limiter = configuration.maxEventsPerSecond.map { RateLimiter(eventsPerSecond: $0) }
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                guard await slots.acquire() else { break }
+                let lease: Lease
+                do {
+                    lease = try queue.lease(maxRecords: 4096, maxBytes: configuration.maxRequestBytes)
+                } catch {
+                    logger.error("cannot lease records", metadata: ["ferry.forward.error": "\(error)"])
+                    slots.release()
+                    try? await Task.sleep(for: .seconds(1))  // the queue failed; retry its read later
+                    continue
+                }
+                if !lease.corrupt.isEmpty {
+                    let sequences = lease.corrupt.map(\.sequence)
+                    _ = try? await queue.moveToDead(sequences, reason: "damaged record: \(lease.corrupt[0].error.message)")
+                }
+                guard !lease.records.isEmpty else {
+                    slots.release()
+                    await queue.waitForAppend(timeout: .seconds(1))
+                    continue
+                }
+                let batch = OutboundBatch(records: lease.records, agentID: queue.agentID)
+                if let limiter { await limiter.take(batch.events) }
+                group.addTask { [self] in
+                    defer { slots.release() }
+                    await deliver(batch)
+                }
+            }
+            slots.close()
+        }
+        await sender.shutdown()
+    }
+
+    /// Delivers one batch: until a host takes it, a host refuses it for good, or Ferry stops.
+    private func deliver(_ batch: OutboundBatch) async {
+        var avoid: Int?
+        while true {
+            if Task.isCancelled || Task.isShuttingDownGracefully {
+                queue.release(batch.sequences)  // leased again after a restart; nothing is lost
+                return
+            }
+            let now = ContinuousClock.now
+            guard let host = pool.withLock({ $0.choose(now: now, avoiding: avoid) }) else {
+                // Every host is cooling off or full: wait for the first to come back.
+                let next = pool.withLock { $0.nextAvailable(now: now) } ?? now + .milliseconds(20)
+                try? await Task.sleep(until: min(next, now + .seconds(1)), clock: .continuous)
+                continue
+            }
+            let start = ContinuousClock.now
+            let outcome = await sender.send(batch, to: host)
+            switch outcome {
+            case .delivered:
+                pool.withLock { $0.succeeded(host, now: .now, latency: .now - start) }
+                do {
+                    try await queue.acknowledge(batch.sequences)
+                } catch {
+                    // Delivered but not deleted: it will be sent again (the receiver's `seen` drops it).
+                    logger.error("delivered records could not be acknowledged", metadata: ["ferry.forward.error": "\(error)"])
+                    queue.release(batch.sequences)
+                }
+                return
+            case .retriable(let reason, let retryAfter):
+                let until = pool.withLock { $0.failed(host, now: .now, error: reason, retryAfter: retryAfter) }
+                logger.debug("delivery failed, will retry", metadata: [
+                    "downstream.host": "\(sender.endpoints[host])", "ferry.forward.reason": "\(reason)",
+                    "ferry.forward.retry_in_ms": "\((until - .now).components.seconds * 1000)",
+                ])
+                avoid = host
+            case .permanent(let status, let body):
+                pool.withLock { $0.finished(host) }
+                let reason = "HTTP \(status) from \(sender.endpoints[host]): \(body)"
+                logger.error("downstream refused records for good; moved to dead", metadata: [
+                    "downstream.host": "\(sender.endpoints[host])", "ferry.forward.status": "\(status)",
+                    "ferry.forward.records": "\(batch.sequences.count)",
+                ])
+                do {
+                    try await queue.moveToDead(batch.sequences, reason: reason)
+                } catch {
+                    logger.error("refused records could not be moved to dead", metadata: ["ferry.forward.error": "\(error)"])
+                    queue.release(batch.sequences)
+                }
+                return
+            }
+        }
+    }
+}
+
+/// A downstream host's state, as `HTTPForwarder.hostStatus()` reports it.
+public struct HostStatus: Sendable, Hashable {
+    public let endpoint: String
+    /// `healthy`, `cooling` or `open`.
+    public let state: String
+    public let inFlight: Int
+    public let sent: UInt64
+    public let succeeded: UInt64
+    public let failed: UInt64
+    public let lastError: String?
+    public let latencySeconds: Double?
+}
+
+/// A counting semaphore for async tasks: bounds the requests in flight.
+final class Slots: Sendable {
+    private let state: Mutex<(free: Int, closed: Bool, waiting: [CheckedContinuation<Bool, Never>])>
+
+    init(count: Int) { state = Mutex((count, false, [])) }
+
+    /// Takes a slot; false once closed.
+    func acquire() async -> Bool {
+        await withCheckedContinuation { continuation in
+            let result = state.withLock { state -> Bool? in
+                if state.closed { return false }
+                if state.free > 0 { state.free -= 1; return true }
+                state.waiting.append(continuation)
+                return nil
+            }
+            if let result { continuation.resume(returning: result) }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            if !state.waiting.isEmpty { return state.waiting.removeFirst() }
+            state.free += 1
+            return nil
+        }
+        waiter?.resume(returning: true)
+    }
+
+    func close() {
+        let waiting = state.withLock { state in
+            state.closed = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for waiter in waiting { waiter.resume(returning: false) }
+    }
+}
+
+/// A token bucket over events: `take(n)` waits until n events may go.
+final class RateLimiter: Sendable {
+    private let rate: Double
+    private let state: Mutex<(tokens: Double, last: ContinuousClock.Instant)>
+
+    init(eventsPerSecond: Int) {
+        rate = Double(max(eventsPerSecond, 1))
+        state = Mutex((rate, .now))
+    }
+
+    func take(_ events: Int) async {
+        let wait = state.withLock { state -> Duration in
+            let now = ContinuousClock.now
+            let elapsed = now - state.last
+            state.tokens = min(rate, state.tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+            state.last = now
+            state.tokens -= Double(events)
+            return state.tokens >= 0 ? .zero : .nanoseconds(Int64(-state.tokens / rate * 1e9))
+        }
+        if wait > .zero { try? await Task.sleep(for: wait) }
+    }
+}

@@ -1,0 +1,139 @@
+@testable import FerryForward
+import FerryIngest
+import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// A downstream stub: records every request (its `Ferry-Batch` and decoded events) and answers with the
+/// status its policy gives (200 by default).
+final class StubReceiver: Service, Sendable {
+    struct Received: Sendable {
+        var requests = 0
+        var batches: [String] = []
+        var events: [String] = []
+    }
+
+    let received = Mutex(Received())
+    let policy: Mutex<@Sendable ([String]) -> Int>
+    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    init(policy: @escaping @Sendable ([String]) -> Int = { _ in 200 }) {
+        self.policy = Mutex(policy)
+    }
+
+    func setStatus(_ status: Int) { policy.withLock { $0 = { _ in status } } }
+
+    var port: Int {
+        get async {
+            await withCheckedContinuation { continuation in
+                let port = listening.withLock { state -> Int? in
+                    if state.port == nil { state.waiters.append(continuation) }
+                    return state.port
+                }
+                if let port { continuation.resume(returning: port) }
+            }
+        }
+    }
+
+    func run() async throws {
+        let router = Router()
+        router.post("/") { [self] request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 << 20)
+            let ndjson = try body.withUnsafeReadableBytes { try Gzip.decompress($0, maxOutputBytes: 256 << 20) }
+            let events = NDJSON.lines(of: ndjson).map { String(buffer: $0) }
+            let status = policy.withLock { $0 }(events)
+            received.withLock { state in
+                state.requests += 1
+                if status == 200 {
+                    state.batches.append(request.headers.first { $0.name.canonicalName == "ferry-batch" }?.value ?? "")
+                    state.events += events
+                }
+            }
+            return Response(status: .init(code: status), body: .init(byteBuffer: ByteBuffer(string: "status \(status)")))
+        }
+        let quiet = Logger(label: "stub") { _ in SwiftLogNoOpLogHandler() }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { [self] channel in
+                                  let port = channel.localAddress!.port!
+                                  let waiters = listening.withLock { state in
+                                      state.port = port
+                                      defer { state.waiters = [] }
+                                      return state.waiters
+                                  }
+                                  for waiter in waiters { waiter.resume(returning: port) }
+                              }, logger: quiet)
+        try await app.run()
+    }
+}
+
+/// Runs `services` in one ServiceGroup for the length of `body`, then shuts them down gracefully.
+func withServices<R>(_ services: [any Service], _ body: () async throws -> R) async throws -> R {
+    let quiet = Logger(label: "services") { _ in SwiftLogNoOpLogHandler() }
+    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: quiet))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        do {
+            let result = try await body()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
+
+/// A queue in a temporary directory for the length of `body`.
+func withQueue<R>(_ body: (Queue) async throws -> R) async throws -> R {
+    let dir = try TemporaryDirectory(prefix: "ferry-forward")
+    defer { dir.remove() }
+    let queue = try Queue.open(at: dir.path, logger: Logger(label: "q") { _ in SwiftLogNoOpLogHandler() })
+    defer { queue.close() }
+    return try await body(queue)
+}
+
+/// Waits until `condition` holds, polling, up to `timeout`; returns whether it held.
+func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))  // polling interval of a condition with a deadline
+    }
+    return try condition()
+}
+
+/// Appends `count` single-event batches with ids `<prefix>-<i>`; returns the ids in order.
+@discardableResult
+func appendEvents(_ queue: Queue, prefix: String, count: Int, marker: (Int) -> String = { _ in "ok" }) async throws -> [String] {
+    var ids: [String] = []
+    for i in 0..<count {
+        let id = "\(prefix)-\(i)"
+        ids.append(id)
+        _ = try await queue.append(EventBatch(lines: [Array(#"{"id":"\#(id)","m":"\#(marker(i))"}"#.utf8)]))
+    }
+    return ids
+}
+
+func eventID(_ line: String) -> String? {
+    guard let start = line.range(of: #""id":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"") else { return nil }
+    return String(line[start..<end])
+}
+
+func httpOutput(_ ports: [Int], _ configure: (inout HTTPOutputConfiguration) -> Void = { _ in }) -> HTTPOutputConfiguration {
+    var configuration = HTTPOutputConfiguration(hosts: ports.map { "127.0.0.1:\($0)" })
+    configuration.backoffBaseMilliseconds = 20
+    configuration.backoffCapMilliseconds = 500
+    configure(&configuration)
+    return configuration
+}
+
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

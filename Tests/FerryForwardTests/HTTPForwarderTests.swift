@@ -1,0 +1,204 @@
+@testable import FerryForward
+import FerryIngest
+import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@Suite struct HTTPForwarderTests {
+    @Test func healthyHostsEachGetAFairShare() async throws {
+        let receivers = (0..<3).map { _ in StubReceiver() }
+        try await withServices(receivers) {
+            var ports: [Int] = []
+            for receiver in receivers { ports.append(await receiver.port) }
+            try await withQueue { queue in
+                try await appendEvents(queue, prefix: "fair", count: 300)
+                // One record per request, so that 300 records are 300 batches to share out.
+                let forwarder = try HTTPForwarder(queue: queue, configuration: httpOutput(ports) { $0.maxRequestBytes = 1 }, logger: quietLogger)
+                try await withServices([forwarder]) { () async throws in
+                    #expect(try await eventually { queue.stats.records == 0 })
+                }
+                let counts = receivers.map { $0.received.withLock { $0.batches.count } }
+                #expect(counts.reduce(0, +) == 300)
+                for count in counts { #expect((90...110).contains(count), "shares \(counts)") }
+            }
+        }
+    }
+
+    @Test func aPermanentRefusalGoesToDeadAndDoesNotBlockTheRest() async throws {
+        let receiver = StubReceiver { events in events.contains { $0.contains("poison") } ? 400 : 200 }
+        try await withServices([receiver]) {
+            let port = await receiver.port
+            try await withQueue { queue in
+                try await appendEvents(queue, prefix: "p", count: 10) { $0 == 4 ? "poison" : "ok" }
+                let forwarder = try HTTPForwarder(queue: queue, configuration: httpOutput([port]) { $0.maxRequestBytes = 1 }, logger: quietLogger)
+                try await withServices([forwarder]) { () async throws in
+                    #expect(try await eventually { queue.stats.records == 0 })
+                }
+                let dead = try queue.deadRecords()
+                #expect(dead.count == 1)
+                #expect(dead.first?.reason.contains("HTTP 400") == true)
+                #expect(try dead.first?.record.get().events().map { String(buffer: $0) }.first?.contains("p-4") == true)
+                // Requests run concurrently, so arrival order is not sequence order here.
+                let delivered = receiver.received.withLock { $0.events.compactMap(eventID) }
+                #expect(delivered.sorted() == (0..<10).filter { $0 != 4 }.map { "p-\($0)" }.sorted())
+            }
+        }
+    }
+
+    @Test func whenEveryHostIsDownTheQueueWaitsAndThenDrainsOldestFirst() async throws {
+        let receiver = StubReceiver { _ in 503 }
+        try await withServices([receiver]) {
+            let port = await receiver.port
+            try await withQueue { queue in
+                let ids = try await appendEvents(queue, prefix: "backlog", count: 50)
+                let configuration = httpOutput([port]) { $0.maxRequestBytes = 1; $0.concurrencyPerHost = 1 }
+                let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
+                try await withServices([forwarder]) { () async throws in
+                    // The host refuses for a while: nothing is lost, nothing is dropped, retries go on.
+                    #expect(try await eventually { receiver.received.withLock { $0.requests } >= 10 })
+                    #expect(queue.stats.records == 50)
+                    #expect(forwarder.hostStatus()[0].failed >= 10)
+                    receiver.setStatus(200)
+                    #expect(try await eventually { queue.stats.records == 0 })
+                }
+                #expect(receiver.received.withLock { $0.events.compactMap(eventID) } == ids)
+            }
+        }
+    }
+
+    @Test func aBlackholedHostGetsFewBatchesAndNothingIsLost() async throws {
+        let receivers = (0..<3).map { _ in StubReceiver() }
+        try await withServices(receivers) {
+            var proxies: [FaultProxy] = []
+            for receiver in receivers { proxies.append(try FaultProxy(upstreamPort: await receiver.port)) }
+            defer { proxies.forEach { $0.stop() } }
+            proxies[0].mode = .blackhole
+            try await withQueue { queue in
+                let ids = try await appendEvents(queue, prefix: "bh", count: 300)
+                let configuration = httpOutput(proxies.map(\.port)) {
+                    $0.maxRequestBytes = 1
+                    $0.requestTimeoutSeconds = 1
+                    $0.backoffBaseMilliseconds = 200
+                    $0.backoffCapMilliseconds = 5000
+                }
+                let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
+                try await withServices([forwarder]) { () async throws in
+                    #expect(try await eventually(timeout: .seconds(60)) { queue.stats.records == 0 })
+                }
+                let status = forwarder.hostStatus()
+                let total = status.reduce(0) { $0 + $1.sent }
+                #expect(Double(status[0].sent) < 0.05 * Double(total), "blackholed host was sent \(status[0].sent) of \(total)")
+                let delivered = Set(receivers.flatMap { $0.received.withLock { $0.events.compactMap(eventID) } })
+                #expect(delivered == Set(ids))
+            }
+        }
+    }
+
+    @Test func edgeToAggregatorDeliversEveryEventOnce() async throws {
+        try await withQueue { aggregatorQueue in
+            let ingest = try IngestServer(configuration: IngestConfiguration(port: 0), queue: aggregatorQueue, logger: quietLogger)
+            try await withServices([ingest]) {
+                let port = await ingest.listeningPort()
+                try await withQueue { edge in
+                    var ids: [String] = []
+                    for batch in 0..<50 {
+                        let lines = (0..<20).map { #"{"id":"edge-\#(batch)-\#($0)"}"# }
+                        ids += (0..<20).map { "edge-\(batch)-\($0)" }
+                        _ = try await edge.append(EventBatch(lines: lines.map { Array($0.utf8) }))
+                    }
+                    let forwarder = try HTTPForwarder(queue: edge, configuration: httpOutput([port]), logger: quietLogger)
+                    try await withServices([forwarder]) { () async throws in
+                        #expect(try await eventually { edge.stats.records == 0 })
+                    }
+                    var received: [String] = []
+                    var next: UInt64 = 0
+                    while true {
+                        let page = try aggregatorQueue.peek(from: next, maxRecords: 1000)
+                        if page.records.isEmpty { break }
+                        next = page.nextSequence
+                        received += try page.records.flatMap { try $0.record.events().compactMap { eventID(String(buffer: $0)) } }
+                    }
+                    #expect(received == ids)
+                    #expect(aggregatorQueue.stats.duplicateBatches == 0)
+                }
+            }
+        }
+    }
+
+    /// Three Ferry ingests behind fault proxies that flap between every fault for a bounded time, while
+    /// events keep coming. Every event arrives at least once; duplicates are counted, and can only come
+    /// from a request that was stored by one host and then retried on another.
+    @Test func everyEventArrivesWhileTheLinksFlap() async throws {
+        let aggregators = try (0..<3).map { _ in try TemporaryDirectory(prefix: "ferry-agg") }
+        defer { aggregators.forEach { $0.remove() } }
+        let queues = try aggregators.map { try Queue.open(at: $0.path, logger: quietLogger) }
+        defer { queues.forEach { $0.close() } }
+        let ingests = try queues.map { try IngestServer(configuration: IngestConfiguration(port: 0), queue: $0, logger: quietLogger) }
+        try await withServices(ingests) {
+            var proxies: [FaultProxy] = []
+            for ingest in ingests { proxies.append(try FaultProxy(upstreamPort: await ingest.listeningPort())) }
+            defer { proxies.forEach { $0.stop() } }
+            try await withQueue { edge in
+                let configuration = httpOutput(proxies.map(\.port)) {
+                    $0.maxRequestBytes = 2000
+                    $0.requestTimeoutSeconds = 1
+                    $0.backoffCapMilliseconds = 300
+                }
+                let forwarder = try HTTPForwarder(queue: edge, configuration: configuration, logger: quietLogger)
+                var sent: [String] = []
+                var modesUsed: Set<FaultProxy.Mode> = []
+                let flapped = proxies
+                try await withServices([forwarder]) { () async throws in
+                    let flapping = Task { () async throws -> Set<FaultProxy.Mode> in
+                        var used: Set<FaultProxy.Mode> = []
+                        var rng = SystemRandomNumberGenerator()
+                        let end = ContinuousClock.now + .seconds(4)
+                        while ContinuousClock.now < end {
+                            for proxy in flapped {
+                                let mode = FaultProxy.Mode.allCases.randomElement(using: &rng)!
+                                proxy.mode = mode
+                                used.insert(mode)
+                            }
+                            try await Task.sleep(for: .milliseconds(250))  // the flapping period under test
+                        }
+                        for proxy in flapped { proxy.mode = .pass }
+                        return used
+                    }
+                    for batch in 0..<40 {
+                        let ids = (0..<25).map { "flap-\(batch)-\($0)" }
+                        sent += ids
+                        _ = try await edge.append(EventBatch(lines: ids.map { Array(#"{"id":"\#($0)"}"#.utf8) }))
+                        try await Task.sleep(for: .milliseconds(100))  // events keep arriving during the faults
+                    }
+                    modesUsed = try await flapping.value
+                    #expect(try await eventually(timeout: .seconds(60)) { edge.stats.records == 0 })
+                }
+                var counts: [String: Int] = [:]
+                for queue in queues {
+                    var next: UInt64 = 0
+                    while true {
+                        let page = try queue.peek(from: next, maxRecords: 1000)
+                        if page.records.isEmpty { break }
+                        next = page.nextSequence
+                        for stored in page.records {
+                            for line in try stored.record.events() { counts[eventID(String(buffer: line))!, default: 0] += 1 }
+                        }
+                    }
+                }
+                let missing = sent.filter { counts[$0] == nil }
+                let duplicates = counts.values.reduce(0) { $0 + ($1 - 1) }
+                #expect(missing.isEmpty, "lost \(missing.count) events: \(missing.prefix(5))")
+                if !modesUsed.contains(.resetAfterRequest) {
+                    #expect(duplicates == 0)
+                }
+                print("flapping links: \(sent.count) events sent, \(duplicates) duplicates (\(String(format: "%.2f", Double(duplicates) * 100 / Double(sent.count)))%), modes used: \(modesUsed.count)")
+            }
+        }
+    }
+}
