@@ -43,7 +43,8 @@ public final class FileForwarder: Service, Sendable {
         var file: (fd: Int32, size: Int)?
         defer { if let file { close(file.fd) } }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let lease = try queue.lease(maxRecords: 1024, maxBytes: 8 << 20)
+            // Files rotate between leases, so a lease is kept small next to the rotation size.
+            let lease = try queue.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
             if !lease.corrupt.isEmpty {
                 _ = try await queue.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
             }
