@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "FerryQueue", targets: ["FerryQueue"]),
         .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
         .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
+        .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -112,6 +113,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/IngestBench",
+            swiftSettings: swiftSettings
+        ),
+        // Forward benchmark: drains a backlog to receivers in child processes (tools/bench/forward).
+        .executableTarget(
+            name: "ferry-bench-forward",
+            dependencies: [
+                "FerryForward", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/ForwardBench",
             swiftSettings: swiftSettings
         ),
 
