@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "FerryWire", targets: ["FerryWire"]),
         .library(name: "FerryQueue", targets: ["FerryQueue"]),
+        .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
         .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
@@ -27,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // System libraries: LMDB for the queue, zlib for gzip and CRC-32.
@@ -78,6 +82,31 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The agent: configuration, wiring, lifecycle, admin endpoints.
+        .target(
+            name: "FerryAgent",
+            dependencies: [
+                "FerryQueue", "FerryWire", "FerryIngest", "FerryForward",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `ferry run | check-config | version`: a thin command line over FerryAgent.
+        .executableTarget(
+            name: "ferry",
+            dependencies: [
+                "FerryAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -152,6 +181,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryAgentTests",
+            dependencies: ["FerryAgent", "FerryQueue", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

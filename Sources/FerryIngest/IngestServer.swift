@@ -93,7 +93,13 @@ public final class IngestServer: Service, Sendable {
             },
             logger: logger
         )
-        try await app.run()
+        // On graceful shutdown, requests still arriving on open connections are answered 503 + Retry-After
+        // while Hummingbird finishes the ones in flight and closes the listener.
+        try await withGracefulShutdownHandler {
+            try await app.run()
+        } onGracefulShutdown: { [self] in
+            stopAccepting()
+        }
     }
 
     static func makeTLS(_ tls: IngestConfiguration.TLS) throws(IngestConfigurationError) -> TLSConfiguration {

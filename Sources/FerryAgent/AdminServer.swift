@@ -1,0 +1,124 @@
+import FerryForward
+import FerryQueue
+import FerryWire
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+
+/// The admin endpoints: `/health` (the process answers), `/ready` (queue open and ingest listening),
+/// `/metrics` (Prometheus text), `/queue` (the queue's stats as JSON, as `ferry-tools stats --json`).
+final class AdminServer: Service, Sendable {
+    let address: AgentConfiguration.Address
+    let queue: Queue
+    let registry: PrometheusCollectorRegistry
+    let hostStatus: @Sendable () -> [HostStatus]
+    let isReady: @Sendable () -> Bool
+    let logger: Logger
+    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    init(address: AgentConfiguration.Address, queue: Queue, registry: PrometheusCollectorRegistry,
+         hostStatus: @escaping @Sendable () -> [HostStatus], isReady: @escaping @Sendable () -> Bool, logger: Logger) {
+        self.address = address
+        self.queue = queue
+        self.registry = registry
+        self.hostStatus = hostStatus
+        self.isReady = isReady
+        self.logger = logger
+    }
+
+    func listeningPort() async -> Int {
+        await withCheckedContinuation { continuation in
+            let port = listening.withLock { state -> Int? in
+                if state.port == nil { state.waiters.append(continuation) }
+                return state.port
+            }
+            if let port { continuation.resume(returning: port) }
+        }
+    }
+
+    func run() async throws {
+        let router = Router()
+        router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        router.get("/ready") { [self] _, _ in
+            isReady() ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+                      : Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "not ready\n")))
+        }
+        router.get("/queue") { [self] _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: queue.stats.json(agentID: queue.agentID, path: queue.path) + "\n")))
+        }
+        router.get("/metrics") { [self] _, _ in
+            updateGauges()
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "ferry-admin"),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? address.port
+                let waiters = listening.withLock { state in
+                    state.port = port
+                    defer { state.waiters = [] }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume(returning: port) }
+            },
+            logger: logger
+        )
+        try await app.run()
+    }
+
+    static let help: [String: String] = [
+        "ferry_queue_records": "Records waiting in the queue.",
+        "ferry_queue_events": "Events waiting in the queue.",
+        "ferry_queue_bytes": "Stored bytes of the waiting records.",
+        "ferry_queue_dead_records": "Records in the dead-letter table.",
+        "ferry_queue_dead_events": "Events in the dead-letter table.",
+        "ferry_queue_appended_events": "Events appended since the queue was made.",
+        "ferry_queue_delivered_events": "Events delivered since the queue was made.",
+        "ferry_queue_dropped_events": "Events dropped by when_full: drop_oldest since the queue was made.",
+        "ferry_queue_fill_ratio": "Stored bytes over queue.max_bytes.",
+        "ferry_queue_map_used_bytes": "Bytes of LMDB's map in use.",
+        "ferry_queue_oldest_age_seconds": "Age of the oldest waiting record.",
+        "ferry_output_host_healthy": "1 when the downstream host takes requests.",
+        "ferry_output_host_open": "1 when the host's circuit is open.",
+        "ferry_output_host_in_flight": "Requests in flight to the host.",
+        "ferry_output_host_requests_sent": "Requests sent to the host.",
+        "ferry_output_host_requests_failed": "Requests to the host that failed and were retried.",
+        "ferry_output_host_latency_seconds": "Moving average of the host's answer time.",
+    ]
+
+    /// Queue depth and per-host state are read when scraped, not pushed: always current, no timer.
+    private func updateGauges() {
+        let stats = queue.stats
+        func gauge(_ name: String, _ value: Double, _ labels: [(String, String)] = []) {
+            let descriptor = MetricNameDescriptor(metricName: name, unitName: "", helpText: Self.help[name] ?? name)
+            registry.makeGauge(descriptor: descriptor, labels: labels).set(value)
+        }
+        gauge("ferry_queue_records", Double(stats.records))
+        gauge("ferry_queue_events", Double(stats.events))
+        gauge("ferry_queue_bytes", Double(stats.bytes))
+        gauge("ferry_queue_dead_records", Double(stats.deadRecords))
+        gauge("ferry_queue_dead_events", Double(stats.deadEvents))
+        gauge("ferry_queue_appended_events", Double(stats.appendedEvents))
+        gauge("ferry_queue_delivered_events", Double(stats.deliveredEvents))
+        gauge("ferry_queue_dropped_events", Double(stats.droppedEvents))
+        gauge("ferry_queue_fill_ratio", stats.fillRatio)
+        gauge("ferry_queue_map_used_bytes", Double(stats.mapUsedBytes))
+        let age = stats.oldestCreatedAt.map { Double(max(0, currentTimeMilliseconds() - $0)) / 1000 } ?? 0
+        gauge("ferry_queue_oldest_age_seconds", age)
+        for host in hostStatus() {
+            let labels = [("host", host.endpoint)]
+            gauge("ferry_output_host_healthy", host.state == "healthy" ? 1 : 0, labels)
+            gauge("ferry_output_host_open", host.state == "open" ? 1 : 0, labels)
+            gauge("ferry_output_host_in_flight", Double(host.inFlight), labels)
+            gauge("ferry_output_host_requests_sent", Double(host.sent), labels)
+            gauge("ferry_output_host_requests_failed", Double(host.failed), labels)
+            gauge("ferry_output_host_latency_seconds", host.latencySeconds ?? 0, labels)
+        }
+    }
+}

@@ -1,0 +1,341 @@
+import FerryForward
+import FerryIngest
+import FerryQueue
+import Foundation
+import Yams
+
+/// A configuration Ferry refuses to start with: the message names the key (and the line) and the
+/// accepted values. `ferry` exits with status 2 on it.
+public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
+/// checked (unknown keys refused with their path), every value checked (bad ones refused with the
+/// accepted values), defaults from `AgentConfiguration.embeddedDefault`.
+public enum ConfigurationLoader {
+    public static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read the configuration file \(file): \(error.localizedDescription)")
+        }
+        return try parse(text, environment: environment, source: file)
+    }
+
+    public static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError("\(source) is not valid YAML: \(error)")
+        }
+        var configuration = AgentConfiguration.embeddedDefault()
+        guard let root else { return configuration }
+        let reader = Reader(environment: environment ?? ProcessInfo.processInfo.environment, source: source)
+        let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "admin", "logging"])
+
+        if let queue = top["queue"] {
+            let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full"])
+            if let path = q["path"] { configuration.dataDirectory = try reader.string(path, path: "queue.path") }
+            if let size = q["max_bytes"] { configuration.queue.maxBytes = try reader.bytes(size, path: "queue.max_bytes") }
+            if let policy = q["when_full"] {
+                configuration.queue.whenFull = try reader.choice(policy, path: "queue.when_full", QueueConfiguration.WhenFull.allCases.map(\.rawValue)).flatMap(QueueConfiguration.WhenFull.init(rawValue:))!
+            }
+        }
+        // The file output's default path follows the data directory.
+        configuration.output = .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out"))
+
+        if let input = top["input"] {
+            let i = try reader.mapping(input, path: "input", keys: ["http"])
+            if let http = i["http"] { configuration.ingest = try ingest(http, reader: reader) }
+        }
+        if let output = top["output"] {
+            let o = try reader.mapping(output, path: "output", keys: ["http", "file"])
+            if o["http"] != nil && o["file"] != nil {
+                throw ConfigurationError("\(reader.location(output)): output has both http and file; one queue feeds one output, keep one")
+            }
+            if let http = o["http"] { configuration.output = .http(try httpOutput(http, reader: reader)) }
+            if let file = o["file"] {
+                let f = try reader.mapping(file, path: "output.file", keys: ["path", "rotate_bytes"])
+                var c = FileOutputConfiguration(path: configuration.dataDirectory + "/out")
+                if let path = f["path"] { c.path = try reader.string(path, path: "output.file.path") }
+                if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "output.file.rotate_bytes") }
+                configuration.output = .file(c)
+            }
+        }
+        if let admin = top["admin"] {
+            if case .scalar(let s) = admin, ["false", "off", "none"].contains(s.string.lowercased()) {
+                configuration.admin = nil
+            } else {
+                let a = try reader.mapping(admin, path: "admin", keys: ["address"])
+                if let address = a["address"] { configuration.admin = try reader.address(address, path: "admin.address") }
+            }
+        }
+        if let logging = top["logging"] {
+            let l = try reader.mapping(logging, path: "logging", keys: ["level", "format"])
+            if let level = l["level"] {
+                configuration.logging.level = try reader.choice(level, path: "logging.level", ["trace", "debug", "info", "notice", "warning", "error", "critical"])!
+            }
+            if let format = l["format"] {
+                configuration.logging.format = try reader.choice(format, path: "logging.format", ["logfmt", "json"]).flatMap(AgentConfiguration.Logging.Format.init(rawValue:))!
+            }
+        }
+        return configuration
+    }
+
+    static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> IngestConfiguration {
+        let h = try reader.mapping(node, path: "input.http", keys: ["address", "tls", "auth", "limits"])
+        var c = IngestConfiguration()
+        if let address = h["address"] {
+            let a = try reader.address(address, path: "input.http.address")
+            (c.host, c.port) = (a.host, a.port)
+        }
+        if let tls = h["tls"] {
+            if case .scalar = tls {
+                // `tls: false` disables TLS on purpose (required for a non-loopback address); `true` alone has no identity.
+                guard try reader.bool(tls, path: "input.http.tls") == false else {
+                    throw ConfigurationError("\(reader.location(tls)): input.http.tls: true needs an identity; give certificate and key, or keystore and keystore_password")
+                }
+                c.tls = nil
+                c.allowPlaintext = true
+            } else {
+                let t = try reader.mapping(tls, path: "input.http.tls", keys: ["certificate", "key", "keystore", "keystore_password", "client_auth", "certificate_authorities"])
+                let identity: IngestConfiguration.TLS.Identity
+                if let keystore = t["keystore"] {
+                    identity = .pkcs12(path: try reader.string(keystore, path: "input.http.tls.keystore"),
+                                       password: try t["keystore_password"].map { n throws(ConfigurationError) in try reader.string(n, path: "input.http.tls.keystore_password") } ?? "")
+                } else if let certificate = t["certificate"], let key = t["key"] {
+                    identity = .pem(certificate: try reader.string(certificate, path: "input.http.tls.certificate"), key: try reader.string(key, path: "input.http.tls.key"))
+                } else {
+                    throw ConfigurationError("\(reader.location(tls)): input.http.tls needs certificate and key, or keystore (and keystore_password)")
+                }
+                var settings = IngestConfiguration.TLS(identity: identity)
+                if let auth = t["client_auth"] {
+                    settings.clientAuth = try reader.choice(auth, path: "input.http.tls.client_auth", ["none", "optional", "required"]).flatMap(IngestConfiguration.TLS.ClientAuth.init(rawValue:))!
+                }
+                if let cas = t["certificate_authorities"] {
+                    settings.certificateAuthorities = try reader.strings(cas, path: "input.http.tls.certificate_authorities")
+                }
+                if settings.clientAuth != .none && settings.certificateAuthorities.isEmpty {
+                    throw ConfigurationError("\(reader.location(tls)): input.http.tls.client_auth is \(settings.clientAuth.rawValue) but certificate_authorities is empty; list the CA files that sign client certificates")
+                }
+                c.tls = settings
+            }
+        }
+        if let auth = h["auth"] {
+            let a = try reader.mapping(auth, path: "input.http.auth", keys: ["username", "password"])
+            guard let user = a["username"], let password = a["password"] else {
+                throw ConfigurationError("\(reader.location(auth)): input.http.auth needs username and password")
+            }
+            c.auth = .init(username: try reader.string(user, path: "input.http.auth.username"), password: try reader.string(password, path: "input.http.auth.password"))
+        }
+        if let limits = h["limits"] {
+            let l = try reader.mapping(limits, path: "input.http.limits", keys: ["max_body_bytes", "max_decompressed_bytes", "max_event_bytes", "max_events_per_request", "request_timeout", "idle_timeout", "max_connections"])
+            if let v = l["max_body_bytes"] { c.limits.maxBodyBytes = try reader.bytes(v, path: "input.http.limits.max_body_bytes") }
+            if let v = l["max_decompressed_bytes"] { c.limits.maxDecompressedBytes = try reader.bytes(v, path: "input.http.limits.max_decompressed_bytes") }
+            if let v = l["max_event_bytes"] { c.limits.maxEventBytes = try reader.bytes(v, path: "input.http.limits.max_event_bytes") }
+            if let v = l["max_events_per_request"] { c.limits.maxEventsPerRequest = try reader.positiveInt(v, path: "input.http.limits.max_events_per_request") }
+            if let v = l["request_timeout"] { c.limits.requestTimeoutSeconds = try reader.seconds(v, path: "input.http.limits.request_timeout") }
+            if let v = l["idle_timeout"] { c.limits.idleTimeoutSeconds = try reader.seconds(v, path: "input.http.limits.idle_timeout") }
+            if let v = l["max_connections"] { c.limits.maxConnections = try reader.positiveInt(v, path: "input.http.limits.max_connections") }
+        }
+        return c
+    }
+
+    static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
+        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "concurrency_per_host", "request_timeout", "max_events_per_second"])
+        guard let hostsNode = h["hosts"] else {
+            throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
+        }
+        let hosts = try reader.strings(hostsNode, path: "output.http.hosts")
+        guard !hosts.isEmpty else { throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts is empty; list at least one host:port") }
+        for host in hosts where Endpoint(host) == nil {
+            throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts: \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
+        }
+        var c = HTTPOutputConfiguration(hosts: hosts)
+        if let tls = h["tls"] {
+            if case .scalar = tls {
+                if try reader.bool(tls, path: "output.http.tls") { c.tls = .init() }
+            } else {
+                let t = try reader.mapping(tls, path: "output.http.tls", keys: ["certificate_authorities", "certificate", "key", "keystore", "keystore_password", "verify_hostname"])
+                var settings = HTTPOutputConfiguration.TLS()
+                if let cas = t["certificate_authorities"] {
+                    let list = try reader.strings(cas, path: "output.http.tls.certificate_authorities")
+                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): output.http.tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
+                    settings.certificateAuthority = list.first
+                }
+                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "output.http.tls.certificate") }
+                if let v = t["key"] { settings.key = try reader.string(v, path: "output.http.tls.key") }
+                if let v = t["keystore"] { settings.keystore = try reader.string(v, path: "output.http.tls.keystore") }
+                if let v = t["keystore_password"] { settings.keystorePassword = try reader.string(v, path: "output.http.tls.keystore_password") }
+                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "output.http.tls.verify_hostname") }
+                if (settings.certificate == nil) != (settings.key == nil) {
+                    throw ConfigurationError("\(reader.location(tls)): output.http.tls needs both certificate and key for a client identity")
+                }
+                c.tls = settings
+            }
+        }
+        if let auth = h["auth"] {
+            let a = try reader.mapping(auth, path: "output.http.auth", keys: ["username", "password"])
+            guard let user = a["username"], let password = a["password"] else {
+                throw ConfigurationError("\(reader.location(auth)): output.http.auth needs username and password")
+            }
+            c.auth = .init(username: try reader.string(user, path: "output.http.auth.username"), password: try reader.string(password, path: "output.http.auth.password"))
+        }
+        if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "output.http.max_request_bytes") }
+        if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
+        if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
+        if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }
+        return c
+    }
+
+    /// Typed reads of YAML nodes with errors that name the key path and the line.
+    struct Reader {
+        let environment: [String: String]
+        let source: String
+
+        func location(_ node: Node) -> String {
+            node.mark.map { "\(source):\($0.line)" } ?? source
+        }
+
+        func mapping(_ node: Node, path: String, keys allowed: Set<String>) throws(ConfigurationError) -> [String: Node] {
+            guard case .mapping(let mapping) = node else {
+                throw ConfigurationError("\(location(node)): \(path.isEmpty ? "the configuration" : path) must be a mapping of keys (\(allowed.sorted().joined(separator: ", ")))")
+            }
+            var result: [String: Node] = [:]
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? ""
+                let full = path.isEmpty ? key : "\(path).\(key)"
+                guard allowed.contains(key) else {
+                    throw ConfigurationError("\(location(keyNode)): unknown key \(full); accepted here: \(allowed.sorted().joined(separator: ", "))")
+                }
+                result[key] = value
+            }
+            return result
+        }
+
+        /// A string scalar with `${VAR}` / `${VAR:-default}` replaced.
+        func string(_ node: Node, path: String) throws(ConfigurationError) -> String {
+            guard case .scalar(let scalar) = node else {
+                throw ConfigurationError("\(location(node)): \(path) must be a single value")
+            }
+            return try interpolate(scalar.string, path: path, node: node)
+        }
+
+        func interpolate(_ text: String, path: String, node: Node) throws(ConfigurationError) -> String {
+            var result = ""
+            var rest = Substring(text)
+            while let start = rest.range(of: "${") {
+                result += rest[..<start.lowerBound]
+                guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                    throw ConfigurationError("\(location(node)): \(path): unterminated ${ in \"\(text)\"")
+                }
+                let expression = rest[start.upperBound..<end]
+                let name: Substring
+                let fallback: Substring?
+                if let sep = expression.range(of: ":-") {
+                    name = expression[..<sep.lowerBound]
+                    fallback = expression[sep.upperBound...]
+                } else {
+                    name = expression
+                    fallback = nil
+                }
+                if let value = environment[String(name)], !value.isEmpty {
+                    result += value
+                } else if let fallback {
+                    result += fallback
+                } else {
+                    throw ConfigurationError("\(location(node)): \(path) uses ${\(name)}, which is not set; export \(name) or write ${\(name):-default}")
+                }
+                rest = rest[rest.index(after: end)...]
+            }
+            return result + rest
+        }
+
+        func strings(_ node: Node, path: String) throws(ConfigurationError) -> [String] {
+            switch node {
+            case .sequence(let sequence):
+                var result: [String] = []
+                for item in sequence { result.append(try string(item, path: path)) }
+                return result
+            case .scalar:
+                // A comma-separated string, so that `${HOSTS}` can hold a list.
+                return try string(node, path: path).split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            default:
+                throw ConfigurationError("\(location(node)): \(path) must be a list")
+            }
+        }
+
+        func choice(_ node: Node, path: String, _ accepted: [String]) throws(ConfigurationError) -> String? {
+            let value = try string(node, path: path)
+            guard accepted.contains(value) else {
+                throw ConfigurationError("\(location(node)): \(path) is \"\(value)\"; accepted values: \(accepted.joined(separator: ", "))")
+            }
+            return value
+        }
+
+        func bool(_ node: Node, path: String) throws(ConfigurationError) -> Bool {
+            switch try string(node, path: path).lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            case let other: throw ConfigurationError("\(location(node)): \(path) is \"\(other)\"; accepted values: true, false")
+            }
+        }
+
+        func positiveInt(_ node: Node, path: String) throws(ConfigurationError) -> Int {
+            let text = try string(node, path: path)
+            guard let value = Int(text.replacingOccurrences(of: "_", with: "")), value > 0 else {
+                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a whole number above 0")
+            }
+            return value
+        }
+
+        /// `1048576`, `512KiB`, `4MiB`, `1GiB`, `2TiB` (also KB/MB/GB as powers of 1000).
+        func bytes(_ node: Node, path: String) throws(ConfigurationError) -> Int {
+            let text = try string(node, path: path).replacingOccurrences(of: " ", with: "")
+            let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
+                                          ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("kB", 1000), ("B", 1)]
+            var number = Substring(text)
+            var multiplier = 1
+            for (suffix, factor) in units where text.hasSuffix(suffix) {
+                number = text.dropLast(suffix.count)
+                multiplier = factor
+                break
+            }
+            guard let value = Double(number), value > 0, value * Double(multiplier) < Double(Int.max) else {
+                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a size such as 1048576, 512KiB, 4MiB or 1GiB")
+            }
+            return Int(value * Double(multiplier))
+        }
+
+        /// `30`, `30s`, `500ms` (rounded up to whole seconds), `5m`, `1h`.
+        func seconds(_ node: Node, path: String) throws(ConfigurationError) -> Int64 {
+            let text = try string(node, path: path)
+            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+            var number = Substring(text)
+            var factor = 1.0
+            for (suffix, f) in units where text.hasSuffix(suffix) {
+                number = text.dropLast(suffix.count)
+                factor = f
+                break
+            }
+            guard let value = Double(number), value > 0 else {
+                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a duration such as 30s, 500ms or 5m")
+            }
+            return Int64((value * factor).rounded(.up))
+        }
+
+        func address(_ node: Node, path: String) throws(ConfigurationError) -> AgentConfiguration.Address {
+            let text = try string(node, path: path)
+            guard let endpoint = Endpoint(text), text.contains(":") else {
+                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give host:port, e.g. 127.0.0.1:9800 or [::1]:9800")
+            }
+            return AgentConfiguration.Address(host: endpoint.host, port: endpoint.port)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import FerryForward
+import FerryIngest
+import FerryQueue
+
+extension AgentConfiguration {
+    /// The effective configuration as YAML, every secret (passwords) replaced by `<redacted>`.
+    /// What `ferry check-config` prints and what the start-up log describes.
+    public var redactedYAML: String {
+        var lines: [String] = []
+        func quote(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        let redacted = "\"<redacted>\""
+        lines.append("input:")
+        lines.append("  http:")
+        lines.append("    address: \(quote(AgentConfiguration.Address(host: ingest.host, port: ingest.port).description))")
+        if let tls = ingest.tls {
+            lines.append("    tls:")
+            switch tls.identity {
+            case .pem(let certificate, let key):
+                lines.append("      certificate: \(quote(certificate))")
+                lines.append("      key: \(quote(key))")
+            case .pkcs12(let path, _):
+                lines.append("      keystore: \(quote(path))")
+                lines.append("      keystore_password: \(redacted)")
+            }
+            lines.append("      client_auth: \(tls.clientAuth.rawValue)")
+            if !tls.certificateAuthorities.isEmpty {
+                lines.append("      certificate_authorities: [\(tls.certificateAuthorities.map(quote).joined(separator: ", "))]")
+            }
+        } else {
+            lines.append("    tls: false")
+        }
+        if let auth = ingest.auth {
+            lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
+        }
+        let l = ingest.limits
+        lines.append("    limits: { max_body_bytes: \(l.maxBodyBytes), max_decompressed_bytes: \(l.maxDecompressedBytes), max_event_bytes: \(l.maxEventBytes), max_events_per_request: \(l.maxEventsPerRequest), request_timeout: \(l.requestTimeoutSeconds)s, idle_timeout: \(l.idleTimeoutSeconds)s, max_connections: \(l.maxConnections) }")
+        lines.append("queue:")
+        lines.append("  path: \(quote(dataDirectory))")
+        lines.append("  max_bytes: \(queue.maxBytes)")
+        lines.append("  when_full: \(queue.whenFull.rawValue)")
+        lines.append("output:")
+        switch output {
+        case .http(let http):
+            lines.append("  http:")
+            lines.append("    hosts: [\(http.hosts.map(quote).joined(separator: ", "))]")
+            if let tls = http.tls {
+                var parts: [String] = []
+                if let ca = tls.certificateAuthority { parts.append("certificate_authorities: [\(quote(ca))]") }
+                if let c = tls.certificate { parts.append("certificate: \(quote(c))") }
+                if let k = tls.key { parts.append("key: \(quote(k))") }
+                if let k = tls.keystore { parts.append("keystore: \(quote(k))") }
+                if tls.keystorePassword != nil { parts.append("keystore_password: \(redacted)") }
+                parts.append("verify_hostname: \(tls.verifyHostname)")
+                lines.append("    tls: { \(parts.joined(separator: ", ")) }")
+            }
+            if let auth = http.auth {
+                lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
+            }
+            lines.append("    max_request_bytes: \(http.maxRequestBytes)")
+            lines.append("    concurrency_per_host: \(http.concurrencyPerHost)")
+            lines.append("    request_timeout: \(http.requestTimeoutSeconds)s")
+            if let rate = http.maxEventsPerSecond { lines.append("    max_events_per_second: \(rate)") }
+        case .file(let file):
+            lines.append("  file:")
+            lines.append("    path: \(quote(file.path))")
+            lines.append("    rotate_bytes: \(file.rotateBytes)")
+        }
+        if let admin {
+            lines.append("admin:")
+            lines.append("  address: \(quote(admin.description))")
+        } else {
+            lines.append("admin: false")
+        }
+        lines.append("logging:")
+        lines.append("  level: \(logging.level)")
+        lines.append("  format: \(logging.format.rawValue)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,102 @@
+public import Logging
+import Foundation
+import Synchronization
+
+/// One line per message on stderr, as logfmt (`time=… level=… msg="…" key=value`) or JSON, with
+/// repeats rate-limited: a message (label + text) logged more than `burst` times in `window` is
+/// suppressed until the window ends, and the next one that passes carries `suppressed=N`. A down host
+/// must not flood the log.
+public struct LineLogHandler: LogHandler {
+    public enum Format: Sendable { case logfmt, json }
+
+    let label: String
+    let format: Format
+    let limiter: RepeatLimiter
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+
+    public init(label: String, format: Format, level: Logger.Level, limiter: RepeatLimiter) {
+        self.label = label
+        self.format = format
+        self.logLevel = level
+        self.limiter = limiter
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        let message = "\(event.message)"
+        guard let suppressed = limiter.admit(label + "\u{0}" + message) else { return }
+        var fields = metadata.merging(event.metadata ?? [:]) { $1 }.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
+        if suppressed > 0 { fields.append(("suppressed", "\(suppressed)")) }
+        let time = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        var line: String
+        switch format {
+        case .logfmt:
+            line = "time=\(time) level=\(event.level) logger=\(label) msg=\(Self.logfmt(message))"
+            for (key, value) in fields { line += " \(key)=\(Self.logfmt(value))" }
+        case .json:
+            line = "{\"time\":\"\(time)\",\"level\":\"\(event.level)\",\"logger\":\(Self.json(label)),\"msg\":\(Self.json(message))"
+            for (key, value) in fields { line += ",\(Self.json(key)):\(Self.json(value))" }
+            line += "}"
+        }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    static func logfmt(_ value: String) -> String {
+        if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }) { return value }
+        return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+
+    static func json(_ value: String) -> String {
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Counts repeats of a message within a time window (shared by every logger of the process).
+public final class RepeatLimiter: Sendable {
+    let burst: Int
+    let window: Duration
+    private let state = Mutex<[String: (start: ContinuousClock.Instant, count: Int, suppressed: Int)]>([:])
+
+    public init(burst: Int = 5, window: Duration = .seconds(10)) {
+        self.burst = burst
+        self.window = window
+    }
+
+    /// nil to drop this message; otherwise how many repeats were dropped before it.
+    func admit(_ key: String) -> Int? {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            if state.count > 10_000 { state = state.filter { now - $0.value.start < window } }
+            guard var entry = state[key], now - entry.start < window else {
+                let suppressed = state[key]?.suppressed ?? 0
+                state[key] = (now, 1, 0)
+                return suppressed
+            }
+            entry.count += 1
+            if entry.count > burst {
+                entry.suppressed += 1
+                state[key] = entry
+                return nil
+            }
+            state[key] = entry
+            return 0
+        }
+    }
+}
