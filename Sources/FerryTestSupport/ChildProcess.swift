@@ -7,14 +7,25 @@ public final class ChildProcess: Sendable {
     private let output = Mutex<(lines: [String], partial: [UInt8], closed: Bool)>(([], [], false))
     private let readerDone = DispatchSemaphore(value: 0)
 
-    /// Starts `executable` with `arguments`; its stderr goes to this process's stderr.
-    public init(executable: String, arguments: [String]) throws {
+    /// Starts `executable` with `arguments`; its stderr goes to `stderrPath` (appended) or, without one,
+    /// to this process's stderr.
+    public init(executable: String, arguments: [String], stderrPath: String? = nil) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        if let stderrPath {
+            posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        }
+        // Close every other descriptor in the child: a long-lived child that inherits the write end of
+        // another child's pipe (a curl's stdin, say) keeps that pipe open, and its reader waits forever.
+        // (glibc ≥ 2.34 has posix_spawn_file_actions_addclosefrom_np; Swift's Glibc module does not export it.)
+        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+            _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
+        }
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addclose(&actions, fds[1])
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]

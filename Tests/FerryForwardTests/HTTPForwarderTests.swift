@@ -61,9 +61,9 @@ import Testing
                 let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
                 try await withServices([forwarder]) { () async throws in
                     // The host refuses for a while: nothing is lost, nothing is dropped, retries go on.
-                    #expect(try await eventually { receiver.received.withLock { $0.requests } >= 10 })
+                    #expect(try await eventually { forwarder.hostStatus()[0].failed >= 10 })
+                    #expect(receiver.received.withLock { $0.requests } >= 10)
                     #expect(queue.stats.records == 50)
-                    #expect(forwarder.hostStatus()[0].failed >= 10)
                     receiver.setStatus(200)
                     #expect(try await eventually { queue.stats.records == 0 })
                 }

@@ -1,0 +1,237 @@
+import FerryQueue
+import FerryTestSupport
+import FerryWire
+import Foundation
+import Synchronization
+import Testing
+
+/// A `ferry` process started by a test, its stderr in a log file.
+final class FerryProcess: @unchecked Sendable {
+    let name: String
+    let arguments: [String]
+    let log: String
+    let adminPort: Int
+    let ingestPort: Int
+    private(set) var child: ChildProcess?
+
+    init(name: String, dir: TemporaryDirectory, extra: [String]) {
+        self.name = name
+        ingestPort = freePort()
+        adminPort = freePort()
+        log = dir.appending("\(name).log")
+        arguments = ["run", "--data-dir", dir.appending("\(name)-data"), "--listen", "127.0.0.1:\(ingestPort)",
+                     "--admin", "127.0.0.1:\(adminPort)"] + extra
+    }
+
+    var url: String { "http://127.0.0.1:\(ingestPort)/" }
+
+    /// Starts it and waits until `/ready` answers 200.
+    func start() async throws {
+        child = try ChildProcess(executable: builtProductsDirectory() + "/ferry", arguments: arguments, stderrPath: log)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let result = try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/ready"])
+            if result.output == "200" { return }
+            try await Task.sleep(for: .milliseconds(50))  // polling readiness, with a deadline
+        }
+        throw TestError("\(name) did not become ready; its log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+    }
+
+    /// Sends `signal` and returns the exit status (as `waitpid` reports it) once the process has exited.
+    @discardableResult
+    func stop(_ signal: Int32 = SIGTERM) async throws -> Int32 {
+        guard let child else { return 0 }
+        self.child = nil
+        return try await onThread { child.kill(signal) }
+    }
+}
+
+/// Event ids that got a 200, shared by client tasks.
+final class Acknowledged: Sendable {
+    let ids = Mutex<[String]>([])
+}
+
+struct TestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Posts `ids` as one NDJSON request with curl; true when the answer was 200.
+func post(_ ids: [String], to url: String) async throws -> Bool {
+    let body = ids.map { #"{"id":"\#($0)","message":"e2e"}"# }.joined(separator: "\n") + "\n"
+    // The body goes through a file, not curl's stdin: a stdin pipe's write end could be inherited by a
+    // process started meanwhile, and curl would wait for its end forever.
+    let file = NSTemporaryDirectory() + "/ferry-post-\(UUID().uuidString).ndjson"
+    try Data(body.utf8).write(to: URL(fileURLWithPath: file))
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let result = try await run("/usr/bin/curl", ["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                                                 "-H", "Content-Type: application/x-ndjson", "--data-binary", "@" + file, url])
+    return result.output == "200"
+}
+
+/// Event ids in the NDJSON files of a file output, with their counts.
+func deliveredIDs(_ dir: String) throws -> [String: Int] {
+    var counts: [String: Int] = [:]
+    guard let files = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return counts }
+    for file in files where file.hasSuffix(".ndjson") {
+        for line in try String(contentsOfFile: dir + "/" + file, encoding: .utf8).split(separator: "\n") {
+            guard let start = line.range(of: #""id":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"") else { continue }
+            counts[String(line[start..<end]), default: 0] += 1
+        }
+    }
+    return counts
+}
+
+func eventually(timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))  // polling interval of a condition with a deadline
+    }
+    return try condition()
+}
+
+/// End to end, real processes: edge `ferry` → aggregator `ferry` → file output.
+@Suite(.serialized) struct AgentProcessTests {
+    @Test func badConfigurationExitsWith2AndNamesTheKey() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let file = dir.appending("bad.yaml")
+        try "queue:\n  when_full: discard\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let ferry = builtProductsDirectory() + "/ferry"
+        let check = try await run(ferry, ["check-config", file])
+        #expect(check.status == 2)
+        #expect(check.errors.contains("queue.when_full") && check.errors.contains("block, drop_oldest"))
+        let start = try await run(ferry, ["run", "--config", file, "--data-dir", dir.appending("data")])
+        #expect(start.status == 2)
+        // A good one prints the effective configuration, secrets redacted.
+        try "input: { http: { auth: { username: u, password: \"${SECRET:-hunter2}\" } } }\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let good = try await run(ferry, ["check-config", file])
+        #expect(good.status == 0)
+        #expect(good.output.contains("password: \"<redacted>\"") && !good.output.contains("hunter2"))
+    }
+
+    @Test func edgeToAggregatorToFileThroughAnAggregatorOutage() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
+        try await aggregator.start()
+        try await edge.start()
+        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+
+        var sent: [String] = []
+        for batch in 0..<20 {
+            let ids = (0..<25).map { "a-\(batch)-\($0)" }
+            #expect(try await post(ids, to: edge.url))
+            sent += ids
+        }
+        #expect(try await eventually { try deliveredIDs(out).count == sent.count })
+
+        // The aggregator goes away; the edge keeps taking events and holds them.
+        #expect(try await aggregator.stop(SIGTERM) == 0)
+        for batch in 0..<20 {
+            let ids = (0..<25).map { "b-\(batch)-\($0)" }
+            #expect(try await post(ids, to: edge.url))
+            sent += ids
+        }
+        try await aggregator.start()
+        #expect(try await eventually { try deliveredIDs(out).count == sent.count })
+        let delivered = try deliveredIDs(out)
+        #expect(Set(delivered.keys) == Set(sent))
+        #expect(delivered.values.allSatisfy { $0 == 1 }, "duplicates: \(delivered.filter { $0.value > 1 }.count)")
+
+        // /metrics is Prometheus text, and its counters match what was sent.
+        let metrics = try await run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(edge.adminPort)/metrics"]).output
+        let sample = try Regex(#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEInfa]+$"#)
+        for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
+            #expect(line.wholeMatch(of: sample) != nil, "not Prometheus text: \(line)")
+        }
+        let events = metrics.split(separator: "\n").first { $0.hasPrefix("ferry_ingest_events_total ") }
+        #expect(events.map { Double($0.split(separator: " ")[1]) } == Double(sent.count))
+    }
+
+    @Test func acknowledgedEventsSurviveASigkilledEdge() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
+        try await aggregator.start()
+        try await edge.start()
+        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+
+        let acknowledged = Acknowledged()
+        let url = edge.url
+        // Clients post continuously; the edge is SIGKILLed under them, then restarted.
+        let clients = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for client in 0..<4 {
+                    group.addTask {
+                        for batch in 0..<60 {
+                            let ids = (0..<10).map { "k\(client)-\(batch)-\($0)" }
+                            if (try? await post(ids, to: url)) == true { acknowledged.ids.withLock { $0 += ids } }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(try await eventually(timeout: .seconds(30)) { acknowledged.ids.withLock { $0.count } >= 300 })
+        try await edge.stop(SIGKILL)
+        try await edge.start()
+        await clients.value
+        let acked = acknowledged.ids.withLock { $0 }
+        #expect(try await eventually { Set(try deliveredIDs(out).keys).isSuperset(of: acked) })
+        let delivered = try deliveredIDs(out)
+        print("SIGKILLed edge: \(acked.count) events acknowledged, \(delivered.count) delivered, \(delivered.values.reduce(0) { $0 + $1 - 1 }) duplicates")
+    }
+
+    @Test func sigtermUnderLoadExitsInTimeAndLosesNothing() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let edge = FerryProcess(name: "edge", dir: dir, extra: ["--output-file", out])
+        try await edge.start()
+        defer { Task { _ = try? await edge.stop(SIGKILL) } }
+        let acknowledged = Acknowledged()
+        let url = edge.url
+        let clients = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for client in 0..<4 {
+                    group.addTask {
+                        for batch in 0..<1000 {
+                            let ids = (0..<10).map { "t\(client)-\(batch)-\($0)" }
+                            guard (try? await post(ids, to: url)) == true else { return }
+                            acknowledged.ids.withLock { $0 += ids }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(try await eventually(timeout: .seconds(30)) { acknowledged.ids.withLock { $0.count } >= 200 })
+        let clock = ContinuousClock()
+        var status: Int32 = -1
+        let elapsed = try await clock.measure { status = try await edge.stop(SIGTERM) }
+        await clients.value
+        #expect(status == 0, "exit status \(status)")
+        #expect(elapsed < .seconds(15))
+        // Everything acknowledged is either written out or still queued; a restart delivers the rest.
+        try await edge.start()
+        let acked = acknowledged.ids.withLock { $0 }
+        #expect(try await eventually { Set(try deliveredIDs(out).keys).isSuperset(of: acked) })
+    }
+}

@@ -1,0 +1,100 @@
+@testable import FerryAgent
+import FerryForward
+import FerryIngest
+import FerryQueue
+import Testing
+
+@Suite struct ConfigurationTests {
+    func error(_ yaml: String, environment: [String: String] = [:]) -> String? {
+        do {
+            _ = try ConfigurationLoader.parse(yaml, environment: environment, source: "ferry.yaml")
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
+    @Test func anEmptyFileIsTheEmbeddedDefault() throws {
+        let configuration = try ConfigurationLoader.parse("", environment: [:])
+        #expect(configuration == .embeddedDefault())
+        #expect(configuration.ingest.host == "127.0.0.1" && configuration.ingest.port == 9800)
+        #expect(configuration.output == .file(FileOutputConfiguration(path: "./ferry-data/out")))
+    }
+
+    @Test func aFullConfigurationIsRead() throws {
+        let yaml = """
+        input:
+          http:
+            address: 0.0.0.0:9800
+            tls: { keystore: /etc/ferry/server.p12, keystore_password: "${P12_PASS}", client_auth: required, certificate_authorities: [/etc/ferry/ca.pem] }
+            auth: { username: edge, password: "${FERRY_PASS:-changeme}" }
+            limits: { max_body_bytes: 8MiB, request_timeout: 10s, max_connections: 200 }
+        queue: { path: /var/lib/ferry, max_bytes: 2GiB, when_full: drop_oldest }
+        output:
+          http:
+            hosts: ["10.0.0.123:9800", "[::1]:9801"]
+            tls: { certificate_authorities: [/etc/ferry/ca.pem], keystore: /etc/ferry/client.p12, keystore_password: "${P12_PASS}" }
+            max_request_bytes: 2MiB
+            max_events_per_second: 50000
+        admin: { address: 127.0.0.1:9901 }
+        logging: { level: debug, format: json }
+        """
+        let c = try ConfigurationLoader.parse(yaml, environment: ["P12_PASS": "s3cret"])
+        #expect(c.ingest.host == "0.0.0.0")
+        #expect(c.ingest.tls?.identity == .pkcs12(path: "/etc/ferry/server.p12", password: "s3cret"))
+        #expect(c.ingest.tls?.clientAuth == .required)
+        #expect(c.ingest.auth?.password == "changeme")
+        #expect(c.ingest.limits.maxBodyBytes == 8 << 20 && c.ingest.limits.requestTimeoutSeconds == 10 && c.ingest.limits.maxConnections == 200)
+        #expect(c.dataDirectory == "/var/lib/ferry" && c.queue.maxBytes == 2 << 30 && c.queue.whenFull == .dropOldest)
+        guard case .http(let http) = c.output else { Issue.record("not http"); return }
+        #expect(http.hosts == ["10.0.0.123:9800", "[::1]:9801"])
+        #expect(http.tls?.keystorePassword == "s3cret" && http.maxRequestBytes == 2 << 20 && http.maxEventsPerSecond == 50000)
+        #expect(c.admin == AgentConfiguration.Address(host: "127.0.0.1", port: 9901))
+        #expect(c.logging.level == "debug" && c.logging.format == .json)
+        // Secrets never reach the printed configuration.
+        let printed = c.redactedYAML
+        #expect(!printed.contains("s3cret") && !printed.contains("changeme"))
+        #expect(printed.contains("<redacted>"))
+        // The printed configuration reads back to the same one (secrets aside).
+        var reread = try ConfigurationLoader.parse(printed.replacingOccurrences(of: "<redacted>", with: "x"), environment: [:])
+        reread.ingest.tls = c.ingest.tls
+        reread.ingest.auth = c.ingest.auth
+        if case .http(var h) = reread.output { h.tls?.keystorePassword = "s3cret"; reread.output = .http(h) }
+        #expect(reread == c)
+    }
+
+    @Test func unknownKeysAreRefusedWithTheirPathAndLine() {
+        let message = error("queue:\n  path: ./q\n  max_byte: 1GiB\n")
+        #expect(message?.contains("unknown key queue.max_byte") == true)
+        #expect(message?.contains("ferry.yaml:3") == true)
+        #expect(message?.contains("max_bytes") == true)
+    }
+
+    @Test func badValuesAreRefusedWithTheAcceptedOnes() {
+        #expect(error("queue: { when_full: discard }")?.contains("accepted values: block, drop_oldest") == true)
+        #expect(error("queue: { max_bytes: lots }")?.contains("queue.max_bytes") == true)
+        #expect(error("input: { http: { address: nowhere } }")?.contains("input.http.address") == true)
+        #expect(error("output: { http: { hosts: [] } }")?.contains("output.http.hosts is empty") == true)
+        #expect(error("output: { http: { hosts: [\"a:b:c\"] } }")?.contains("not host:port") == true)
+        #expect(error("output: { http: { hosts: [a] }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("input: { http: { tls: { certificate: a.pem, key: a.key, client_auth: required } } }")?.contains("certificate_authorities is empty") == true)
+        #expect(error("logging: { level: loud }")?.contains("accepted values: trace") == true)
+        #expect(error("queue: [1, 2]")?.contains("queue must be a mapping") == true)
+        #expect(error("queue: {")?.contains("not valid YAML") == true)
+    }
+
+    @Test func variablesAreInterpolatedAndMissingOnesNamed() throws {
+        let c = try ConfigurationLoader.parse("output: { http: { hosts: \"${HOSTS}\" } }", environment: ["HOSTS": "a:1, b:2"])
+        #expect(c.output == .http(HTTPOutputConfiguration(hosts: ["a:1", "b:2"])))
+        let d = try ConfigurationLoader.parse("queue: { path: \"${DIR:-/tmp/q}/x\" }", environment: [:])
+        #expect(d.dataDirectory == "/tmp/q/x")
+        #expect(error("queue: { path: \"${NOPE}\" }")?.contains("${NOPE}, which is not set") == true)
+    }
+
+    @Test func plainHTTPOnANonLoopbackAddressNeedsAnExplicitTLSFalse() throws {
+        let c = try ConfigurationLoader.parse("input: { http: { address: 0.0.0.0:9800, tls: false } }", environment: [:])
+        #expect(c.ingest.tls == nil && c.ingest.allowPlaintext)
+        let d = try ConfigurationLoader.parse("input: { http: { address: 0.0.0.0:9800 } }", environment: [:])
+        #expect(d.ingest.allowPlaintext == false)  // the ingest then refuses to start, with a message
+    }
+}
