@@ -98,3 +98,18 @@ import Testing
         #expect(d.ingest.allowPlaintext == false)  // the ingest then refuses to start, with a message
     }
 }
+
+@Suite struct ExampleConfigurationTests {
+    @Test(arguments: ["edge.yaml", "aggregator.yaml"])
+    func theShippedExamplesAreValid(_ name: String) throws {
+        let path = packageRootForTests() + "/tools/examples/" + name
+        let configuration = try ConfigurationLoader.load(file: path, environment: ["FERRY_P12_PASS": "example"])
+        #expect(!configuration.redactedYAML.contains("example"))
+    }
+}
+
+func packageRootForTests(file: String = #filePath) -> String {
+    var parts = file.split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)  // Tests/FerryAgentTests/ConfigurationTests.swift
+    return parts.joined(separator: "/")
+}
