@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "FerryWire", targets: ["FerryWire"]),
         .library(name: "FerryQueue", targets: ["FerryQueue"]),
         .executable(name: "ferry", targets: ["ferry"]),
+        .executable(name: "ferry-tools", targets: ["ferry-tools"]),
         .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
         .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
@@ -110,6 +111,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `ferry-tools`: inspect and repair a queue. Links the queue and the codec, never Hummingbird or AsyncHTTPClient.
+        .executableTarget(
+            name: "ferry-tools",
+            dependencies: [
+                "FerryQueue", "FerryWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Helpers for tests and benchmarks: temporary queues, child processes, event generators.
         .target(
             name: "FerryTestSupport",
@@ -186,6 +198,11 @@ let package = Package(
         .testTarget(
             name: "FerryAgentTests",
             dependencies: ["FerryAgent", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryToolsTests",
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -71,7 +71,7 @@ extension Queue {
 
     /// Opens the named databases, making them in a new environment. Checks the format version and that
     /// an existing environment is a Ferry queue.
-    static func initialize(_ txn: Transaction, path: String) throws -> (Databases, String, QueueState) {
+    static func initialize(_ txn: Transaction, path: String, create: Bool = true) throws -> (Databases, String, QueueState) {
         let file = path + "/" + dataFileName
         let meta: Database
         var agentID: String
@@ -94,6 +94,9 @@ extension Queue {
             agentID = String(decoding: id, as: UTF8.self)
             state = decoded
         } else {
+            guard create else {
+                throw QueueError(.notAQueue, "\(file) has no Ferry meta table: it is an empty or foreign LMDB environment, not a Ferry queue")
+            }
             let main = try txn.mainDatabase()
             guard try txn.entries(main) == 0 else {
                 throw QueueError(.notAQueue, "\(file) is an LMDB environment of another program, not a Ferry queue; point --data-dir at a queue directory")
@@ -107,12 +110,18 @@ extension Queue {
             try Array("agent-id".utf8).withUnsafeBytes { key in try Array(agentID.utf8).withUnsafeBytes { try txn.put(meta, key, $0) } }
             try Array("state".utf8).withUnsafeBytes { key in try state.encoded().withUnsafeBytes { try txn.put(meta, key, $0) } }
         }
+        func table(_ name: String) throws -> Database {
+            guard let dbi = try txn.openDatabase(name, create: create) else {
+                throw QueueError(.notAQueue, "\(file) has no \(name) table; run `ferry-tools repair --data-dir \(path)` with the agent stopped")
+            }
+            return dbi
+        }
         let databases = Databases(
-            records: try txn.openDatabase("records", create: true)!,
-            dead: try txn.openDatabase("dead", create: true)!,
+            records: try table("records"),
+            dead: try table("dead"),
             meta: meta,
-            seen: try txn.openDatabase("seen", create: true)!,
-            seenByTime: try txn.openDatabase("seen_by_time", create: true)!
+            seen: try table("seen"),
+            seenByTime: try table("seen_by_time")
         )
         // A state older than the records (not possible with synced commits, but cheap to guard): never
         // hand out a sequence number that is already stored.

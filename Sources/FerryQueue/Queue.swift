@@ -51,8 +51,21 @@ public final class Queue: Sendable {
 
     let environment: Environment
     let databases: Databases
-    private let writer: Writer
-    private let lock: DirectoryLock
+    /// nil in read-only mode.
+    private let writer: Writer?
+    /// nil in read-only mode.
+    private let lock: DirectoryLock?
+    /// How this process opened the queue.
+    public let mode: AccessMode
+
+    /// How a process opens a queue.
+    public enum AccessMode: Sendable, Hashable {
+        /// The agent's mode: an exclusive lock on the directory, the writer thread, leases.
+        case exclusive
+        /// For tools reading a queue while an agent runs: LMDB read transactions only, no lock, no writer.
+        /// Sees every commit of the agent; never blocks it. Writes fail with `.readOnly`.
+        case readOnly
+    }
     private let logger: Logger
     private let snapshot: StatsSnapshot
     private let leases = Mutex(LeaseState())
@@ -60,19 +73,24 @@ public final class Queue: Sendable {
     private let appendWaiters: AppendWaiters
 
     private init(path: String, configuration: QueueConfiguration, agentID: String, environment: Environment,
-                 databases: Databases, state: QueueState, stats: QueueStats, lock: DirectoryLock, logger: Logger) {
+                 databases: Databases, state: QueueState, stats: QueueStats, lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
         self.path = path
         self.configuration = configuration
         self.agentID = agentID
         self.environment = environment
         self.databases = databases
         self.lock = lock
+        self.mode = mode
         self.logger = logger
         let snapshot = StatsSnapshot(stats)
         let waiters = AppendWaiters()
         self.snapshot = snapshot
         self.appendWaiters = waiters
-        self.writer = Writer(environment: environment, databases: databases, configuration: configuration, path: path,
+        guard mode == .exclusive else {
+            self.writer = nil
+            return
+        }
+        let writer = Writer(environment: environment, databases: databases, configuration: configuration, path: path,
                              state: state, logger: logger, publish: { stats in
                                  let appended = snapshot.value.withLock { old in
                                      defer { old = stats }
@@ -80,6 +98,7 @@ public final class Queue: Sendable {
                                  }
                                  if appended { waiters.resumeAll() }
                              })
+        self.writer = writer
         writer.start()
     }
 
@@ -96,18 +115,29 @@ public final class Queue: Sendable {
     /// a file or LMDB environment that is not a Ferry queue (`.notAQueue`), another format version
     /// (`.incompatibleVersion`), a `data.mdb` shorter than LMDB says (`.truncated`).
     public static func open(at path: String, configuration: QueueConfiguration = QueueConfiguration(),
+                            mode: AccessMode = .exclusive,
                             logger: Logger = Logger(label: "ferry.queue")) throws(QueueError) -> Queue {
         guard configuration.maxBytes > 0 else {
             throw QueueError(.invalidArgument, "queue.max_bytes must be positive, got \(configuration.maxBytes)")
         }
-        try prepareDirectory(path)
-        let lock = try DirectoryLock(directory: path)
+        let readOnly = mode == .readOnly
+        let lock: DirectoryLock?
+        if readOnly {
+            var info = stat()
+            guard stat(path + "/" + dataFileName, &info) == 0 else {
+                throw QueueError(.notAQueue, "there is no queue in \(path) (no \(dataFileName)); give --data-dir the agent's queue.path")
+            }
+            lock = nil
+        } else {
+            try prepareDirectory(path)
+            lock = try DirectoryLock(directory: path)
+        }
         try checkDataFile(path)
 
         let environment: Environment
         do {
             environment = try Environment(path: path, mapSize: configuration.mapSize, maxDatabases: 8,
-                                          flags: [.noTLS, .noMemInit])
+                                          flags: readOnly ? [.noTLS, .readOnly] : [.noTLS, .noMemInit])
         } catch {
             throw openError(error, path: path)
         }
@@ -119,9 +149,9 @@ public final class Queue: Sendable {
         let state: QueueState
         let stats: QueueStats
         do {
-            let txn = try environment.beginTransaction(readOnly: false)
+            let txn = try environment.beginTransaction(readOnly: readOnly)
             do {
-                (databases, agentID, state) = try initialize(txn, path: path)
+                (databases, agentID, state) = try initialize(txn, path: path, create: !readOnly)
                 stats = try Queue.stats(in: txn, databases: databases, state: state, environment: environment,
                                         maxBytes: configuration.maxBytes)
             } catch {
@@ -142,16 +172,16 @@ public final class Queue: Sendable {
             "ferry.queue.stale_readers_cleared": "\(cleared)",
         ])
         return Queue(path: path, configuration: configuration, agentID: agentID, environment: environment,
-                     databases: databases, state: state, stats: stats, lock: lock, logger: logger)
+                     databases: databases, state: state, stats: stats, lock: lock, mode: mode, logger: logger)
     }
 
     /// Commits what is pending, stops the writer and closes LMDB. Later calls fail with `.closed`.
     /// Call it once no read (lease, peek) is running.
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        writer.stop()
+        writer?.stop()
         environment.close()
-        lock.release()
+        lock?.release()
     }
 
     // MARK: Append
@@ -492,6 +522,7 @@ public final class Queue: Sendable {
 
     /// Sizes and counters as of the last commit. O(1): a copy of what the writer published.
     public var stats: QueueStats {
+        if mode == .readOnly, let fresh = try? readStats() { return fresh }
         var stats = snapshot.value.withLock { $0 }
         if !closed.load(ordering: .acquiring) {
             let info = environment.info()
@@ -501,12 +532,26 @@ public final class Queue: Sendable {
         return stats
     }
 
+    /// Stats read from the last commit, by whichever process made it: what a read-only tool shows.
+    /// O(1): `meta`'s state, two cursor moves, two page counts.
+    public func readStats() throws(QueueError) -> QueueStats {
+        try read { txn in
+            guard let value = try Array("state".utf8).withUnsafeBytes({ try txn.get(databases.meta, $0) }),
+                  let state = QueueState(decoding: value)
+            else { throw QueueError(.notAQueue, "the meta table of \(path) has no readable state; run `ferry-tools verify --data-dir \(path)`") }
+            return try Queue.stats(in: txn, databases: databases, state: state, environment: environment, maxBytes: configuration.maxBytes)
+        }
+    }
+
     // MARK: Internals
 
     /// Runs `body` on the writer thread inside the next group transaction; returns its result once durable.
-    private func perform<T: Sendable>(weight: Int, freesSpace: Bool = false,
+    func perform<T: Sendable>(weight: Int, freesSpace: Bool = false,
                                       _ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws(QueueError) -> T {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
+        guard let writer else {
+            throw QueueError(.readOnly, "\(path) is open read-only (an agent may be running); stop the agent to change the queue")
+        }
         let result: Result<T, QueueError> = await withCheckedContinuation { continuation in
             let operation = WriteOperation(
                 weight: weight,

@@ -5,7 +5,7 @@ public struct QueueError: Error, Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Hashable, Sendable {
             case full, batchTooLarge = "batch_too_large", closed, locked, notAQueue = "not_a_queue"
             case incompatibleVersion = "incompatible_version", truncated, corruptRecord = "corrupt_record"
-            case environmentFailed = "environment_failed", io, invalidArgument = "invalid_argument"
+            case environmentFailed = "environment_failed", io, invalidArgument = "invalid_argument", readOnly = "read_only"
         }
         let base: Base
 
@@ -30,6 +30,8 @@ public struct QueueError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let environmentFailed = Code(base: .environmentFailed)
         /// The file system refused (permissions, missing directory, ...).
         public static let io = Code(base: .io)
+        /// A change was asked of a queue opened read-only.
+        public static let readOnly = Code(base: .readOnly)
         /// The caller passed something the queue cannot use.
         public static let invalidArgument = Code(base: .invalidArgument)
 
