@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "ferry-bench-queue", targets: ["ferry-bench-queue"]),
         .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
+        .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -166,6 +167,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/ForwardBench",
+            swiftSettings: swiftSettings
+        ),
+        // ferry-tools benchmark (tools/bench/tools): the release ferry-tools binary on queues made here.
+        .executableTarget(
+            name: "ferry-bench-tools",
+            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ToolsBench",
             swiftSettings: swiftSettings
         ),
 

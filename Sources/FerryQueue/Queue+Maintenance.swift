@@ -2,6 +2,7 @@ internal import CLMDB
 import FerryWire
 import Foundation
 import NIOCore
+import Synchronization
 
 // Operations of `ferry-tools` that walk or rewrite the whole queue. Reads work on a queue opened
 // read-only next to a running agent; rewrites (repair, compact) take the directory's lock first.
@@ -31,10 +32,19 @@ extension Queue {
             next = page.nextSequence
             report.bad += page.corrupt
             report.records += page.corrupt.count
-            for stored in page.records {
+            // Decompressing and validating is the cost: spread a page over every core.
+            let records = page.records
+            let problems = Mutex([WireError?](repeating: nil, count: records.count))
+            DispatchQueue.concurrentPerform(iterations: records.count) { index in
+                if let problem = Self.deepCheck(records[index].record) {
+                    problems.withLock { $0[index] = problem }
+                }
+            }
+            let found = problems.withLock { $0 }
+            for (stored, problem) in zip(records, found) {
                 report.records += 1
                 report.storedBytes += stored.record.storedSize
-                if let problem = Self.deepCheck(stored.record) {
+                if let problem {
                     report.bad.append(CorruptRecord(sequence: stored.sequence, error: problem))
                 } else {
                     report.events += Int(stored.record.eventCount)
