@@ -43,6 +43,22 @@ func usage() -> Never {
     exit(2)
 }
 
+// `--make-backlog DIR GIB`: fill a queue directory with GIB of 1 MiB records and exit (for tools/bench/agent).
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "--make-backlog", let gib = Double(CommandLine.arguments[3]) {
+    let path = CommandLine.arguments[2]
+    let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+    let queue = try Queue.open(at: path, configuration: QueueConfiguration(maxBytes: Int(gib * Double(1 << 30)) + (1 << 30)), logger: quiet)
+    var payload = ByteBuffer()
+    for _ in 0..<(1 << 17) { payload.writeInteger(UInt64.random(in: 0...UInt64.max)) }
+    let record = QueueRecord(eventCount: 1000, createdAt: currentTimeMilliseconds(), uncompressedLength: 1 << 20, payload: payload)
+    while Double(queue.stats.bytes) < gib * Double(1 << 30) {
+        _ = try await queue.append(EventBatch(records: Array(repeating: record, count: 32)))
+    }
+    print("backlog of \(queue.stats.bytes) bytes in \(queue.stats.records) records at \(path)")
+    queue.close()
+    exit(0)
+}
+
 let options = Options(CommandLine.arguments)
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 

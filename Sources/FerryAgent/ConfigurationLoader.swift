@@ -148,7 +148,7 @@ public enum ConfigurationLoader {
     }
 
     static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
-        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "concurrency_per_host", "request_timeout", "max_events_per_second"])
+        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second"])
         guard let hostsNode = h["hosts"] else {
             throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
         }
@@ -188,6 +188,7 @@ public enum ConfigurationLoader {
             c.auth = .init(username: try reader.string(user, path: "output.http.auth.username"), password: try reader.string(password, path: "output.http.auth.password"))
         }
         if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "output.http.max_request_bytes") }
+        if let v = h["max_events_per_request"] { c.maxEventsPerRequest = try reader.positiveInt(v, path: "output.http.max_events_per_request") }
         if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
         if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
         if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }

@@ -57,6 +57,7 @@ extension AgentConfiguration {
                 lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
             }
             lines.append("    max_request_bytes: \(http.maxRequestBytes)")
+            lines.append("    max_events_per_request: \(http.maxEventsPerRequest)")
             lines.append("    concurrency_per_host: \(http.concurrencyPerHost)")
             lines.append("    request_timeout: \(http.requestTimeoutSeconds)s")
             if let rate = http.maxEventsPerSecond { lines.append("    max_events_per_second: \(rate)") }

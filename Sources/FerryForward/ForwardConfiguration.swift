@@ -7,6 +7,9 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
     public var auth: BasicAuth?
     /// Largest request body (stored gzip members, concatenated). Default 4 MiB.
     public var maxRequestBytes: Int
+    /// Most events in one request. Default 50,000: half the receiving ingest's default
+    /// `max_events_per_request`, which answers 413 (permanent) above its own limit.
+    public var maxEventsPerRequest: Int
     /// Requests in flight to one host at most. Default 4.
     public var concurrencyPerHost: Int
     /// Time for one request, connect to last response byte. Default 30 s.
@@ -18,12 +21,13 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
     public var backoffCapMilliseconds: Int64
 
     public init(hosts: [String], tls: TLS? = nil, auth: BasicAuth? = nil, maxRequestBytes: Int = 4 << 20,
-                concurrencyPerHost: Int = 4, requestTimeoutSeconds: Int64 = 30, maxEventsPerSecond: Int? = nil,
+                maxEventsPerRequest: Int = 50_000, concurrencyPerHost: Int = 4, requestTimeoutSeconds: Int64 = 30, maxEventsPerSecond: Int? = nil,
                 backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000) {
         self.hosts = hosts
         self.tls = tls
         self.auth = auth
         self.maxRequestBytes = maxRequestBytes
+        self.maxEventsPerRequest = maxEventsPerRequest
         self.concurrencyPerHost = concurrencyPerHost
         self.requestTimeoutSeconds = requestTimeoutSeconds
         self.maxEventsPerSecond = maxEventsPerSecond

@@ -53,7 +53,7 @@ public final class HTTPForwarder: Service, Sendable {
                 guard await slots.acquire() else { break }
                 let lease: Lease
                 do {
-                    lease = try queue.lease(maxRecords: 4096, maxBytes: configuration.maxRequestBytes)
+                    lease = try queue.lease(maxRecords: 4096, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest)
                 } catch {
                     logger.error("cannot lease records", metadata: ["ferry.forward.error": "\(error)"])
                     slots.release()

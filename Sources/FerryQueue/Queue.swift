@@ -290,30 +290,42 @@ public final class Queue: Sendable {
     /// Hands out the next records, oldest first, without blocking writers: released records first, then
     /// records not leased yet. Returns an empty lease when there is nothing new.
     ///
-    /// At most `maxRecords` records, and at most `maxBytes` stored bytes unless the first record alone is
-    /// larger. A record that fails its check is returned in `corrupt` with its sequence number and logged;
+    /// At most `maxRecords` records, at most `maxBytes` stored bytes and at most `maxEvents` events, unless
+    /// the first record alone is larger. A record that fails its check is returned in `corrupt` with its sequence number and logged;
     /// the caller moves it to `dead` (or acknowledges it) like any leased record.
-    public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20) throws(QueueError) -> Lease {
+    public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20, maxEvents: Int = .max) throws(QueueError) -> Lease {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
         let page = try leases.withLock { (state: inout LeaseState) throws(QueueError) -> RecordPage in
             var page = RecordPage(records: [], corrupt: [], nextSequence: state.next)
             try read { txn throws in
                 var bytes = 0
-                func full() -> Bool { page.count >= maxRecords || (page.count > 0 && bytes >= maxBytes) }
-                while !full(), !state.redeliver.isEmpty {
-                    let sequence = state.redeliver.removeFirst()
-                    if let value = try withSequenceKey(sequence, { try txn.get(databases.records, $0) }) {
-                        bytes += value.count
-                        page.add(sequence: sequence, value: value)
+                var events = 0
+                func full() -> Bool { page.count >= maxRecords || (page.count > 0 && (bytes >= maxBytes || events >= maxEvents)) }
+                func fits(_ value: UnsafeRawBufferPointer) -> Bool {
+                    guard page.count > 0 else { return true }
+                    let more = (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
+                    return bytes + value.count <= maxBytes && events + more <= maxEvents
+                }
+                func take(_ sequence: UInt64, _ value: UnsafeRawBufferPointer) {
+                    bytes += value.count
+                    events += (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
+                    page.add(sequence: sequence, value: value)
+                }
+                while !full(), let sequence = state.redeliver.first {
+                    guard let value = try withSequenceKey(sequence, { try txn.get(databases.records, $0) }) else {
+                        state.redeliver.removeFirst()
+                        continue
                     }
+                    guard fits(value) else { break }
+                    state.redeliver.removeFirst()
+                    take(sequence, value)
                 }
                 guard !full() else { return }
                 let cursor = try txn.cursor(databases.records)
                 var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
                 while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
-                    if page.count > 0 && bytes + current.value.count > maxBytes { break }
-                    bytes += current.value.count
-                    page.add(sequence: sequence, value: current.value)
+                    guard fits(current.value) else { break }
+                    take(sequence, current.value)
                     state.next = sequence + 1
                     if full() { break }
                     entry = try cursor.next()

@@ -131,6 +131,29 @@ import Testing
         }
     }
 
+    @Test func requestsStayUnderTheReceiversEventLimit() async throws {
+        try await withQueue { aggregatorQueue in
+            var limits = IngestConfiguration.Limits()
+            limits.maxEventsPerRequest = 1000
+            let ingest = try IngestServer(configuration: IngestConfiguration(port: 0, limits: limits), queue: aggregatorQueue, logger: quietLogger)
+            try await withServices([ingest]) {
+                let port = await ingest.listeningPort()
+                try await withQueue { edge in
+                    for batch in 0..<10 {
+                        let lines = (0..<300).map { #"{"id":"lim-\#(batch)-\#($0)"}"# }
+                        _ = try await edge.append(EventBatch(lines: lines.map { Array($0.utf8) }))
+                    }
+                    let forwarder = try HTTPForwarder(queue: edge, configuration: httpOutput([port]) { $0.maxEventsPerRequest = 1000 }, logger: quietLogger)
+                    try await withServices([forwarder]) { () async throws in
+                        #expect(try await eventually { edge.stats.records == 0 })
+                    }
+                    #expect(edge.stats.deadRecords == 0)
+                    #expect(aggregatorQueue.stats.events == 3000)
+                }
+            }
+        }
+    }
+
     /// Three Ferry ingests behind fault proxies that flap between every fault for a bounded time, while
     /// events keep coming. Every event arrives at least once; duplicates are counted, and can only come
     /// from a request that was stored by one host and then retried on another.

@@ -330,3 +330,18 @@ import Testing
         }
     }
 }
+
+@Suite struct QueueLeaseLimitTests {
+    @Test func leaseStopsAtTheEventLimitButAlwaysMakesProgress() async throws {
+        try await withTemporaryQueue { queue, _ in
+            for batch in 0..<5 { _ = try await queue.append(EventGenerator(prefix: "l").batch(batch, count: 300)) }
+            let first = try queue.lease(maxRecords: 100, maxBytes: 1 << 30, maxEvents: 700)
+            #expect(first.records.count == 2 && first.eventCount == 600)
+            let tiny = try queue.lease(maxRecords: 100, maxBytes: 1 << 30, maxEvents: 10)
+            #expect(tiny.records.count == 1 && tiny.eventCount == 300)
+            queue.release(first)
+            let again = try queue.lease(maxRecords: 100, maxBytes: 1 << 30, maxEvents: 900)
+            #expect(again.records.map(\.sequence) == first.records.map(\.sequence) + [tiny.records[0].sequence + 1])
+        }
+    }
+}
