@@ -80,8 +80,7 @@ public final class RepeatLimiter: Sendable {
     }
 
     /// nil to drop this message; otherwise how many repeats were dropped before it.
-    func admit(_ key: String) -> Int? {
-        let now = ContinuousClock.now
+    func admit(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         return state.withLock { state in
             if state.count > 10_000 { state = state.filter { now - $0.value.start < window } }
             guard var entry = state[key], now - entry.start < window else {
