@@ -38,6 +38,8 @@ let package = Package(
         // System libraries: LMDB for the queue, zlib for gzip and CRC-32.
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // librdkafka for the kafka output and input (and its mock cluster for tests).
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
 
         // Record format, gzip/NDJSON codec, batch ids. No I/O.
         .target(
@@ -87,11 +89,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Kafka through librdkafka: the kafka output (queue -> topic) and input (topic -> queue).
+        .target(
+            name: "FerryKafka",
+            dependencies: [
+                "CRdKafka", "FerryQueue", "FerryWire", "FerryForward",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The agent: configuration, wiring, lifecycle, admin endpoints.
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryQueue", "FerryWire", "FerryIngest", "FerryForward",
+                "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -130,6 +145,7 @@ let package = Package(
                 "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -200,6 +216,15 @@ let package = Package(
                 "FerryForward", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryKafkaTests",
+            dependencies: [
+                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -149,13 +149,13 @@ public struct HostStatus: Sendable, Hashable {
 }
 
 /// A counting semaphore for async tasks: bounds the requests in flight.
-final class Slots: Sendable {
+package final class Slots: Sendable {
     private let state: Mutex<(free: Int, closed: Bool, waiting: [CheckedContinuation<Bool, Never>])>
 
-    init(count: Int) { state = Mutex((count, false, [])) }
+    package init(count: Int) { state = Mutex((count, false, [])) }
 
     /// Takes a slot; false once closed.
-    func acquire() async -> Bool {
+    package func acquire() async -> Bool {
         await withCheckedContinuation { continuation in
             let result = state.withLock { state -> Bool? in
                 if state.closed { return false }
@@ -167,7 +167,7 @@ final class Slots: Sendable {
         }
     }
 
-    func release() {
+    package func release() {
         let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if !state.waiting.isEmpty { return state.waiting.removeFirst() }
             state.free += 1
@@ -176,7 +176,7 @@ final class Slots: Sendable {
         waiter?.resume(returning: true)
     }
 
-    func close() {
+    package func close() {
         let waiting = state.withLock { state in
             state.closed = true
             defer { state.waiting = [] }

@@ -155,7 +155,7 @@ public struct RequestDecoder {
             try add(bytes)
         case .text:
             if UTF8Validation.firstInvalidOffset(bytes) != nil { throw IngestError.invalidUTF8(line: line) }
-            try add(Self.messageEvent(bytes))
+            try add(NDJSON.messageEvent(bytes))
         case .json:
             preconditionFailure("JSON bodies are split by acceptJSONBody")
         }
@@ -199,26 +199,6 @@ public struct RequestDecoder {
 
     private mutating func add(_ event: [UInt8]) throws {
         try event.withUnsafeBytes { (raw) in try add(raw) }
-    }
-
-    /// `{"message":"<line, JSON-escaped>"}`.
-    static func messageEvent(_ text: UnsafeRawBufferPointer) -> [UInt8] {
-        var out: [UInt8] = Array(#"{"message":""#.utf8)
-        out.reserveCapacity(text.count + 16)
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        for byte in text {
-            switch byte {
-            case UInt8(ascii: "\""): out += [0x5C, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
-            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
-            case 0x09: out += [0x5C, UInt8(ascii: "t")]
-            case 0x00..<0x20: out += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
-            default: out.append(byte)
-            }
-        }
-        out += Array(#""}"#.utf8)
-        return out
     }
 
     static func lineNumber(of offset: Int, in bytes: UnsafeRawBufferPointer) -> Int {

@@ -156,6 +156,27 @@ public struct QueueRecord: Sendable, Hashable {
 
 /// Helpers for newline-delimited JSON.
 public enum NDJSON {
+    /// `{"message":"<text, JSON-escaped>"}`: how a line that is not JSON becomes an event (text/plain
+    /// bodies, Kafka messages that are not JSON objects). `text` must be valid UTF-8.
+    public static func messageEvent(_ text: UnsafeRawBufferPointer) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"message":""#.utf8)
+        out.reserveCapacity(text.count + 16)
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        for byte in text {
+            switch byte {
+            case UInt8(ascii: "\""): out += [0x5C, 0x22]
+            case UInt8(ascii: "\\"): out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
+            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
+            case 0x09: out += [0x5C, UInt8(ascii: "t")]
+            case 0x00..<0x20: out += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            default: out.append(byte)
+            }
+        }
+        out += Array(#""}"#.utf8)
+        return out
+    }
+
     /// Splits `buffer` at `\n` into slices without the newline; a final line without `\n` counts, empty lines do not.
     public static func lines(of buffer: ByteBuffer) -> [ByteBuffer] {
         var lines: [ByteBuffer] = []

@@ -95,15 +95,6 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
     return counts
 }
 
-func eventually(timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))  // polling interval of a condition with a deadline
-    }
-    return try condition()
-}
-
 /// End to end, real processes: edge `ferry` → aggregator `ferry` → file output.
 @Suite(.serialized) struct AgentProcessTests {
     @Test func badConfigurationExitsWith2AndNamesTheKey() async throws {

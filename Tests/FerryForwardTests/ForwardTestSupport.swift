@@ -73,25 +73,6 @@ final class StubReceiver: Service, Sendable {
     }
 }
 
-/// Runs `services` in one ServiceGroup for the length of `body`, then shuts them down gracefully.
-func withServices<R>(_ services: [any Service], _ body: () async throws -> R) async throws -> R {
-    let quiet = Logger(label: "services") { _ in SwiftLogNoOpLogHandler() }
-    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: quiet))
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        do {
-            let result = try await body()
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
-    }
-}
-
 /// A queue in a temporary directory for the length of `body`.
 func withQueue<R>(_ body: (Queue) async throws -> R) async throws -> R {
     let dir = try TemporaryDirectory(prefix: "ferry-forward")
@@ -99,16 +80,6 @@ func withQueue<R>(_ body: (Queue) async throws -> R) async throws -> R {
     let queue = try Queue.open(at: dir.path, logger: Logger(label: "q") { _ in SwiftLogNoOpLogHandler() })
     defer { queue.close() }
     return try await body(queue)
-}
-
-/// Waits until `condition` holds, polling, up to `timeout`; returns whether it held.
-func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))  // polling interval of a condition with a deadline
-    }
-    return try condition()
 }
 
 /// Appends `count` single-event batches with ids `<prefix>-<i>`; returns the ids in order.

@@ -1,0 +1,168 @@
+/// How Ferry reaches a Kafka cluster: brokers, TLS, SASL and librdkafka properties passed through.
+/// Shared by the `kafka` output and the `kafka` input.
+public struct KafkaConnection: Sendable, Hashable {
+    /// Bootstrap brokers, `host:port`.
+    public var brokers: [String]
+    public var tls: TLS?
+    public var sasl: SASL?
+    /// librdkafka properties set as they are, after Ferry's own (so they can override them), e.g.
+    /// `linger.ms`, `batch.size`, `client.id`. See librdkafka's CONFIGURATION.md.
+    public var properties: [String: String]
+
+    public init(brokers: [String], tls: TLS? = nil, sasl: SASL? = nil, properties: [String: String] = [:]) {
+        self.brokers = brokers
+        self.tls = tls
+        self.sasl = sasl
+        self.properties = properties
+    }
+
+    public struct TLS: Sendable, Hashable {
+        /// PEM file of the CA that signs the brokers' certificates; nil uses the system's trust store.
+        public var certificateAuthority: String?
+        /// Client identity for mTLS (PEM certificate and key).
+        public var certificate: String?
+        public var key: String?
+        public var keyPassword: String?
+        /// Check that the broker's certificate names it. Default true.
+        public var verifyHostname: Bool
+
+        public init(certificateAuthority: String? = nil, certificate: String? = nil, key: String? = nil,
+                    keyPassword: String? = nil, verifyHostname: Bool = true) {
+            self.certificateAuthority = certificateAuthority
+            self.certificate = certificate
+            self.key = key
+            self.keyPassword = keyPassword
+            self.verifyHostname = verifyHostname
+        }
+    }
+
+    public struct SASL: Sendable, Hashable {
+        public static let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        public var mechanism: String
+        public var username: String
+        public var password: String
+
+        public init(mechanism: String = "PLAIN", username: String, password: String) {
+            self.mechanism = mechanism
+            self.username = username
+            self.password = password
+        }
+    }
+
+    /// The librdkafka properties for this connection, in the order they are set.
+    func librdkafkaProperties() -> [(String, String)] {
+        var result: [(String, String)] = [("bootstrap.servers", brokers.joined(separator: ","))]
+        switch (tls != nil, sasl != nil) {
+        case (false, false): result.append(("security.protocol", "plaintext"))
+        case (true, false): result.append(("security.protocol", "ssl"))
+        case (false, true): result.append(("security.protocol", "sasl_plaintext"))
+        case (true, true): result.append(("security.protocol", "sasl_ssl"))
+        }
+        if let tls {
+            if let ca = tls.certificateAuthority { result.append(("ssl.ca.location", ca)) }
+            if let certificate = tls.certificate { result.append(("ssl.certificate.location", certificate)) }
+            if let key = tls.key { result.append(("ssl.key.location", key)) }
+            if let password = tls.keyPassword { result.append(("ssl.key.password", password)) }
+            result.append(("ssl.endpoint.identification.algorithm", tls.verifyHostname ? "https" : "none"))
+        }
+        if let sasl {
+            result.append(("sasl.mechanisms", sasl.mechanism))
+            result.append(("sasl.username", sasl.username))
+            result.append(("sasl.password", sasl.password))
+        }
+        for key in properties.keys.sorted() { result.append((key, properties[key]!)) }
+        return result
+    }
+}
+
+/// Settings of the `kafka` output.
+public struct KafkaOutputConfiguration: Sendable, Hashable {
+    public static let compressions = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+    public var connection: KafkaConnection
+    /// The topic every event goes to.
+    public var topic: String
+    /// A top-level field of each event whose value becomes the message key (same key, same partition);
+    /// nil, or a field an event lacks, sends without a key (librdkafka spreads those over partitions).
+    public var keyField: String?
+    /// Compression of message batches. Default lz4.
+    public var compression: String
+    /// Most events leased and produced as one unit (acknowledged in the queue together). Default 50,000.
+    public var maxEventsPerBatch: Int
+    /// Units in flight at once. Default 4.
+    public var batchesInFlight: Int
+    /// Backoff between Ferry's own retries of messages librdkafka gave up on: first and largest delay.
+    public var backoffBaseMilliseconds: Int64
+    public var backoffCapMilliseconds: Int64
+
+    public init(connection: KafkaConnection, topic: String, keyField: String? = nil, compression: String = "lz4",
+                maxEventsPerBatch: Int = 50_000, batchesInFlight: Int = 4,
+                backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000) {
+        self.connection = connection
+        self.topic = topic
+        self.keyField = keyField
+        self.compression = compression
+        self.maxEventsPerBatch = maxEventsPerBatch
+        self.batchesInFlight = batchesInFlight
+        self.backoffBaseMilliseconds = backoffBaseMilliseconds
+        self.backoffCapMilliseconds = backoffCapMilliseconds
+    }
+
+    /// Ferry's producer settings: every message acknowledged by all in-sync replicas, the idempotent
+    /// producer (no duplicates or reordering from librdkafka's own retries), then the user's properties.
+    func librdkafkaProperties() -> [(String, String)] {
+        var result: [(String, String)] = [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("compression.codec", compression),
+            ("queue.buffering.max.messages", "1000000"),
+            ("linger.ms", "5"),
+        ]
+        // The connection's properties come last so a user's `properties` override Ferry's choices.
+        result.append(contentsOf: connection.librdkafkaProperties())
+        return result
+    }
+}
+
+/// Settings of the `kafka` input.
+public struct KafkaInputConfiguration: Sendable, Hashable {
+    public enum StartFrom: String, Sendable, Hashable, CaseIterable { case earliest, latest }
+
+    public var connection: KafkaConnection
+    public var topics: [String]
+    /// Consumer group; members of one group share the topics' partitions. Default `ferry`.
+    public var groupID: String
+    /// Where a group without committed offsets starts. Default earliest: nothing already in the topic is skipped.
+    public var startFrom: StartFrom
+    /// Most messages appended to the queue in one commit. Default 10,000.
+    public var maxEventsPerAppend: Int
+
+    public init(connection: KafkaConnection, topics: [String], groupID: String = "ferry", startFrom: StartFrom = .earliest,
+                maxEventsPerAppend: Int = 10_000) {
+        self.connection = connection
+        self.topics = topics
+        self.groupID = groupID
+        self.startFrom = startFrom
+        self.maxEventsPerAppend = maxEventsPerAppend
+    }
+
+    /// Ferry's consumer settings: offsets committed by Ferry only, after the queue's commit.
+    func librdkafkaProperties() -> [(String, String)] {
+        var result: [(String, String)] = [
+            ("group.id", groupID),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", startFrom.rawValue),
+            ("enable.partition.eof", "false"),
+        ]
+        result.append(contentsOf: connection.librdkafkaProperties())
+        return result
+    }
+}
+
+/// A Kafka setting librdkafka refused, or a client that cannot be made; `ferry` exits 2 on it.
+public struct KafkaConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import NIOCore
+
+/// Finds a top-level field of a JSON object event without parsing the whole of it: the message key of
+/// the `kafka` output. Events in the queue were validated when they came in; this scanner still checks
+/// every bound and returns nil on anything it does not understand.
+enum TopLevelField {
+    /// The value of field `name` in `event`: a string's content (escapes kept as written), or the text of
+    /// a number, `true`, `false`; nil when the field is missing, `null`, an object or an array.
+    static func value(named name: [UInt8], in event: ByteBuffer) -> ByteBuffer? {
+        let found: Range<Int>? = event.withUnsafeReadableBytes { range(named: name, in: $0) }
+        return found.flatMap { event.getSlice(at: event.readerIndex + $0.lowerBound, length: $0.count) }
+    }
+
+    static func range(named name: [UInt8], in b: UnsafeRawBufferPointer) -> Range<Int>? {
+        var i = skipSpace(b, 0)
+        guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        while true {
+            i = skipSpace(b, i)
+            guard i < b.count, b[i] == UInt8(ascii: "\"") else { return nil }
+            guard let keyEnd = stringEnd(b, i) else { return nil }
+            let key = (i + 1)..<(keyEnd - 1)
+            i = skipSpace(b, keyEnd)
+            guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
+            i = skipSpace(b, i + 1)
+            guard i < b.count, let valueEnd = valueEnd(b, i) else { return nil }
+            if key.count == name.count && name.withUnsafeBytes({ memcmp($0.baseAddress!, b.baseAddress! + key.lowerBound, key.count) == 0 }) {
+                switch b[i] {
+                case UInt8(ascii: "\""): return (i + 1)..<(valueEnd - 1)
+                case UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "n"): return nil
+                default: return i..<valueEnd
+                }
+            }
+            i = skipSpace(b, valueEnd)
+            guard i < b.count, b[i] == UInt8(ascii: ",") else { return nil }
+            i += 1
+        }
+    }
+
+    private static func skipSpace(_ b: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var i = start
+        while i < b.count, b[i] == 0x20 || b[i] == 0x09 || b[i] == 0x0A || b[i] == 0x0D { i += 1 }
+        return i
+    }
+
+    /// Index after the closing quote of the string starting at `start`.
+    private static func stringEnd(_ b: UnsafeRawBufferPointer, _ start: Int) -> Int? {
+        var i = start + 1
+        while i < b.count {
+            switch b[i] {
+            case UInt8(ascii: "\\"): i += 2
+            case UInt8(ascii: "\""): return i + 1
+            default: i += 1
+            }
+        }
+        return nil
+    }
+
+    /// Index after the value starting at `start`.
+    private static func valueEnd(_ b: UnsafeRawBufferPointer, _ start: Int) -> Int? {
+        switch b[start] {
+        case UInt8(ascii: "\""):
+            return stringEnd(b, start)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var i = start
+            while i < b.count {
+                switch b[i] {
+                case UInt8(ascii: "\""):
+                    guard let end = stringEnd(b, i) else { return nil }
+                    i = end
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return i + 1 }
+                default: break
+                }
+                i += 1
+            }
+            return nil
+        default:
+            var i = start
+            while i < b.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D].contains(b[i]) { i += 1 }
+            return i > start ? i : nil
+        }
+    }
+}
