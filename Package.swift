@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import FerryForward
 import FerryIngest
+import FerryKafka
 public import FerryQueue
 import Foundation
 public import Logging
@@ -43,6 +44,7 @@ public enum Agent {
 
         let ingest: IngestServer
         let output: any Service
+        var kafkaInput: KafkaInput?
         var hostStatus: @Sendable () -> [HostStatus] = { [] }
         do {
             ingest = try IngestServer(configuration: configuration.ingest, queue: queue, logger: logger.child("ferry.ingest"))
@@ -53,11 +55,19 @@ public enum Agent {
                 output = forwarder
             case .file(let file):
                 output = try FileForwarder(queue: queue, configuration: file, logger: logger.child("ferry.output.file"))
+            case .kafka(let kafka):
+                output = try KafkaOutput(queue: queue, configuration: kafka, logger: logger.child("ferry.output.kafka"))
+            }
+            if let kafka = configuration.kafkaInput {
+                kafkaInput = try KafkaInput(queue: queue, configuration: kafka, logger: logger.child("ferry.input.kafka"))
             }
         } catch let error as IngestConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch let error as ForwardConfigurationError {
+            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
+            return 2
+        } catch let error as KafkaConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch {
@@ -72,10 +82,11 @@ public enum Agent {
                         isReady: { state.ingestListening.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
         }
 
-        // Shut down in reverse order: ingest first (its in-flight commits complete), then the output, then admin.
+        // Shut down in reverse order: the inputs first (their in-flight commits complete), then the output, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let admin { services.append(.init(service: admin)) }
         services.append(.init(service: output))
+        if let kafkaInput { services.append(.init(service: kafkaInput)) }
         services.append(.init(service: ingest))
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger.child("ferry.lifecycle"))
         groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout
@@ -135,6 +146,7 @@ public enum Agent {
         switch configuration.output {
         case .http(let http): destination = "forwarded to \(http.hosts.joined(separator: ", "))"
         case .file(let file): destination = "written to \(file.path) (file output); to forward them instead, start with --forward host:port[,host:port]"
+        case .kafka(let kafka): destination = "produced to Kafka topic \(kafka.topic) on \(kafka.connection.brokers.joined(separator: ", "))"
         }
         var lines = [
             "Ferry \(version) is running.",
@@ -142,6 +154,9 @@ public enum Agent {
             "  Queue:        \(configuration.dataDirectory) (events are fsynced before the 200)",
             "  Events are    \(destination)",
         ]
+        if let kafka = configuration.kafkaInput {
+            lines.append("  Also read:    Kafka topics \(kafka.topics.joined(separator: ", ")) on \(kafka.connection.brokers.joined(separator: ", ")) (group \(kafka.groupID))")
+        }
         if let admin = configuration.admin, let adminPort {
             lines.append("  Admin:        http://\(admin.host):\(adminPort)/health /ready /metrics /queue")
         }

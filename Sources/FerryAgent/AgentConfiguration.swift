@@ -1,10 +1,13 @@
 public import FerryForward
 public import FerryIngest
+public import FerryKafka
 public import FerryQueue
 
 /// Everything `ferry run` needs, parsed and validated once at start (see `ConfigurationLoader`).
 public struct AgentConfiguration: Sendable, Hashable {
     public var ingest: IngestConfiguration
+    /// The `kafka` input (`input.kafka`), next to the HTTP ingest; nil when not configured.
+    public var kafkaInput: KafkaInputConfiguration?
     /// The data directory (`queue.path`).
     public var dataDirectory: String
     public var queue: QueueConfiguration
@@ -16,6 +19,7 @@ public struct AgentConfiguration: Sendable, Hashable {
     public enum Output: Sendable, Hashable {
         case http(HTTPOutputConfiguration)
         case file(FileOutputConfiguration)
+        case kafka(KafkaOutputConfiguration)
     }
 
     public struct Address: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import FerryForward
 import FerryIngest
+import FerryKafka
 import FerryQueue
 import Foundation
 import Yams
@@ -51,14 +52,16 @@ public enum ConfigurationLoader {
         configuration.output = .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out"))
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
             if let http = i["http"] { configuration.ingest = try ingest(http, reader: reader) }
+            if let kafka = i["kafka"] { configuration.kafkaInput = try kafkaInput(kafka, reader: reader) }
         }
         if let output = top["output"] {
-            let o = try reader.mapping(output, path: "output", keys: ["http", "file"])
-            if o["http"] != nil && o["file"] != nil {
-                throw ConfigurationError("\(reader.location(output)): output has both http and file; one queue feeds one output, keep one")
+            let o = try reader.mapping(output, path: "output", keys: ["http", "file", "kafka"])
+            if o.count > 1 {
+                throw ConfigurationError("\(reader.location(output)): output has \(o.keys.sorted().joined(separator: " and ")); one queue feeds one output, keep one")
             }
+            if let kafka = o["kafka"] { configuration.output = .kafka(try kafkaOutput(kafka, reader: reader)) }
             if let http = o["http"] { configuration.output = .http(try httpOutput(http, reader: reader)) }
             if let file = o["file"] {
                 let f = try reader.mapping(file, path: "output.file", keys: ["path", "rotate_bytes"])
@@ -192,6 +195,83 @@ public enum ConfigurationLoader {
         if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
         if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
         if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }
+        return c
+    }
+
+    static func kafkaOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaOutputConfiguration {
+        let path = "output.kafka"
+        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topic", "key", "compression", "max_events_per_batch", "batches_in_flight"]))
+        guard let topic = k["topic"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topic, the topic events go to") }
+        var c = KafkaOutputConfiguration(connection: try kafkaConnection(node, k, path: path, reader: reader), topic: try reader.string(topic, path: "\(path).topic"))
+        if let v = k["key"] { c.keyField = try reader.string(v, path: "\(path).key") }
+        if let v = k["compression"] { c.compression = try reader.choice(v, path: "\(path).compression", KafkaOutputConfiguration.compressions)! }
+        if let v = k["max_events_per_batch"] { c.maxEventsPerBatch = try reader.positiveInt(v, path: "\(path).max_events_per_batch") }
+        if let v = k["batches_in_flight"] { c.batchesInFlight = try reader.positiveInt(v, path: "\(path).batches_in_flight") }
+        return c
+    }
+
+    static func kafkaInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaInputConfiguration {
+        let path = "input.kafka"
+        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topics", "group_id", "start_from", "max_events_per_append"]))
+        guard let topicsNode = k["topics"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topics, a list of topics to read") }
+        let topics = try reader.strings(topicsNode, path: "\(path).topics")
+        guard !topics.isEmpty else { throw ConfigurationError("\(reader.location(topicsNode)): \(path).topics is empty; name at least one topic") }
+        var c = KafkaInputConfiguration(connection: try kafkaConnection(node, k, path: path, reader: reader), topics: topics)
+        if let v = k["group_id"] { c.groupID = try reader.string(v, path: "\(path).group_id") }
+        if let v = k["start_from"] {
+            c.startFrom = try reader.choice(v, path: "\(path).start_from", KafkaInputConfiguration.StartFrom.allCases.map(\.rawValue)).flatMap(KafkaInputConfiguration.StartFrom.init(rawValue:))!
+        }
+        if let v = k["max_events_per_append"] { c.maxEventsPerAppend = try reader.positiveInt(v, path: "\(path).max_events_per_append") }
+        return c
+    }
+
+    static let kafkaConnectionKeys: Set<String> = ["brokers", "tls", "sasl", "properties"]
+
+    /// `brokers`, `tls`, `sasl` and `properties`, shared by the kafka output and input.
+    static func kafkaConnection(_ node: Node, _ k: [String: Node], path: String, reader: Reader) throws(ConfigurationError) -> KafkaConnection {
+        guard let brokersNode = k["brokers"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs brokers, a list of host:port") }
+        let brokers = try reader.strings(brokersNode, path: "\(path).brokers")
+        guard !brokers.isEmpty else { throw ConfigurationError("\(reader.location(brokersNode)): \(path).brokers is empty; list at least one host:port") }
+        var c = KafkaConnection(brokers: brokers)
+        if let tls = k["tls"] {
+            if case .scalar = tls {
+                if try reader.bool(tls, path: "\(path).tls") { c.tls = .init() }
+            } else {
+                let t = try reader.mapping(tls, path: "\(path).tls", keys: ["certificate_authorities", "certificate", "key", "key_password", "verify_hostname"])
+                var settings = KafkaConnection.TLS()
+                if let cas = t["certificate_authorities"] {
+                    let list = try reader.strings(cas, path: "\(path).tls.certificate_authorities")
+                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): \(path).tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
+                    settings.certificateAuthority = list.first
+                }
+                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "\(path).tls.certificate") }
+                if let v = t["key"] { settings.key = try reader.string(v, path: "\(path).tls.key") }
+                if let v = t["key_password"] { settings.keyPassword = try reader.string(v, path: "\(path).tls.key_password") }
+                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "\(path).tls.verify_hostname") }
+                if (settings.certificate == nil) != (settings.key == nil) {
+                    throw ConfigurationError("\(reader.location(tls)): \(path).tls needs both certificate and key for a client identity")
+                }
+                c.tls = settings
+            }
+        }
+        if let sasl = k["sasl"] {
+            let s = try reader.mapping(sasl, path: "\(path).sasl", keys: ["mechanism", "username", "password"])
+            guard let user = s["username"], let password = s["password"] else {
+                throw ConfigurationError("\(reader.location(sasl)): \(path).sasl needs username and password")
+            }
+            var settings = KafkaConnection.SASL(username: try reader.string(user, path: "\(path).sasl.username"), password: try reader.string(password, path: "\(path).sasl.password"))
+            if let v = s["mechanism"] { settings.mechanism = try reader.choice(v, path: "\(path).sasl.mechanism", KafkaConnection.SASL.mechanisms)! }
+            c.sasl = settings
+        }
+        if let properties = k["properties"] {
+            guard case .mapping(let mapping) = properties else {
+                throw ConfigurationError("\(reader.location(properties)): \(path).properties must be a mapping of librdkafka properties, e.g. linger.ms: 10")
+            }
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? ""
+                c.properties[key] = try reader.string(value, path: "\(path).properties.\(key)")
+            }
+        }
         return c
     }
 

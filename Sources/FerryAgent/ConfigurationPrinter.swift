@@ -1,5 +1,6 @@
 import FerryForward
 import FerryIngest
+import FerryKafka
 import FerryQueue
 
 extension AgentConfiguration {
@@ -34,6 +35,14 @@ extension AgentConfiguration {
         }
         let l = ingest.limits
         lines.append("    limits: { max_body_bytes: \(l.maxBodyBytes), max_decompressed_bytes: \(l.maxDecompressedBytes), max_event_bytes: \(l.maxEventBytes), max_events_per_request: \(l.maxEventsPerRequest), request_timeout: \(l.requestTimeoutSeconds)s, idle_timeout: \(l.idleTimeoutSeconds)s, max_connections: \(l.maxConnections) }")
+        if let kafka = kafkaInput {
+            lines.append("  kafka:")
+            lines += kafkaConnection(kafka.connection, quote: quote)
+            lines.append("    topics: [\(kafka.topics.map(quote).joined(separator: ", "))]")
+            lines.append("    group_id: \(quote(kafka.groupID))")
+            lines.append("    start_from: \(kafka.startFrom.rawValue)")
+            lines.append("    max_events_per_append: \(kafka.maxEventsPerAppend)")
+        }
         lines.append("queue:")
         lines.append("  path: \(quote(dataDirectory))")
         lines.append("  max_bytes: \(queue.maxBytes)")
@@ -65,6 +74,14 @@ extension AgentConfiguration {
             lines.append("  file:")
             lines.append("    path: \(quote(file.path))")
             lines.append("    rotate_bytes: \(file.rotateBytes)")
+        case .kafka(let kafka):
+            lines.append("  kafka:")
+            lines += kafkaConnection(kafka.connection, quote: quote)
+            lines.append("    topic: \(quote(kafka.topic))")
+            if let key = kafka.keyField { lines.append("    key: \(quote(key))") }
+            lines.append("    compression: \(kafka.compression)")
+            lines.append("    max_events_per_batch: \(kafka.maxEventsPerBatch)")
+            lines.append("    batches_in_flight: \(kafka.batchesInFlight)")
         }
         if let admin {
             lines.append("admin:")
@@ -76,5 +93,30 @@ extension AgentConfiguration {
         lines.append("  level: \(logging.level)")
         lines.append("  format: \(logging.format.rawValue)")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The lines of a kafka connection, passwords (and properties that look like secrets) redacted.
+    private func kafkaConnection(_ c: KafkaConnection, quote: (String) -> String) -> [String] {
+        let redacted = "\"<redacted>\""
+        var lines = ["    brokers: [\(c.brokers.map(quote).joined(separator: ", "))]"]
+        if let tls = c.tls {
+            var parts: [String] = []
+            if let ca = tls.certificateAuthority { parts.append("certificate_authorities: [\(quote(ca))]") }
+            if let v = tls.certificate { parts.append("certificate: \(quote(v))") }
+            if let v = tls.key { parts.append("key: \(quote(v))") }
+            if tls.keyPassword != nil { parts.append("key_password: \(redacted)") }
+            parts.append("verify_hostname: \(tls.verifyHostname)")
+            lines.append("    tls: { \(parts.joined(separator: ", ")) }")
+        }
+        if let sasl = c.sasl {
+            lines.append("    sasl: { mechanism: \(sasl.mechanism), username: \(quote(sasl.username)), password: \(redacted) }")
+        }
+        if !c.properties.isEmpty {
+            lines.append("    properties:")
+            for key in c.properties.keys.sorted() {
+                lines.append("      \(key): \(KafkaConnection.isSecretProperty(key) ? redacted : quote(c.properties[key]!))")
+            }
+        }
+        return lines
     }
 }

@@ -49,8 +49,11 @@ public struct KafkaConnection: Sendable, Hashable {
         }
     }
 
+    /// Whether a librdkafka property holds a secret (printed redacted).
+    public static func isSecretProperty(_ key: String) -> Bool { RdKafka.isSecret(key) }
+
     /// The librdkafka properties for this connection, in the order they are set.
-    func librdkafkaProperties() -> [(String, String)] {
+    package func librdkafkaProperties() -> [(String, String)] {
         var result: [(String, String)] = [("bootstrap.servers", brokers.joined(separator: ","))]
         switch (tls != nil, sasl != nil) {
         case (false, false): result.append(("security.protocol", "plaintext"))
@@ -110,7 +113,7 @@ public struct KafkaOutputConfiguration: Sendable, Hashable {
 
     /// Ferry's producer settings: every message acknowledged by all in-sync replicas, the idempotent
     /// producer (no duplicates or reordering from librdkafka's own retries), then the user's properties.
-    func librdkafkaProperties() -> [(String, String)] {
+    package func librdkafkaProperties() -> [(String, String)] {
         var result: [(String, String)] = [
             ("enable.idempotence", "true"),
             ("acks", "all"),
@@ -147,7 +150,7 @@ public struct KafkaInputConfiguration: Sendable, Hashable {
     }
 
     /// Ferry's consumer settings: offsets committed by Ferry only, after the queue's commit.
-    func librdkafkaProperties() -> [(String, String)] {
+    package func librdkafkaProperties() -> [(String, String)] {
         var result: [(String, String)] = [
             ("group.id", groupID),
             ("enable.auto.commit", "false"),

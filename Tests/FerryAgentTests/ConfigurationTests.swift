@@ -1,6 +1,7 @@
 @testable import FerryAgent
 import FerryForward
 import FerryIngest
+import FerryKafka
 import FerryQueue
 import Testing
 
@@ -91,6 +92,47 @@ import Testing
         #expect(error("queue: { path: \"${NOPE}\" }")?.contains("${NOPE}, which is not set") == true)
     }
 
+    @Test func kafkaOutputAndInputAreReadAndTheirSecretsRedacted() throws {
+        let yaml = """
+        input:
+          kafka:
+            brokers: "${BROKERS}"
+            topics: [app-logs, audit]
+            group_id: edge-ferry
+            start_from: latest
+            sasl: { mechanism: SCRAM-SHA-512, username: ferry, password: "${KPASS}" }
+        output:
+          kafka:
+            brokers: [k1:9092, k2:9092]
+            topic: events
+            key: host
+            compression: zstd
+            tls: { certificate_authorities: [/etc/ferry/ca.pem], certificate: c.pem, key: c.key, key_password: "${KPASS}" }
+            properties: { linger.ms: 20, sasl.oauthbearer.client.secret: "${KPASS}" }
+        """
+        let c = try ConfigurationLoader.parse(yaml, environment: ["BROKERS": "a:9092,b:9092", "KPASS": "kafka-s3cret"])
+        guard case .kafka(let out) = c.output, let input = c.kafkaInput else { Issue.record("kafka not read"); return }
+        #expect(out.connection.brokers == ["k1:9092", "k2:9092"] && out.topic == "events" && out.keyField == "host" && out.compression == "zstd")
+        #expect(out.connection.tls?.keyPassword == "kafka-s3cret" && out.connection.properties["linger.ms"] == "20")
+        #expect(input.connection.brokers == ["a:9092", "b:9092"] && input.topics == ["app-logs", "audit"])
+        #expect(input.groupID == "edge-ferry" && input.startFrom == .latest && input.connection.sasl?.mechanism == "SCRAM-SHA-512")
+        let printed = c.redactedYAML
+        #expect(!printed.contains("kafka-s3cret"))
+        #expect(printed.contains("topic: \"events\"") && printed.contains("linger.ms: \"20\""))
+        // librdkafka's properties: Ferry's choices first, the user's after them (so they win).
+        let properties = out.librdkafkaProperties().map { "\($0.0)=\($0.1)" }
+        #expect(properties.contains("acks=all") && properties.contains("enable.idempotence=true") && properties.contains("security.protocol=ssl"))
+        let lingers = properties.filter { $0.hasPrefix("linger.ms=") }
+        #expect(lingers.last == "linger.ms=20", "the user's value comes last")
+
+        #expect(error("output: { kafka: { topic: t } }")?.contains("output.kafka needs brokers") == true)
+        #expect(error("output: { kafka: { brokers: [a:1] } }")?.contains("needs topic") == true)
+        #expect(error("output: { kafka: { brokers: [a:1], topic: t, compression: brotli } }")?.contains("accepted values: none, gzip, snappy, lz4, zstd") == true)
+        #expect(error("output: { kafka: { brokers: [a:1], topic: t }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("input: { kafka: { brokers: [a:1], topics: [t], sasl: { username: u } } }")?.contains("needs username and password") == true)
+        #expect(error("input: { kafka: { brokers: [a:1], topic: t } }")?.contains("unknown key input.kafka.topic") == true)
+    }
+
     @Test func plainHTTPOnANonLoopbackAddressNeedsAnExplicitTLSFalse() throws {
         let c = try ConfigurationLoader.parse("input: { http: { address: 0.0.0.0:9800, tls: false } }", environment: [:])
         #expect(c.ingest.tls == nil && c.ingest.allowPlaintext)
@@ -100,7 +142,7 @@ import Testing
 }
 
 @Suite struct ExampleConfigurationTests {
-    @Test(arguments: ["edge.yaml", "aggregator.yaml"])
+    @Test(arguments: ["edge.yaml", "aggregator.yaml", "aggregator-to-kafka.yaml"])
     func theShippedExamplesAreValid(_ name: String) throws {
         let path = packageRootForTests() + "/tools/examples/" + name
         let configuration = try ConfigurationLoader.load(file: path, environment: ["FERRY_P12_PASS": "example"])
