@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "ferry-bench-ingest", targets: ["ferry-bench-ingest"]),
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
+        .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -190,6 +191,17 @@ let package = Package(
             name: "ferry-bench-tools",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/ToolsBench",
+            swiftSettings: swiftSettings
+        ),
+        // Kafka benchmark (tools/bench/kafka): kafka output and input against librdkafka's mock cluster.
+        .executableTarget(
+            name: "ferry-bench-kafka",
+            dependencies: [
+                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/KafkaBench",
             swiftSettings: swiftSettings
         ),
 

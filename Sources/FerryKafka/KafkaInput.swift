@@ -44,8 +44,13 @@ public final class KafkaInput: Service, Sendable {
     }
 
     public func run() async throws {
-        defer { consumer.close() }
         let pool = NIOThreadPool.singleton
+        var lastStored: [ConsumedMessage] = []
+        defer {
+            // A last synchronous commit of what is stored, so the next start does not read it again.
+            if !lastStored.isEmpty { _ = consumer.commit(after: lastStored, async: false) }
+            consumer.close()
+        }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             if let fatal = consumer.context.fatal.withLock({ $0 }) {
                 throw KafkaConfigurationError("kafka input stopped: \(fatal); restart ferry to go on")
@@ -75,12 +80,15 @@ public final class KafkaInput: Service, Sendable {
                 metrics.events.increment(by: batch.eventCount)
             }
             try await afterAppend?()
-            let error = try await pool.runIfActive { [consumer] in consumer.commit(after: messages) }
+            // The events are stored: their offsets may be committed. In the background, so that reading goes on
+            // meanwhile; commits go out in order, and a lost one only means those messages are read again.
+            let error = consumer.commit(after: messages, async: true)
             if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                // The events are stored; the group reads them again (duplicates, not losses).
-                metrics.commitFailures.increment()
                 logger.warning("kafka offsets not committed; those messages will be read again", metadata: ["kafka.error": "\(RdKafka.describe(error))"])
             }
+            lastStored = messages
+            let failures = consumer.context.commitFailures.exchange(0, ordering: .relaxed)
+            if failures > 0 { metrics.commitFailures.increment(by: failures) }
             if let lag = consumer.lag() { metrics.lag.record(lag) }
         }
     }

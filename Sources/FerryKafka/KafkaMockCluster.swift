@@ -42,9 +42,10 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
     }
 
     /// Produces `values` to `topic` and waits until each is delivered; returns how many failed.
-    package func produce(_ values: [[UInt8]], to topic: String, keys: [[UInt8]?]? = nil) throws(KafkaConfigurationError) -> Int {
-        let conf = try RdKafka.makeConfiguration([("bootstrap.servers", bootstrapServers), ("acks", "all"), ("linger.ms", "5"),
-                                                  ("queue.buffering.max.messages", "2000000")], role: "mock producer")
+    /// `properties` replace the defaults (e.g. the kafka output's own, for a like-for-like benchmark baseline).
+    package func produce(_ values: [[UInt8]], to topic: String, keys: [[UInt8]?]? = nil, properties: [(String, String)]? = nil) throws(KafkaConfigurationError) -> Int {
+        let settings = (properties ?? [("acks", "all"), ("linger.ms", "5"), ("queue.buffering.max.messages", "2000000")]) + [("bootstrap.servers", bootstrapServers)]
+        let conf = try RdKafka.makeConfiguration(settings, role: "mock producer")
         let failures = FailureCount()
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(failures).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
@@ -73,10 +74,13 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
     }
 
     /// Every message of `topic` from its beginning, read by partition assignment (no consumer group), until
-    /// `expected` messages are read or `timeout` passes.
-    package func readTopic(_ topic: String, partitions: Int, expected: Int, timeout: Duration = .seconds(30)) throws(KafkaConfigurationError) -> [(key: [UInt8]?, value: [UInt8])] {
+    /// `expected` messages are read or `timeout` passes. `firstMessageAt` is set when the first one came.
+    /// The mock keeps a few MB per partition; older messages are gone (and the reader starts at the oldest kept).
+    package func readTopic(_ topic: String, partitions: Int, expected: Int, timeout: Duration = .seconds(30),
+                           properties: [(String, String)] = [],
+                           firstMessageAt: UnsafeMutablePointer<ContinuousClock.Instant?>? = nil) throws(KafkaConfigurationError) -> [(key: [UInt8]?, value: [UInt8])] {
         let conf = try RdKafka.makeConfiguration([("bootstrap.servers", bootstrapServers), ("group.id", "ferry-test-reader"),
-                                                  ("enable.auto.commit", "false")], role: "mock reader")
+                                                  ("enable.auto.commit", "false"), ("auto.offset.reset", "earliest")] + properties, role: "mock reader")
         let consumer = try RdKafka.makeClient(RD_KAFKA_CONSUMER, conf, role: "mock reader")
         defer { rd_kafka_destroy(consumer) }
         rd_kafka_poll_set_consumer(consumer)
@@ -94,6 +98,7 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
             defer { rd_kafka_message_destroy(message) }
             let m = message.pointee
             guard m.err == RD_KAFKA_RESP_ERR_NO_ERROR else { continue }
+            if result.isEmpty { firstMessageAt?.pointee = .now }
             let value = m.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
             let key = m.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
             result.append((key, value))

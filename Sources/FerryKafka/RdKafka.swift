@@ -92,6 +92,8 @@ final class ClientContext: Sendable {
     let logger: Logger
     /// Set once librdkafka reports a fatal error: the client cannot go on.
     let fatal = Mutex<String?>(nil)
+    /// Offset commits that failed (consumer only); their messages are read again.
+    let commitFailures = Atomic<Int>(0)
     /// Delivery trackers of the batches in flight, by id (producer only).
     let trackers = Mutex<[UInt32: DeliveryTracker]>([:])
     private let nextTracker = Atomic<UInt32>(1)
@@ -265,6 +267,7 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_error_cb(conf, RdKafka.errorCallback)
         rd_kafka_conf_set_log_cb(conf, RdKafka.logCallback)
+        rd_kafka_conf_set_offset_commit_cb(conf, Self.commitCallback)
         handle = try RdKafka.makeClient(RD_KAFKA_CONSUMER, conf, role: "input")
         rd_kafka_poll_set_consumer(handle)
         let list = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))
@@ -303,8 +306,17 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
         return result
     }
 
-    /// Commits, synchronously, the position after each partition's last message in `messages`.
-    func commit(after messages: [ConsumedMessage]) -> rd_kafka_resp_err_t {
+    /// The outcome of an asynchronous commit (served by the consumer's poll).
+    private static let commitCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { _, error, _, opaque in
+        guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET, let opaque else { return }
+        let context = Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue()
+        context.commitFailures.add(1, ordering: .relaxed)
+        context.logger.warning("kafka offsets not committed; those messages will be read again", metadata: ["kafka.error": "\(RdKafka.describe(error))"])
+    }
+
+    /// Commits the position after each partition's last message in `messages`: synchronously (returns the
+    /// outcome), or in the background (returns at once; a failure is logged and counted).
+    func commit(after messages: [ConsumedMessage], async: Bool) -> rd_kafka_resp_err_t {
         var next: [String: [Int32: Int64]] = [:]
         for message in messages { next[message.topic, default: [:]][message.partition] = max(next[message.topic]?[message.partition] ?? 0, message.offset + 1) }
         let list = rd_kafka_topic_partition_list_new(Int32(messages.count))!
@@ -312,7 +324,7 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
         for (topic, partitions) in next {
             for (partition, offset) in partitions { rd_kafka_topic_partition_list_add(list, topic, partition)!.pointee.offset = offset }
         }
-        return rd_kafka_commit(handle, list, 0)
+        return rd_kafka_commit(handle, list, async ? 1 : 0)
     }
 
     /// Messages in the assigned partitions not read yet (from cached watermarks); nil before an assignment.
