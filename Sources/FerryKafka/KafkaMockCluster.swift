@@ -36,11 +36,6 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
         errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0, $0.count, $0.baseAddress) }
     }
 
-    /// Takes broker `id` (1-based) down or up: its connections are closed and refused meanwhile.
-    package func setBroker(_ id: Int32, up: Bool) {
-        if up { rd_kafka_mock_broker_set_up(cluster, id) } else { rd_kafka_mock_broker_set_down(cluster, id) }
-    }
-
     /// Produces `values` to `topic` and waits until each is delivered; returns how many failed.
     /// `properties` replace the defaults (e.g. the kafka output's own, for a like-for-like benchmark baseline).
     package func produce(_ values: [[UInt8]], to topic: String, keys: [[UInt8]?]? = nil, properties: [(String, String)]? = nil) throws(KafkaConfigurationError) -> Int {

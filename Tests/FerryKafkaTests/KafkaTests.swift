@@ -92,7 +92,7 @@ import Testing
         }
     }
 
-    @Test func brokerErrorsAndAnOutageAreRetriedWithoutLoss() async throws {
+    @Test func brokerErrorsBeyondLibrdkafkasTimeoutAreRetriedWithoutLoss() async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         try cluster.createTopic("events", partitions: 3)
         let dir = try TemporaryDirectory(prefix: "ferry-kafka")
@@ -101,18 +101,16 @@ import Testing
         defer { queue.close() }
         let sent = try await appendEvents(queue, prefix: "r", count: 5_000)
 
-        // Retriable errors on the first Produce requests: librdkafka retries them itself.
-        cluster.failProduceRequests(Array(repeating: RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, count: 5)
-            + Array(repeating: RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, count: 5))
-        // Every broker down for longer than message.timeout.ms: librdkafka gives up, Ferry retries.
-        for broker in Int32(1)...3 { cluster.setBroker(broker, up: false) }
+        // Produce requests fail with a retriable error for several seconds: librdkafka retries them itself
+        // until message.timeout.ms (1 s here) and then gives the messages up; Ferry produces them again.
+        // (Brokers are not taken down: the mock rebinds a broker's port when it comes back, and a test
+        // running beside this one may have taken that port meanwhile.)
+        cluster.failProduceRequests(Array(repeating: RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, count: 200))
         let log = RecordingLogHandler.Store()
         let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events", properties: ["message.timeout.ms": "1000"]),
                                      logger: log.logger(label: "ferry.output.kafka"))
         try await withServices([output]) { () async throws in
             #expect(try await eventually { log.all.contains { $0.message.hasPrefix("kafka did not take every event; retrying") } })
-            #expect(try queue.readStats().records > 0, "nothing is acknowledged while every broker is down")
-            for broker in Int32(1)...3 { cluster.setBroker(broker, up: true) }
             #expect(try await eventually { try queue.readStats().records == 0 })
         }
         #expect(try queue.readStats().deadRecords == 0)
