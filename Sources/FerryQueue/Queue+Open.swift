@@ -55,7 +55,7 @@ extension Queue {
         let file = path + "/" + dataFileName
         switch error.code {
         case MDB_INVALID:
-            return QueueError(.notAQueue, "\(file) is not an LMDB file, so \(path) is not a Ferry queue; point --data-dir at a queue directory, or move that file away")
+            return QueueError(.notAQueue, "\(file) is not an LMDB file, so \(path) is not a Ferry queue; point --data-dir at a queue directory, or move that file away (if the machine lost power while this queue was first being made, nothing was stored in it yet)")
         case MDB_VERSION_MISMATCH:
             return QueueError(.incompatibleVersion, "\(path)/lock.mdb was made by another LMDB version; stop every process using the queue, delete lock.mdb (it holds no data) and start again")
         case MDB_INCOMPATIBLE:

@@ -127,6 +127,10 @@ public final class Queue: Sendable {
             guard stat(path + "/" + dataFileName, &info) == 0 else {
                 throw QueueError(.notAQueue, "there is no queue in \(path) (no \(dataFileName)); give --data-dir the agent's queue.path")
             }
+            guard info.st_size > 0 else {
+                // A queue being made when the process or the machine stopped: nothing was ever stored in it.
+                throw QueueError(.notAQueue, "\(path)/\(dataFileName) is empty: the queue there was never written (nothing was stored in it); start the agent on it to make it, or give --data-dir another queue")
+            }
             lock = nil
         } else {
             try prepareDirectory(path)
