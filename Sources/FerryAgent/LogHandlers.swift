@@ -1,4 +1,5 @@
 public import Logging
+import FerryWire
 import Foundation
 import Synchronization
 
@@ -39,8 +40,8 @@ public struct LineLogHandler: LogHandler {
             line = "time=\(time) level=\(event.level) logger=\(label) msg=\(Self.logfmt(message))"
             for (key, value) in fields { line += " \(key)=\(Self.logfmt(value))" }
         case .json:
-            line = "{\"time\":\"\(time)\",\"level\":\"\(event.level)\",\"logger\":\(Self.json(label)),\"msg\":\(Self.json(message))"
-            for (key, value) in fields { line += ",\(Self.json(key)):\(Self.json(value))" }
+            line = "{\"time\":\"\(time)\",\"level\":\"\(event.level)\",\"logger\":\(JSONString.literal(label)),\"msg\":\(JSONString.literal(message))"
+            for (key, value) in fields { line += ",\(JSONString.literal(key)):\(JSONString.literal(value))" }
             line += "}"
         }
         FileHandle.standardError.write(Data((line + "\n").utf8))
@@ -49,22 +50,6 @@ public struct LineLogHandler: LogHandler {
     static func logfmt(_ value: String) -> String {
         if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }) { return value }
         return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
-    }
-
-    static func json(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -128,7 +128,7 @@ struct IngestHandler: Sendable {
         // After a refusal the rest of the upload is of no use: end the connection instead of reading it.
         if error.status == 413 || error.status == 400 || error.status == 415 { headers[.connection] = "close" }
         let line = error.line.map { #","line":\#($0)"# } ?? ""
-        let body = #"{"error":"\#(error.reason)","message":\#(jsonString(error.message))\#(line)}"#
+        let body = #"{"error":"\#(error.reason)","message":\#(JSONString.literal(error.message))\#(line)}"#
         return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
@@ -150,23 +150,6 @@ struct IngestHandler: Sendable {
         }
         return difference == 0
     }
-}
-
-/// A JSON string literal for `text`.
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }
 
 extension Duration {

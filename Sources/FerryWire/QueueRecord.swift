@@ -161,18 +161,7 @@ public enum NDJSON {
     public static func messageEvent(_ text: UnsafeRawBufferPointer) -> [UInt8] {
         var out: [UInt8] = Array(#"{"message":""#.utf8)
         out.reserveCapacity(text.count + 16)
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        for byte in text {
-            switch byte {
-            case UInt8(ascii: "\""): out += [0x5C, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
-            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
-            case 0x09: out += [0x5C, UInt8(ascii: "t")]
-            case 0x00..<0x20: out += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
-            default: out.append(byte)
-            }
-        }
+        JSONString.appendEscaped(text, to: &out)
         out += Array(#""}"#.utf8)
         return out
     }

@@ -352,8 +352,8 @@ struct Verify: ParsableCommand {
         do { report = try q.verify { progress.update($0) } } catch { throw fail(error.message) }
         progress.finish()
         if json {
-            let bad = report.bad.map { #"{"sequence":\#($0.sequence),"table":"records","reason":\#(jsonString($0.error.message))}"# }
-                + report.badDead.map { #"{"sequence":\#($0.sequence),"table":"dead","reason":\#(jsonString($0.error.message))}"# }
+            let bad = report.bad.map { #"{"sequence":\#($0.sequence),"table":"records","reason":\#(JSONString.literal($0.error.message))}"# }
+                + report.badDead.map { #"{"sequence":\#($0.sequence),"table":"dead","reason":\#(JSONString.literal($0.error.message))}"# }
             print(#"{"records":\#(report.records),"events":\#(report.events),"stored_bytes":\#(report.storedBytes),"uncompressed_bytes":\#(report.uncompressedBytes),"dead_records":\#(report.deadRecords),"bad":[\#(bad.joined(separator: ","))]}"#)
         } else {
             for bad in report.bad { print("record \(bad.sequence): \(bad.error.message)") }
@@ -364,10 +364,6 @@ struct Verify: ParsableCommand {
         }
         if !report.bad.isEmpty || !report.badDead.isEmpty { throw ExitCode(1) }
     }
-}
-
-func jsonString(_ text: String) -> String {
-    "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
 }
 
 struct Repair: ParsableCommand {
@@ -468,7 +464,7 @@ struct DLQ: AsyncParsableCommand {
                 for d in page {
                     let events = (try? d.record.get().eventCount).map { "\($0)" } ?? "?"
                     if json {
-                        print(#"{"sequence":\#(d.sequence),"events":\#(events == "?" ? "null" : events),"moved_at":"\#(isoTime(d.movedAt))","reason":\#(jsonString(d.reason))}"#)
+                        print(#"{"sequence":\#(d.sequence),"events":\#(events == "?" ? "null" : events),"moved_at":"\#(isoTime(d.movedAt))","reason":\#(JSONString.literal(d.reason))}"#)
                     } else {
                         print("\(d.sequence)\t\(events) events\t\(isoTime(d.movedAt))\t\(d.reason)")
                     }

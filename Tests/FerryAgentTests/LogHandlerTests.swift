@@ -1,4 +1,5 @@
 @testable import FerryAgent
+import FerryWire
 import Testing
 
 @Suite struct LogHandlerTests {
@@ -27,6 +28,6 @@ import Testing
         #expect(LineLogHandler.logfmt("two words") == "\"two words\"")
         #expect(LineLogHandler.logfmt("a=\"b\"") == "\"a=\\\"b\\\"\"")
         #expect(LineLogHandler.logfmt("") == "\"\"")
-        #expect(LineLogHandler.json("line\nbreak \"q\"") == "\"line\\nbreak \\\"q\\\"\"")
+        #expect(JSONString.literal("line\nbreak \"q\"") == "\"line\\nbreak \\\"q\\\"\"")
     }
 }
