@@ -28,12 +28,6 @@ while let argument = arguments.next() {
     }
 }
 
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}
-
 func measure(_ body: () async throws -> Void) async rethrows -> (seconds: Double, cpu: Double) {
     let cpu = cpuSeconds()
     let start = ContinuousClock.now
