@@ -36,12 +36,9 @@ func measure(_ body: () async throws -> Void) async rethrows -> (seconds: Double
     return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, cpuSeconds() - cpu)
 }
 
-func waitUntil(_ timeout: Duration = .seconds(600), _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        guard ContinuousClock.now < deadline else { throw CancellationError() }
-        try await Task.sleep(for: .milliseconds(5))  // polling interval of a condition with a deadline
-    }
+/// Waits for `condition`, polling every 5 ms (the timing's resolution); gives up after 10 minutes.
+func waitUntil(_ condition: () throws -> Bool) async throws {
+    guard try await eventually(timeout: .seconds(600), every: .milliseconds(5), condition) else { throw CancellationError() }
 }
 
 /// Writes a line at once (no stdio buffering), so a long run shows each row as it is measured.

@@ -1,12 +1,13 @@
 import Logging
 public import ServiceLifecycle
 
-/// Waits until `condition` holds, polling, up to `timeout`; returns whether it held.
-public func eventually(timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws -> Bool {
+/// Waits until `condition` holds, polling every `interval`, up to `timeout`; returns whether it held.
+public func eventually(timeout: Duration = .seconds(60), every interval: Duration = .milliseconds(20),
+                       _ condition: () throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))  // polling interval of a condition with a deadline
+        try await Task.sleep(for: interval)  // polling interval of a condition with a deadline
     }
     return try condition()
 }

@@ -154,7 +154,7 @@ import Testing
                 connection.send(Array(head.utf8) + Array(String(repeating: "{\"a\":1}\n", count: 500).utf8))
                 connection.close()
             }
-            #expect(try await waitUntil { ingest.logs.all.contains { $0.message == "ingest request aborted" } })
+            #expect(try await eventually(timeout: .seconds(10)) { ingest.logs.all.contains { $0.message == "ingest request aborted" } })
             #expect(ingest.queue.stats.appendedEvents == 0)
         }
     }

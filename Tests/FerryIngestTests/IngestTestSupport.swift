@@ -43,21 +43,8 @@ func withIngest<R>(
     var configuration = IngestConfiguration(port: 0)
     configure(&configuration)
     let server = try IngestServer(configuration: configuration, queue: queue, logger: logs.logger(label: "ferry.ingest"))
-    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logs.logger(label: "ferry.services")))
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        let port = await server.listeningPort()
-        let running = RunningIngest(port: port, queue: queue, logs: logs, server: server)
-        do {
-            let result = try await body(running)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
+    return try await withServices([server]) {
+        try await body(RunningIngest(port: await server.listeningPort(), queue: queue, logs: logs, server: server))
     }
 }
 
@@ -79,16 +66,6 @@ func gzipped(_ text: String, level: Int32 = Gzip.defaultLevel) -> Data {
     var out = ByteBuffer()
     Array(text.utf8).withUnsafeBytes { Gzip.compress($0, level: level, into: &out) }
     return Data(out.readableBytesView)
-}
-
-/// Waits until `condition` holds, polling, or fails after `timeout`.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try await Task.sleep(for: .milliseconds(10))  // polling interval of a condition with a deadline
-    }
-    return try condition()
 }
 
 /// A raw TCP connection to loopback, with blocking calls meant to run through `onThread`.
