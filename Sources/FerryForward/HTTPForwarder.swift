@@ -47,36 +47,16 @@ public final class HTTPForwarder: Service, Sendable {
 
     public func run() async throws {
         let slots = Slots(count: sender.endpoints.count * configuration.concurrencyPerHost)
-        let limiter = configuration.maxEventsPerSecond.map { RateLimiter(eventsPerSecond: $0) }
+        // `max_events_per_second`: each request waits for its events' tokens before it starts.
+        let pace: (([StoredRecord]) async -> Void)? = configuration.maxEventsPerSecond.map { rate in
+            let limiter = RateLimiter(eventsPerSecond: rate)
+            return { records in await limiter.take(records.reduce(0) { $0 + Int($1.record.eventCount) }) }
+        }
         await withDiscardingTaskGroup { group in
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                guard await slots.acquire() else { break }
-                let lease: Lease
-                do {
-                    lease = try queue.lease(maxRecords: 4096, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest)
-                } catch {
-                    logger.error("cannot lease records", metadata: ["ferry.forward.error": "\(error)"])
-                    slots.release()
-                    try? await Task.sleep(for: .seconds(1))  // the queue failed; retry its read later
-                    continue
-                }
-                if !lease.corrupt.isEmpty {
-                    let sequences = lease.corrupt.map(\.sequence)
-                    _ = try? await queue.moveToDead(sequences, reason: "damaged record: \(lease.corrupt[0].error.message)")
-                }
-                guard !lease.records.isEmpty else {
-                    slots.release()
-                    await queue.waitForAppend(timeout: .seconds(1))
-                    continue
-                }
-                let batch = OutboundBatch(records: lease.records, agentID: queue.agentID)
-                if let limiter { await limiter.take(batch.events) }
-                group.addTask { [self] in
-                    defer { slots.release() }
-                    await deliver(batch)
-                }
+            await leaseAndDeliver(from: queue, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
+                                  slots: slots, logger: logger, group: &group, pace: pace) { [self] records in
+                await deliver(OutboundBatch(records: records, agentID: queue.agentID))
             }
-            slots.close()
         }
         await sender.shutdown()
     }

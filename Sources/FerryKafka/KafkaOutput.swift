@@ -42,31 +42,10 @@ public final class KafkaOutput: Service, Sendable {
         let slots = Slots(count: configuration.batchesInFlight)
         var purger: Task<Void, Never>?
         await withDiscardingTaskGroup { group in
-            while !Task.isCancelled && !Task.isShuttingDownGracefully && !isFailed {
-                guard await slots.acquire() else { break }
-                let lease: Lease
-                do {
-                    lease = try queue.lease(maxRecords: 4096, maxBytes: 16 << 20, maxEvents: configuration.maxEventsPerBatch)
-                } catch {
-                    logger.error("cannot lease records", metadata: ["ferry.output.error": "\(error)"])
-                    slots.release()
-                    try? await Task.sleep(for: .seconds(1))  // the queue failed; retry its read later
-                    continue
-                }
-                if !lease.corrupt.isEmpty {
-                    _ = try? await queue.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
-                }
-                guard !lease.records.isEmpty else {
-                    slots.release()
-                    await queue.waitForAppend(timeout: .seconds(1))
-                    continue
-                }
-                group.addTask { [self] in
-                    defer { slots.release() }
-                    await deliver(lease.records)
-                }
+            await leaseAndDeliver(from: queue, maxBytes: 16 << 20, maxEvents: configuration.maxEventsPerBatch, slots: slots, logger: logger,
+                                  group: &group, while: { !isFailed }) { [self] records in
+                await deliver(records)
             }
-            slots.close()
             // Stopping: batches in flight get a few seconds to be delivered; then librdkafka drops what it
             // still holds, their records are released and stay queued for the next start.
             purger = Task { [producer] in
