@@ -30,6 +30,18 @@ enum RdKafka {
         return handle
     }
 
+    /// A client of Ferry's own: `properties` set, `context` reachable from librdkafka's callbacks, its
+    /// errors and log lines into swift-log, and whatever else `configure` sets on the configuration.
+    static func makeClient(_ type: rd_kafka_type_t, properties: [(String, String)], role: String, context: ClientContext,
+                           configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaConfigurationError) -> OpaquePointer {
+        let conf = try makeConfiguration(properties, role: role)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        rd_kafka_conf_set_error_cb(conf, errorCallback)
+        rd_kafka_conf_set_log_cb(conf, logCallback)
+        configure(conf)
+        return try makeClient(type, conf, role: role)
+    }
+
     static func isSecret(_ key: String) -> Bool {
         let lower = key.lowercased()
         return lower.contains("password") || lower.contains("secret") || lower.contains("key.pem") || lower.hasSuffix(".jaas.config")
@@ -169,12 +181,9 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
 
     init(configuration: KafkaOutputConfiguration, logger: Logger) throws(KafkaConfigurationError) {
         context = ClientContext(logger: logger)
-        let conf = try RdKafka.makeConfiguration(configuration.librdkafkaProperties(), role: "output")
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        rd_kafka_conf_set_dr_msg_cb(conf, Self.deliveryCallback)
-        rd_kafka_conf_set_error_cb(conf, RdKafka.errorCallback)
-        rd_kafka_conf_set_log_cb(conf, RdKafka.logCallback)
-        handle = try RdKafka.makeClient(RD_KAFKA_PRODUCER, conf, role: "output")
+        handle = try RdKafka.makeClient(RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties(), role: "output", context: context) {
+            rd_kafka_conf_set_dr_msg_cb($0, Self.deliveryCallback)
+        }
         guard let topic = rd_kafka_topic_new(handle, configuration.topic, nil) else {
             let error = rd_kafka_last_error()
             rd_kafka_destroy(handle)
@@ -263,12 +272,9 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
 
     init(configuration: KafkaInputConfiguration, logger: Logger) throws(KafkaConfigurationError) {
         context = ClientContext(logger: logger)
-        let conf = try RdKafka.makeConfiguration(configuration.librdkafkaProperties(), role: "input")
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        rd_kafka_conf_set_error_cb(conf, RdKafka.errorCallback)
-        rd_kafka_conf_set_log_cb(conf, RdKafka.logCallback)
-        rd_kafka_conf_set_offset_commit_cb(conf, Self.commitCallback)
-        handle = try RdKafka.makeClient(RD_KAFKA_CONSUMER, conf, role: "input")
+        handle = try RdKafka.makeClient(RD_KAFKA_CONSUMER, properties: configuration.librdkafkaProperties(), role: "input", context: context) {
+            rd_kafka_conf_set_offset_commit_cb($0, Self.commitCallback)
+        }
         rd_kafka_poll_set_consumer(handle)
         let list = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))
         defer { rd_kafka_topic_partition_list_destroy(list) }
