@@ -1,4 +1,5 @@
 import FerryForward
+import FerryIngest
 import FerryQueue
 import FerryWire
 import Hummingbird
@@ -17,7 +18,7 @@ final class AdminServer: Service, Sendable {
     let hostStatus: @Sendable () -> [HostStatus]
     let isReady: @Sendable () -> Bool
     let logger: Logger
-    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    private let listening = ListeningPort()
 
     init(address: AgentConfiguration.Address, queue: Queue, registry: PrometheusCollectorRegistry,
          hostStatus: @escaping @Sendable () -> [HostStatus], isReady: @escaping @Sendable () -> Bool, logger: Logger) {
@@ -30,13 +31,7 @@ final class AdminServer: Service, Sendable {
     }
 
     func listeningPort() async -> Int {
-        await withCheckedContinuation { continuation in
-            let port = listening.withLock { state -> Int? in
-                if state.port == nil { state.waiters.append(continuation) }
-                return state.port
-            }
-            if let port { continuation.resume(returning: port) }
-        }
+        await listening.value
     }
 
     func run() async throws {
@@ -60,12 +55,7 @@ final class AdminServer: Service, Sendable {
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "ferry-admin"),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? address.port
-                let waiters = listening.withLock { state in
-                    state.port = port
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: port) }
+                listening.set(port)
             },
             logger: logger
         )

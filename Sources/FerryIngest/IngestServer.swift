@@ -19,7 +19,7 @@ public final class IngestServer: Service, Sendable {
     private let queue: Queue
     private let logger: Logger
     private let accepting = Atomic<Bool>(true)
-    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    private let listening = ListeningPort()
     private let tlsConfiguration: TLSConfiguration?
 
     /// Checks the configuration (TLS files are loaded here, so a bad path fails at start, not at the
@@ -45,13 +45,7 @@ public final class IngestServer: Service, Sendable {
 
     /// The port the server listens on, once it does (useful with port 0).
     public func listeningPort() async -> Int {
-        await withCheckedContinuation { continuation in
-            let port = listening.withLock { state -> Int? in
-                if state.port == nil { state.waiters.append(continuation) }
-                return state.port
-            }
-            if let port { continuation.resume(returning: port) }
-        }
+        await listening.value
     }
 
     public func run() async throws {
@@ -80,12 +74,7 @@ public final class IngestServer: Service, Sendable {
             ),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? configuration.port
-                let waiters = listening.withLock { state in
-                    state.port = port
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: port) }
+                listening.set(port)
                 logger.info("ingest listening", metadata: [
                     "ferry.ingest.address": "\(configuration.host):\(port)",
                     "ferry.ingest.tls": "\(tlsConfiguration != nil)",

@@ -22,7 +22,7 @@ final class StubReceiver: Service, Sendable {
 
     let received = Mutex(Received())
     let policy: Mutex<@Sendable ([String]) -> Int>
-    private let listening = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    private let listening = ListeningPort()
 
     init(policy: @escaping @Sendable ([String]) -> Int = { _ in 200 }) {
         self.policy = Mutex(policy)
@@ -31,15 +31,7 @@ final class StubReceiver: Service, Sendable {
     func setStatus(_ status: Int) { policy.withLock { $0 = { _ in status } } }
 
     var port: Int {
-        get async {
-            await withCheckedContinuation { continuation in
-                let port = listening.withLock { state -> Int? in
-                    if state.port == nil { state.waiters.append(continuation) }
-                    return state.port
-                }
-                if let port { continuation.resume(returning: port) }
-            }
-        }
+        get async { await listening.value }
     }
 
     func run() async throws {
@@ -62,12 +54,7 @@ final class StubReceiver: Service, Sendable {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { [self] channel in
                                   let port = channel.localAddress!.port!
-                                  let waiters = listening.withLock { state in
-                                      state.port = port
-                                      defer { state.waiters = [] }
-                                      return state.waiters
-                                  }
-                                  for waiter in waiters { waiter.resume(returning: port) }
+                                  listening.set(port)
                               }, logger: quiet)
         try await app.run()
     }
