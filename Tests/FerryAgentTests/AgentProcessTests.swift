@@ -221,8 +221,11 @@ extension AgentProcessTests {
     @Test func kafkaInputLosesNothingWhenTheAgentIsKilled() async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         try cluster.createTopic("edge", partitions: 3)
-        let ids = (0..<200_000).map { "kafka-\($0)" }
+        let ids = (0..<60_000).map { "kafka-\($0)" }
         #expect(try cluster.produce(ids.map { Array(#"{"id":"\#($0)","message":"from kafka"}"#.utf8) }, to: "edge") == 0)
+        // The mock keeps only a few MB per partition and silently drops the oldest messages beyond that
+        // (200k messages sometimes lost a partition's first thousands here): check it holds them all.
+        #expect(try cluster.readTopic("edge", partitions: 3, expected: ids.count).count == ids.count, "the mock kept the whole topic")
 
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }
@@ -235,13 +238,13 @@ extension AgentProcessTests {
             brokers: "\(cluster.bootstrapServers)"
             topics: [edge]
             group_id: e2e
-            max_events_per_append: 200
+            max_events_per_append: 100
             properties: { session.timeout.ms: 3000, heartbeat.interval.ms: 300 }
         """.write(toFile: config, atomically: true, encoding: .utf8)
         let out = dir.appending("out")
         let ferry = FerryProcess(name: "kafka-edge", dir: dir, extra: ["--config", config, "--output-file", out])
         try await ferry.start()
-        #expect(try await eventually { try deliveredIDs(out).count >= 5_000 })
+        #expect(try await eventually { try deliveredIDs(out).count >= 3_000 })
         try await ferry.stop(SIGKILL)
         let atKill = try deliveredIDs(out).count
 
