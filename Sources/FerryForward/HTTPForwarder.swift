@@ -63,6 +63,13 @@ public final class HTTPForwarder: Service, Sendable {
 
     /// Delivers one batch: until a host takes it, a host refuses it for good, or Ferry stops.
     private func deliver(_ batch: OutboundBatch) async {
+        // Before the first attempt: after a crash the same records go again under the same `Ferry-Batch`,
+        // which a receiving Ferry drops. Without it only duplicates are risked, never a loss.
+        do {
+            try await queue.remember(batch.sequences)
+        } catch {
+            logger.warning("cannot remember a batch's boundaries; a restart may send its events twice", metadata: ["ferry.forward.error": "\(error)"])
+        }
         var avoid: Int?
         while true {
             if Task.isCancelled || Task.isShuttingDownGracefully {

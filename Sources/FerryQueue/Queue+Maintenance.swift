@@ -120,8 +120,8 @@ extension Queue {
         public var quarantineDirectory: String = ""
     }
 
-    /// Rewrites the queue in `path` with every good record (same sequence numbers), every dead record
-    /// and the `seen` table, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
+    /// Rewrites the queue in `path` with every good record (same sequence numbers), every dead record,
+    /// the `seen` table and the remembered batches, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
     /// reason. The old `data.mdb` is kept as `data.mdb.before-repair-<time>` until the operator deletes it.
     /// Needs the directory to itself (the agent stopped).
     public static func repair(at path: String, progress: (Int) -> Void = { _ in }) throws(QueueError) -> RepairReport {
@@ -149,6 +149,7 @@ extension Queue {
                     let dead = try dst.openDatabase("dead", create: true)!
                     let seen = try dst.openDatabase("seen", create: true)!
                     let seenByTime = try dst.openDatabase("seen_by_time", create: true)!
+                    let batches = try dst.openDatabase("batches", create: true)!
                     var state = oldState
                     state.storedEvents = 0
                     state.storedBytes = 0
@@ -180,7 +181,9 @@ extension Queue {
                         progress(checked)
                         entry = try cursor.next()
                     }
-                    for (source, target) in [(databases.dead, dead), (databases.seen, seen), (databases.seenByTime, seenByTime)] {
+                    var tables = [(databases.dead, dead), (databases.seen, seen), (databases.seenByTime, seenByTime)]
+                    if let remembered = databases.batches { tables.append((remembered, batches)) }
+                    for (source, target) in tables {
                         let c = try src.cursor(source)
                         var e = try c.first()
                         while let current = e {

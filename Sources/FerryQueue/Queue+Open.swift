@@ -121,7 +121,8 @@ extension Queue {
             dead: try table("dead"),
             meta: meta,
             seen: try table("seen"),
-            seenByTime: try table("seen_by_time")
+            seenByTime: try table("seen_by_time"),
+            batches: try txn.openDatabase("batches", create: create)
         )
         // A state older than the records (not possible with synced commits, but cheap to guard): never
         // hand out a sequence number that is already stored.

@@ -25,9 +25,11 @@ import Glibc
 /// first; released records are handed out again before newer ones. Requeued dead records get new numbers.
 ///
 /// ## What can duplicate
-/// A lease is in memory only. Records leased but not acknowledged when the process stops are leased
-/// again after the next open (at-least-once). An append that failed stored nothing; an append whose
-/// caller was cancelled while waiting may still be stored.
+/// Records leased but not acknowledged when the process stops are leased again after the next open
+/// (at-least-once). A lease is in memory, unless its consumer `remember`s it: a remembered batch is
+/// leased again after a restart (or a `release`) as exactly the same records, so the `Ferry-Batch` id
+/// of its retry is the same and a receiving Ferry's `seen` table drops it. An append that failed stored
+/// nothing; an append whose caller was cancelled while waiting may still be stored.
 ///
 /// ## Caveats, with their fixes
 /// - Values read from LMDB are valid only inside their transaction: every record is copied out, once,
@@ -68,13 +70,15 @@ public final class Queue: Sendable {
     }
     private let logger: Logger
     private let snapshot: StatsSnapshot
-    private let leases = Mutex(LeaseState())
+    let leases: Mutex<LeaseState>
     private let closed = Atomic<Bool>(false)
     private let appendWaiters: AppendWaiters
 
     private init(path: String, configuration: QueueConfiguration, agentID: String, environment: Environment,
-                 databases: Databases, state: QueueState, stats: QueueStats, lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
+                 databases: Databases, state: QueueState, stats: QueueStats, remembered: [ClosedRange<UInt64>],
+                 lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
         self.path = path
+        self.leases = Mutex(LeaseState(remembered: remembered))
         self.configuration = configuration
         self.agentID = agentID
         self.environment = environment
@@ -152,12 +156,14 @@ public final class Queue: Sendable {
         let agentID: String
         let state: QueueState
         let stats: QueueStats
+        var remembered: [ClosedRange<UInt64>] = []
         do {
             let txn = try environment.beginTransaction(readOnly: readOnly)
             do {
                 (databases, agentID, state) = try initialize(txn, path: path, create: !readOnly)
                 stats = try Queue.stats(in: txn, databases: databases, state: state, environment: environment,
                                         maxBytes: configuration.maxBytes)
+                if !readOnly { remembered = try rememberedBatches(txn, databases: databases) }
             } catch {
                 txn.abort()
                 throw error
@@ -173,10 +179,10 @@ public final class Queue: Sendable {
         logger.info("queue opened", metadata: [
             "ferry.queue.path": "\(path)", "ferry.queue.records": "\(stats.records)",
             "ferry.queue.events": "\(stats.events)", "ferry.queue.bytes": "\(stats.bytes)",
-            "ferry.queue.stale_readers_cleared": "\(cleared)",
+            "ferry.queue.stale_readers_cleared": "\(cleared)", "ferry.queue.remembered_batches": "\(remembered.count)",
         ])
         return Queue(path: path, configuration: configuration, agentID: agentID, environment: environment,
-                     databases: databases, state: state, stats: stats, lock: lock, mode: mode, logger: logger)
+                     databases: databases, state: state, stats: stats, remembered: remembered, lock: lock, mode: mode, logger: logger)
     }
 
     /// Commits what is pending, stops the writer and closes LMDB. Later calls fail with `.closed`.
@@ -291,8 +297,9 @@ public final class Queue: Sendable {
 
     // MARK: Lease, acknowledge, release
 
-    /// Hands out the next records, oldest first, without blocking writers: released records first, then
-    /// records not leased yet. Returns an empty lease when there is nothing new.
+    /// Hands out the next records, oldest first, without blocking writers: a remembered batch waiting to
+    /// go again (whole and by itself, whatever the limits), else released records, then records not leased
+    /// yet. Returns an empty lease when there is nothing new.
     ///
     /// At most `maxRecords` records, at most `maxBytes` stored bytes and at most `maxEvents` events, unless
     /// the first record alone is larger. A record that fails its check is returned in `corrupt` with its sequence number and logged;
@@ -302,6 +309,18 @@ public final class Queue: Sendable {
         let page = try leases.withLock { (state: inout LeaseState) throws(QueueError) -> RecordPage in
             var page = RecordPage(records: [], corrupt: [], nextSequence: state.next)
             try read { txn throws in
+                // A remembered batch goes again as exactly the records it had (minus any already gone).
+                while page.count == 0, let batch = state.waiting.first {
+                    state.waiting.removeFirst()
+                    let cursor = try txn.cursor(databases.records)
+                    var entry = try withSequenceKey(batch.lowerBound) { try cursor.seek($0) }
+                    while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), sequence <= batch.upperBound {
+                        page.add(sequence: sequence, value: current.value)
+                        entry = try cursor.next()
+                    }
+                    if page.count == 0 { state.forget(batch) }  // delivered or dropped meanwhile
+                }
+                guard page.count == 0 else { return }
                 var bytes = 0
                 var events = 0
                 func full() -> Bool { page.count >= maxRecords || (page.count > 0 && (bytes >= maxBytes || events >= maxEvents)) }
@@ -328,6 +347,14 @@ public final class Queue: Sendable {
                 let cursor = try txn.cursor(databases.records)
                 var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
                 while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
+                    // Batches remembered before the open go by themselves (above): step over them.
+                    while let skip = state.skip.first, skip.upperBound < sequence { state.skip.removeFirst() }
+                    if let skip = state.skip.first, skip.contains(sequence) {
+                        guard page.count == 0 else { break }
+                        state.next = skip.upperBound + 1
+                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
+                        continue
+                    }
                     guard fits(current.value) else { break }
                     take(sequence, current.value)
                     state.next = sequence + 1
@@ -347,11 +374,17 @@ public final class Queue: Sendable {
         return Lease(records: page.records, corrupt: page.corrupt)
     }
 
-    /// Gives leased records back: they are leased again, before newer ones. For a delivery that failed
-    /// and will not be retried by its caller.
+    /// Gives leased records back: they are leased again, before newer ones (a remembered batch whole,
+    /// as it was). For a delivery that failed and will not be retried by its caller.
     public func release(_ sequences: some Sequence<UInt64>) {
         leases.withLock { state in
-            state.redeliver.append(contentsOf: sequences)
+            for sequence in sequences {
+                if let batch = state.batch(holding: sequence) {
+                    state.wait(batch)
+                } else {
+                    state.redeliver.append(sequence)
+                }
+            }
             state.redeliver.sort()
             state.redeliver = state.redeliver.uniqued()
         }
@@ -364,7 +397,8 @@ public final class Queue: Sendable {
     /// acknowledged before) are skipped. Returns how many records were deleted.
     @discardableResult
     public func acknowledge(_ sequences: [UInt64]) async throws(QueueError) -> Int {
-        try await perform(weight: 0, freesSpace: true) { context throws -> Int in
+        let batches = leases.withLock { $0.batches(holding: sequences) }
+        let (deleted, finished) = try await perform(weight: 0, freesSpace: true) { context throws -> (Int, [ClosedRange<UInt64>]) in
             var deleted = 0
             for sequence in sequences {
                 try withSequenceKey(sequence) { key in
@@ -379,8 +413,10 @@ public final class Queue: Sendable {
                 }
             }
             try Self.settleIfEmpty(&context)
-            return deleted
+            return (deleted, try Self.forgetFinished(batches, &context))
         }
+        leases.withLock { state in finished.forEach { state.forget($0) } }
+        return deleted
     }
 
     /// Deletes every record of `lease` (see `acknowledge(_:)`).
@@ -396,7 +432,8 @@ public final class Queue: Sendable {
     @discardableResult
     public func moveToDead(_ sequences: [UInt64], reason: String) async throws(QueueError) -> Int {
         let reasonBytes = Array(reason.utf8.prefix(DeadRecord.maxReasonBytes))
-        return try await perform(weight: 0, freesSpace: true) { context throws -> Int in
+        let batches = leases.withLock { $0.batches(holding: sequences) }
+        let (moved, finished) = try await perform(weight: 0, freesSpace: true) { context throws -> (Int, [ClosedRange<UInt64>]) in
             var moved = 0
             for sequence in sequences {
                 try withSequenceKey(sequence) { key in
@@ -416,8 +453,10 @@ public final class Queue: Sendable {
                 }
             }
             try Self.settleIfEmpty(&context)
-            return moved
+            return (moved, try Self.forgetFinished(batches, &context))
         }
+        leases.withLock { state in finished.forEach { state.forget($0) } }
+        return moved
     }
 
     /// Moves dead records back to the queue under new sequence numbers (so they are delivered after what
@@ -584,7 +623,7 @@ public final class Queue: Sendable {
     }
 
     /// A read transaction for the length of `body`, with LMDB errors mapped.
-    private func read<R>(_ body: (Transaction) throws -> R) throws(QueueError) -> R {
+    func read<R>(_ body: (Transaction) throws -> R) throws(QueueError) -> R {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
         do {
             return try environment.read(body)
@@ -605,8 +644,9 @@ struct Databases: Sendable {
     var meta: Database
     var seen: Database
     var seenByTime: Database
-
-    static let names: Set<String> = ["records", "dead", "meta", "seen", "seen_by_time"]
+    /// Remembered batches: first sequence → last sequence. nil only in a read-only open of a queue made
+    /// before the table existed.
+    var batches: Database?
 }
 
 /// The stats the writer published last; shared between the writer and readers of `Queue.stats`.
@@ -664,13 +704,6 @@ final class AppendWaiters: Sendable {
     }
 }
 
-/// Lease bookkeeping, in memory only.
-struct LeaseState {
-    /// The next sequence number not leased yet.
-    var next: UInt64 = 0
-    /// Released records to lease again, ascending.
-    var redeliver: [UInt64] = []
-}
 
 extension Array where Element: Hashable {
     /// Removes adjacent repeats from a sorted array.

@@ -179,6 +179,48 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         print("SIGKILLed edge: \(acked.count) events acknowledged, \(delivered.count) delivered, \(delivered.values.reduce(0) { $0 + $1 - 1 }) duplicates")
     }
 
+    /// The duplicate case of a crash: the aggregator stored batches whose answers were still on their way
+    /// (the link drips them) when the edge was SIGKILLed. After the restart the edge sends those records
+    /// again as the same batches, which the aggregator drops, even though more events queued up meanwhile.
+    @Test func aSigkilledEdgeResendsInFlightBatchesWithoutDuplicates() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        try await aggregator.start()
+        let link = try FaultProxy(upstreamPort: aggregator.ingestPort)
+        defer { link.stop() }
+        link.mode = .drip
+        let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(link.port)"])
+        try await edge.start()
+        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+
+        var sent: [String] = []
+        for batch in 0..<6 {
+            let ids = (0..<10).map { "d-\(batch)-\($0)" }
+            #expect(try await post(ids, to: edge.url))
+            sent += ids
+        }
+        // The aggregator has stored some of them; their answers drip at a byte per 20 ms.
+        #expect(try await eventually(timeout: .seconds(30)) { try deliveredIDs(out).count >= 10 })
+        try await edge.stop(SIGKILL)
+        link.mode = .pass
+        try await edge.start()
+        for batch in 6..<12 {
+            let ids = (0..<10).map { "d-\(batch)-\($0)" }
+            #expect(try await post(ids, to: edge.url))
+            sent += ids
+        }
+        #expect(try await eventually(timeout: .seconds(30)) { Set(try deliveredIDs(out).keys).isSuperset(of: sent) })
+        let delivered = try deliveredIDs(out)
+        #expect(delivered.values.allSatisfy { $0 == 1 }, "duplicated: \(delivered.filter { $0.value > 1 }.keys.sorted())")
+        let metrics = try await run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(aggregator.adminPort)/metrics"]).output
+        // The resent batches did reach the aggregator, and it recognised them.
+        let dropped = metrics.split(separator: "\n").first { $0.hasPrefix("ferry_ingest_duplicates_total ") }
+            .flatMap { Double($0.split(separator: " ")[1]) }
+        #expect((dropped ?? 0) >= 1, "the aggregator saw no resent batch: \(dropped.map { "\($0)" } ?? "no counter")")
+    }
+
     @Test func sigtermUnderLoadExitsInTimeAndLosesNothing() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }
