@@ -100,6 +100,7 @@ struct DrainResult {
     var received: Int
     var delivered: UInt64
     var sent: [UInt64]
+    var hedges: [UInt64]
 }
 
 func drain(_ queue: Queue, ports: [Int], blackhole: Bool) async throws -> DrainResult {
@@ -126,12 +127,13 @@ func drain(_ queue: Queue, ports: [Int], blackhole: Bool) async throws -> DrainR
     let elapsed = ContinuousClock.now - start
     let cpu = cpuSeconds() - cpu0
     let sent = forwarder.hostStatus().map(\.sent)
+    let hedges = forwarder.hostStatus().map(\.hedges)
     await group.triggerGracefulShutdown()
     _ = try? await task.value
     var received = 0
     for port in ports { received += try await receivedCount(port) }
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    return DrainResult(seconds: seconds, cpu: cpu, received: received, delivered: queue.stats.deliveredEvents - before, sent: sent)
+    return DrainResult(seconds: seconds, cpu: cpu, received: received, delivered: queue.stats.deliveredEvents - before, sent: sent, hedges: hedges)
 }
 
 func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
@@ -157,7 +159,7 @@ for (name, blackhole) in [("3 healthy receivers", false), ("1 of 3 blackholed", 
     results.append((name, result))
 }
 print("")
-print("scenario             events/s     seconds  agent-CPU-s  CPU/wall  received   lost  ratio  requests per host")
+print("scenario             events/s     seconds  agent-CPU-s  CPU/wall  received   lost  dup    ratio  requests per host (hedges)")
 let baseline = Double(results[0].1.received) / results[0].1.seconds
 for (name, r) in results {
     let rate = Double(r.received) / r.seconds
@@ -168,6 +170,7 @@ for (name, r) in results {
         + f(r.cpu / r.seconds, 2).padding(toLength: 10, withPad: " ", startingAt: 0)
         + String(r.received).padding(toLength: 11, withPad: " ", startingAt: 0)
         + String(max(0, events - r.received)).padding(toLength: 6, withPad: " ", startingAt: 0)
+        + String(max(0, r.received - events)).padding(toLength: 7, withPad: " ", startingAt: 0)
         + f(rate / baseline, 2).padding(toLength: 7, withPad: " ", startingAt: 0)
-        + r.sent.map(String.init).joined(separator: "/"))
+        + r.sent.map(String.init).joined(separator: "/") + " (\(r.hedges.map(String.init).joined(separator: "/")))")
 }

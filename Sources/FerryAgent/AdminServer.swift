@@ -108,6 +108,7 @@ final class AdminServer: Service, Sendable {
             gauge("ferry_output_host_in_flight", Double(host.inFlight), labels)
             gauge("ferry_output_host_requests_sent", Double(host.sent), labels)
             gauge("ferry_output_host_requests_failed", Double(host.failed), labels)
+            gauge("ferry_output_host_hedges_sent", Double(host.hedges), labels)
             gauge("ferry_output_host_latency_seconds", host.latencySeconds ?? 0, labels)
         }
     }

@@ -151,7 +151,7 @@ public enum ConfigurationLoader {
     }
 
     static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
-        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second"])
+        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second", "hedge"])
         guard let hostsNode = h["hosts"] else {
             throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
         }
@@ -195,6 +195,7 @@ public enum ConfigurationLoader {
         if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
         if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
         if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }
+        if let v = h["hedge"] { c.hedge = try reader.bool(v, path: "output.http.hedge") }
         return c
     }
 

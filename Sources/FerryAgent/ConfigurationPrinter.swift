@@ -70,6 +70,7 @@ extension AgentConfiguration {
             lines.append("    concurrency_per_host: \(http.concurrencyPerHost)")
             lines.append("    request_timeout: \(http.requestTimeoutSeconds)s")
             if let rate = http.maxEventsPerSecond { lines.append("    max_events_per_second: \(rate)") }
+            lines.append("    hedge: \(http.hedge)")
         case .file(let file):
             lines.append("  file:")
             lines.append("    path: \(quote(file.path))")

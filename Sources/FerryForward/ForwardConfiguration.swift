@@ -16,13 +16,18 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
     public var requestTimeoutSeconds: Int64
     /// Bound on delivered events per second, for replaying a backlog gently; nil for none.
     public var maxEventsPerSecond: Int?
+    /// Send a request that has no answer after several times the hosts' usual latency to a second host
+    /// as well; the first answer settles it. Default true. Turn it off when a late duplicate on another
+    /// host costs more than waiting for a stalled one (Logstash downstream keeps no `seen` table).
+    public var hedge: Bool
     /// Backoff after a failure: first and largest delay (full jitter in between). Defaults 100 ms, 30 s.
     public var backoffBaseMilliseconds: Int64
     public var backoffCapMilliseconds: Int64
 
     public init(hosts: [String], tls: TLS? = nil, auth: BasicAuth? = nil, maxRequestBytes: Int = 4 << 20,
                 maxEventsPerRequest: Int = 50_000, concurrencyPerHost: Int = 4, requestTimeoutSeconds: Int64 = 30, maxEventsPerSecond: Int? = nil,
-                backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000) {
+                backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000, hedge: Bool = true) {
+        self.hedge = hedge
         self.hosts = hosts
         self.tls = tls
         self.auth = auth

@@ -39,7 +39,7 @@ public final class HTTPForwarder: Service, Sendable {
             pool.hosts.indices.map { i in
                 let host = pool.hosts[i]
                 return HostStatus(endpoint: host.endpoint, state: pool.state(of: i, now: now).rawValue, inFlight: host.inFlight,
-                                  sent: host.sent, succeeded: host.succeeded, failed: host.failed,
+                                  sent: host.sent, succeeded: host.succeeded, failed: host.failed, hedges: host.hedges,
                                   lastError: host.lastError, latencySeconds: host.latency)
             }
         }
@@ -83,11 +83,9 @@ public final class HTTPForwarder: Service, Sendable {
                 try? await Task.sleep(until: min(next, now + .seconds(1)), clock: .continuous)
                 continue
             }
-            let start = ContinuousClock.now
-            let outcome = await sender.send(batch, to: host)
+            let (answered, outcome) = await attempt(batch, on: host)
             switch outcome {
             case .delivered:
-                pool.withLock { $0.succeeded(host, now: .now, latency: .now - start) }
                 do {
                     try await queue.acknowledge(batch.sequences)
                 } catch {
@@ -96,18 +94,15 @@ public final class HTTPForwarder: Service, Sendable {
                     queue.release(batch.sequences)
                 }
                 return
-            case .retriable(let reason, let retryAfter):
-                let until = pool.withLock { $0.failed(host, now: .now, error: reason, retryAfter: retryAfter) }
+            case .retriable(let reason, _):
                 logger.debug("delivery failed, will retry", metadata: [
-                    "downstream.host": "\(sender.endpoints[host])", "ferry.forward.reason": "\(reason)",
-                    "ferry.forward.retry_in_ms": "\((until - .now).components.seconds * 1000)",
+                    "downstream.host": "\(sender.endpoints[answered])", "ferry.forward.reason": "\(reason)",
                 ])
-                avoid = host
+                avoid = answered
             case .permanent(let status, let body):
-                pool.withLock { $0.finished(host) }
-                let reason = "HTTP \(status) from \(sender.endpoints[host]): \(body)"
+                let reason = "HTTP \(status) from \(sender.endpoints[answered]): \(body)"
                 logger.error("downstream refused records for good; moved to dead", metadata: [
-                    "downstream.host": "\(sender.endpoints[host])", "ferry.forward.status": "\(status)",
+                    "downstream.host": "\(sender.endpoints[answered])", "ferry.forward.status": "\(status)",
                     "ferry.forward.records": "\(batch.sequences.count)",
                 ])
                 do {
@@ -122,6 +117,93 @@ public final class HTTPForwarder: Service, Sendable {
     }
 }
 
+extension HTTPForwarder {
+    private enum AttemptEvent: Sendable {
+        case answer(host: Int, start: ContinuousClock.Instant, outcome: SendOutcome)
+        case hedgeDue
+    }
+
+    /// One attempt at `batch`, starting on `host`, with the pool's bookkeeping done. When no answer came
+    /// within the pool's hedge delay and another healthy host has room, the same request (same records,
+    /// same `Ferry-Batch`) goes there too: the first 2xx or permanent answer settles the attempt and the
+    /// other copy is cancelled; a retriable failure of one copy leaves the other running. The host that
+    /// did not answer in time counts as failed (it cools off). Returns the host that settled it, or the
+    /// last that failed.
+    fileprivate func attempt(_ batch: OutboundBatch, on host: Int) async -> (Int, SendOutcome) {
+        let hedging = configuration.hedge && sender.endpoints.count > 1
+        return await withTaskGroup(of: AttemptEvent.self) { group in
+            let start = ContinuousClock.now
+            group.addTask { [sender] in .answer(host: host, start: start, outcome: await sender.send(batch, to: host)) }
+            if hedging {
+                group.addTask { [self] in
+                    // The delay follows the latencies as answers come in: re-read it at least every 100 ms.
+                    while !Task.isCancelled {
+                        let due = start + pool.withLock { $0.hedgeDelay() }
+                        if ContinuousClock.now >= due { return .hedgeDue }
+                        try? await Task.sleep(until: min(due, .now + .milliseconds(100)), clock: .continuous)
+                    }
+                    return .hedgeDue
+                }
+            }
+            var running = 1
+            var settled: (Int, SendOutcome)?
+            var lastFailure: (Int, SendOutcome) = (host, .retriable(reason: "no answer", retryAfter: nil))
+            while let event = await group.next() {
+                switch event {
+                case .hedgeDue:
+                    guard settled == nil, running == 1, !Task.isCancelled else { continue }
+                    guard let other = pool.withLock({ $0.chooseHedge(now: .now, otherThan: host) }) else {
+                        // No other host has room now: look again shortly, while the request waits.
+                        group.addTask {
+                            try? await Task.sleep(for: .milliseconds(100))
+                            return .hedgeDue
+                        }
+                        continue
+                    }
+                    running += 1
+                    logger.debug("no answer yet, sending the same request to a second host", metadata: [
+                        "downstream.host": "\(sender.endpoints[host])", "ferry.forward.hedge_host": "\(sender.endpoints[other])",
+                        "ferry.forward.batch": "\(batch.batchID)",
+                    ])
+                    let hedgeStart = ContinuousClock.now
+                    group.addTask { [sender] in .answer(host: other, start: hedgeStart, outcome: await sender.send(batch, to: other)) }
+                case .answer(let answered, let begun, let outcome):
+                    running -= 1
+                    let now = ContinuousClock.now
+                    if let (winner, _) = settled {
+                        // The copy that lost the race, cancelled or answered late.
+                        pool.withLock { pool in
+                            if case .delivered = outcome {
+                                pool.succeeded(answered, now: now, latency: now - begun)
+                            } else if answered == host {
+                                pool.failed(answered, now: now, error: "no answer in time; \(sender.endpoints[winner]) answered the same request")
+                            } else {
+                                pool.finished(answered)
+                            }
+                        }
+                        continue
+                    }
+                    switch outcome {
+                    case .delivered:
+                        pool.withLock { $0.succeeded(answered, now: now, latency: now - begun) }
+                        settled = (answered, outcome)
+                        group.cancelAll()
+                    case .permanent:
+                        pool.withLock { $0.finished(answered) }
+                        settled = (answered, outcome)
+                        group.cancelAll()
+                    case .retriable(let reason, let retryAfter):
+                        pool.withLock { _ = $0.failed(answered, now: now, error: reason, retryAfter: retryAfter) }
+                        lastFailure = (answered, outcome)
+                        if running == 0 { group.cancelAll() }
+                    }
+                }
+            }
+            return settled ?? lastFailure
+        }
+    }
+}
+
 /// A downstream host's state, as `HTTPForwarder.hostStatus()` reports it.
 public struct HostStatus: Sendable, Hashable {
     public let endpoint: String
@@ -131,6 +213,8 @@ public struct HostStatus: Sendable, Hashable {
     public let sent: UInt64
     public let succeeded: UInt64
     public let failed: UInt64
+    /// Requests this host got as the second copy of a request another host had not answered in time.
+    public let hedges: UInt64
     public let lastError: String?
     public let latencySeconds: Double?
 }

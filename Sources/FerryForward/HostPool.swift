@@ -19,6 +19,11 @@ package struct HostPool: Sendable {
         package var failuresToOpen: Int = 3
         /// How long an error counts as "recent" for the choice order.
         package var recentErrorWindow: Duration = .seconds(30)
+        /// Hedging: a request unanswered for `hedgeFactor` × the slowest usual latency (at least
+        /// `hedgeFloor`; `hedgeBeforeAnyAnswer` while no host has answered yet) goes to a second host too.
+        package var hedgeFactor: Double = 3
+        package var hedgeFloor: Duration = .milliseconds(200)
+        package var hedgeBeforeAnyAnswer: Duration = .seconds(1)
 
         package init() {}
     }
@@ -40,7 +45,8 @@ package struct HostPool: Sendable {
         package var lastErrorAt: ContinuousClock.Instant?
         package var lastError: String?
         package var availableAt: ContinuousClock.Instant?
-        /// Requests sent, succeeded, failed.
+        /// Requests sent (hedges included), succeeded, failed; hedges: second copies of a slow request.
+        package var hedges: UInt64 = 0
         package var sent: UInt64 = 0
         package var succeeded: UInt64 = 0
         package var failed: UInt64 = 0
@@ -99,6 +105,24 @@ package struct HostPool: Sendable {
         hosts[chosen].lastUsed = now
         hosts[chosen].sent += 1
         return chosen
+    }
+
+    /// A host other than `original` to send a copy of its unanswered request to, counted as in flight:
+    /// one that is healthy and has room. nil when there is none.
+    package mutating func chooseHedge(now: ContinuousClock.Instant, otherThan original: Int) -> Int? {
+        let candidates = hosts.indices.filter { $0 != original && canTake($0, now: now) && state(of: $0, now: now) == .healthy }
+        guard let chosen = candidates.min(by: { hosts[$0].inFlight < hosts[$1].inFlight }) else { return nil }
+        hosts[chosen].inFlight += 1
+        hosts[chosen].lastUsed = now
+        hosts[chosen].sent += 1
+        hosts[chosen].hedges += 1
+        return chosen
+    }
+
+    /// How long a request may go unanswered before it is hedged (see `Configuration.hedgeFactor`).
+    package func hedgeDelay() -> Duration {
+        guard let slowest = hosts.compactMap(\.latency).max() else { return configuration.hedgeBeforeAnyAnswer }
+        return max(configuration.hedgeFloor, .nanoseconds(Int64(slowest * configuration.hedgeFactor * 1e9)))
     }
 
     /// The request to `index` succeeded after `latency`.

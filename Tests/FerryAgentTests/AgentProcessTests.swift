@@ -38,6 +38,13 @@ final class FerryProcess: @unchecked Sendable {
         throw TestError("\(name) did not become ready; its log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
     }
 
+    /// SIGKILLs the process if it runs, and reaps it: for a `defer`, so that a test that ends early (a
+    /// failed expectation, a throw) leaves no process behind.
+    func terminate() {
+        _ = child?.kill(SIGKILL)
+        child = nil
+    }
+
     /// Sends `signal` and returns the exit status (as `waitpid` reports it) once the process has exited.
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM) async throws -> Int32 {
@@ -111,7 +118,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
         try await aggregator.start()
         try await edge.start()
-        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+        defer { edge.terminate(); aggregator.terminate() }
 
         var sent: [String] = []
         for batch in 0..<20 {
@@ -152,7 +159,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
         try await aggregator.start()
         try await edge.start()
-        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+        defer { edge.terminate(); aggregator.terminate() }
 
         let acknowledged = Acknowledged()
         let url = edge.url
@@ -193,7 +200,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         link.mode = .drip
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(link.port)"])
         try await edge.start()
-        defer { Task { _ = try? await edge.stop(SIGKILL); _ = try? await aggregator.stop(SIGKILL) } }
+        defer { edge.terminate(); aggregator.terminate() }
 
         var sent: [String] = []
         for batch in 0..<6 {
@@ -227,7 +234,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let out = dir.appending("out")
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--output-file", out])
         try await edge.start()
-        defer { Task { _ = try? await edge.stop(SIGKILL) } }
+        defer { edge.terminate() }
         let acknowledged = Acknowledged()
         let url = edge.url
         let clients = Task {
@@ -285,6 +292,7 @@ extension AgentProcessTests {
         """.write(toFile: config, atomically: true, encoding: .utf8)
         let out = dir.appending("out")
         let ferry = FerryProcess(name: "kafka-edge", dir: dir, extra: ["--config", config, "--output-file", out])
+        defer { ferry.terminate() }
         try await ferry.start()
         #expect(try await eventually { try deliveredIDs(out).count >= 3_000 })
         try await ferry.stop(SIGKILL)

@@ -112,6 +112,29 @@ import Testing
         #expect(p.hosts[1 - h].inFlight == 2)
     }
 
+    @Test func theHedgeDelayFollowsTheSlowestUsualLatencyAboveAFloor() {
+        var p = pool()
+        #expect(p.hedgeDelay() == .seconds(1), "before any answer")
+        let a = p.choose(now: t0)!
+        p.succeeded(a, now: t0, latency: .milliseconds(10))
+        #expect(p.hedgeDelay() == .milliseconds(200), "3 × 10 ms is under the floor")
+        let b = p.choose(now: t0)!
+        p.succeeded(b, now: t0, latency: .milliseconds(500))
+        #expect(p.hedgeDelay() == .milliseconds(1500), "3 × the slowest host's latency")
+    }
+
+    @Test func aHedgeGoesOnlyToAnotherHealthyHostWithRoom() {
+        var p = pool(3) { $0.maxInFlightPerHost = 1 }
+        let original = p.choose(now: t0)!  // 0
+        let cooling = p.choose(now: t0)!  // 1
+        p.failed(cooling, now: t0, error: "refused")
+        let hedge = p.chooseHedge(now: t0, otherThan: original)
+        #expect(hedge == 2)
+        #expect(p.hosts[2].hedges == 1 && p.hosts[2].inFlight == 1)
+        // Host 2 is now full, host 1 cools off, host 0 is the original: no hedge.
+        #expect(p.chooseHedge(now: t0, otherThan: original) == nil)
+    }
+
     @Test func statusesAreClassifiedAsLogstashDoes() {
         #expect(SendOutcome.classify(status: 200, body: "", retryAfter: nil) == .delivered)
         #expect(SendOutcome.classify(status: 204, body: "", retryAfter: nil) == .delivered)
