@@ -20,6 +20,8 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
     /// as well; the first answer settles it. Default true. Turn it off when a late duplicate on another
     /// host costs more than waiting for a stalled one (Logstash downstream keeps no `seen` table).
     public var hedge: Bool
+    /// While a backlog older than 5 s drains, one lease in four takes the newest events (`FreshLane`).
+    package var freshLane: FreshLane? = FreshLane(every: 4, backlogAge: .seconds(5))
     /// Backoff after a failure: first and largest delay (full jitter in between). Defaults 100 ms, 30 s.
     public var backoffBaseMilliseconds: Int64
     public var backoffCapMilliseconds: Int64

@@ -54,7 +54,7 @@ public final class HTTPForwarder: Service, Sendable {
         }
         await withDiscardingTaskGroup { group in
             await leaseAndDeliver(from: queue, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
-                                  slots: slots, logger: logger, group: &group, pace: pace) { [self] records in
+                                  slots: slots, logger: logger, group: &group, freshLane: configuration.freshLane, pace: pace) { [self] records in
                 await deliver(OutboundBatch(records: records, agentID: queue.agentID))
             }
         }

@@ -7,19 +7,25 @@ import ServiceLifecycle
 /// returns. With nothing to lease it waits for the next append; a failed lease is retried a second
 /// later. Ends when Ferry stops, when `proceed` says no, or when the slots are closed; closes them.
 ///
-/// `pace`, when given, runs before each delivery starts (a rate limit), in the loop.
+/// `pace`, when given, runs before each delivery starts (a rate limit), in the loop. With `freshLane`,
+/// every `every`-th lease takes the newest records when the queue holds a backlog older than
+/// `backlogAge` (see `Queue.lease`), so fresh events of a live link are not starved by a replay.
 package func leaseAndDeliver(
     from queue: Queue, maxBytes: Int, maxEvents: Int, slots: Slots, logger: Logger,
     group: inout DiscardingTaskGroup,
+    freshLane: FreshLane? = nil,
     while proceed: () -> Bool = { true },
     pace: (([StoredRecord]) async -> Void)? = nil,
     deliver: @escaping @Sendable ([StoredRecord]) async -> Void
 ) async {
+    var turn = 0
     while !Task.isCancelled && !Task.isShuttingDownGracefully && proceed() {
         guard await slots.acquire() else { break }
         let lease: Lease
         do {
-            lease = try queue.lease(maxRecords: 4096, maxBytes: maxBytes, maxEvents: maxEvents)
+            turn += 1
+            let fresh = freshLane.flatMap { turn % $0.every == 0 ? $0.backlogAge : nil }
+            lease = try queue.lease(maxRecords: 4096, maxBytes: maxBytes, maxEvents: maxEvents, freshIfBacklogOlderThan: fresh)
         } catch {
             logger.error("cannot lease records", metadata: ["ferry.output.error": "\(error)"])
             slots.release()
@@ -41,4 +47,16 @@ package func leaseAndDeliver(
         }
     }
     slots.close()
+}
+
+/// How often an output leases from the newest end while a backlog drains: every `every`-th lease, when the
+/// oldest waiting record is `backlogAge` older than the newest.
+package struct FreshLane: Sendable, Hashable {
+    package var every: Int
+    package var backlogAge: Duration
+
+    package init(every: Int, backlogAge: Duration) {
+        self.every = max(1, every)
+        self.backlogAge = backlogAge
+    }
 }

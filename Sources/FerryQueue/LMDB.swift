@@ -223,6 +223,7 @@ final class Cursor {
     func first() throws(LMDBError) -> Entry? { try move(MDB_FIRST) }
     func last() throws(LMDBError) -> Entry? { try move(MDB_LAST) }
     func next() throws(LMDBError) -> Entry? { try move(MDB_NEXT) }
+    func previous() throws(LMDBError) -> Entry? { try move(MDB_PREV) }
     /// The first entry whose key is ≥ `key`.
     func seek(_ key: UnsafeRawBufferPointer) throws(LMDBError) -> Entry? { try move(MDB_SET_RANGE, key: key) }
     /// Deletes the entry under the cursor; the cursor then points at the next one.

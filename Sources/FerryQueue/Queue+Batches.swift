@@ -79,6 +79,8 @@ struct LeaseState {
     var waiting: [ClosedRange<UInt64>] = []
     /// Batches of the last run, which the lease of new records (from `next`) steps over; ascending.
     var skip: [ClosedRange<UInt64>] = []
+    /// The fresh lane: records above `next` leased newest-first while a backlog drains (see `lease`).
+    var fresh: ClosedRange<UInt64>?
 
     init(remembered batches: [ClosedRange<UInt64>] = []) {
         remembered = batches

@@ -304,7 +304,13 @@ public final class Queue: Sendable {
     /// At most `maxRecords` records, at most `maxBytes` stored bytes and at most `maxEvents` events, unless
     /// the first record alone is larger. A record that fails its check is returned in `corrupt` with its sequence number and logged;
     /// the caller moves it to `dead` (or acknowledges it) like any leased record.
-    public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20, maxEvents: Int = .max) throws(QueueError) -> Lease {
+    ///
+    /// With `freshIfBacklogOlderThan`, when the oldest record not leased yet was made that long before the
+    /// newest, this lease takes from the newest end instead (the fresh lane, ascending within the lease):
+    /// records appended after a backlog formed need not wait for all of it. The lane then grows forward
+    /// with later such leases, and the oldest-first leases step over it.
+    public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20, maxEvents: Int = .max,
+                      freshIfBacklogOlderThan freshAge: Duration? = nil) throws(QueueError) -> Lease {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
         let page = try leases.withLock { (state: inout LeaseState) throws(QueueError) -> RecordPage in
             var page = RecordPage(records: [], corrupt: [], nextSequence: state.next)
@@ -345,8 +351,50 @@ public final class Queue: Sendable {
                 }
                 guard !full() else { return }
                 let cursor = try txn.cursor(databases.records)
+                if let freshAge, page.count == 0, state.skip.isEmpty {
+                    if let lane = state.fresh {
+                        // The lane goes on with what was appended after it.
+                        var entry = try withSequenceKey(lane.upperBound + 1) { try cursor.seek($0) }
+                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), fits(current.value) {
+                            take(sequence, current.value)
+                            state.fresh = lane.lowerBound...sequence
+                            if full() { break }
+                            entry = try cursor.next()
+                        }
+                        if page.count > 0 { return }
+                    } else if let head = try withSequenceKey(state.next, { try cursor.seek($0) }),
+                              let headSequence = FerryQueue.sequence(fromKey: head.key),
+                              let oldest = try? QueueRecord.header(of: head.value).createdAt,
+                              let newest = try cursor.last(), let newestSequence = FerryQueue.sequence(fromKey: newest.key),
+                              newestSequence > headSequence,
+                              let newestAt = try? QueueRecord.header(of: newest.value).createdAt,
+                              Duration.milliseconds(newestAt - oldest) >= freshAge {
+                        // A backlog: open the lane at the newest records, walking down, never to the head.
+                        var entry: Cursor.Entry? = newest
+                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key),
+                              sequence > headSequence, fits(current.value) {
+                            take(sequence, current.value)
+                            if full() { break }
+                            entry = try cursor.previous()
+                        }
+                        page.records.reverse()
+                        page.corrupt.reverse()
+                        if let low = [page.records.first?.sequence, page.corrupt.first?.sequence].compactMap({ $0 }).min() {
+                            state.fresh = low...newestSequence
+                        }
+                        return
+                    }
+                }
                 var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
                 while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
+                    // The fresh lane is leased already: step over it.
+                    if let lane = state.fresh, sequence >= lane.lowerBound {
+                        guard page.count == 0 else { break }
+                        state.next = lane.upperBound + 1
+                        state.fresh = nil
+                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
+                        continue
+                    }
                     // Batches remembered before the open go by themselves (above): step over them.
                     while let skip = state.skip.first, skip.upperBound < sequence { state.skip.removeFirst() }
                     if let skip = state.skip.first, skip.contains(sequence) {

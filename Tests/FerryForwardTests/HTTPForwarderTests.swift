@@ -127,6 +127,37 @@ import Testing
         }
     }
 
+    @Test func freshEventsOvertakeABacklogReplayedAtABoundedRate() async throws {
+        let receiver = StubReceiver()
+        try await withServices([receiver]) {
+            let port = await receiver.port
+            try await withQueue { queue in
+                let backlog = try await appendEvents(queue, prefix: "old", count: 100)
+                // 20 events/s: the backlog alone takes 5 s. Any age counts as a backlog here.
+                let configuration = httpOutput([port]) {
+                    $0.maxRequestBytes = 1
+                    $0.concurrencyPerHost = 1
+                    $0.maxEventsPerSecond = 20
+                    $0.freshLane = FreshLane(every: 4, backlogAge: .zero)
+                }
+                let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
+                try await withServices([forwarder]) { () async throws in
+                    #expect(try await eventually { receiver.received.withLock { $0.events.count } >= 3 })
+                    try await appendEvents(queue, prefix: "fresh", count: 1)
+                    #expect(try await eventually(timeout: .seconds(10)) { receiver.received.withLock { $0.events.contains { $0.contains("fresh-0") } } })
+                    let oldDelivered = receiver.received.withLock { $0.events.filter { $0.contains("old-") }.count }
+                    #expect(oldDelivered < 50, "the fresh event waited for \(oldDelivered) of the 100 old ones")
+                    #expect(try await eventually(timeout: .seconds(30)) { queue.stats.records == 0 })
+                }
+                let delivered = receiver.received.withLock { $0.events.compactMap(eventID) }
+                #expect(Set(delivered) == Set(backlog + ["fresh-0"]) && delivered.count == 101)
+                // The backlog went oldest first, apart from its newest event, which the lane may have
+                // taken before the fresh one arrived.
+                #expect(delivered.filter { $0.hasPrefix("old-") && $0 != "old-99" } == backlog.dropLast())
+            }
+        }
+    }
+
     @Test func edgeToAggregatorDeliversEveryEventOnce() async throws {
         try await withQueue { aggregatorQueue in
             let ingest = try IngestServer(configuration: IngestConfiguration(port: 0), queue: aggregatorQueue, logger: quietLogger)
