@@ -37,6 +37,7 @@ import Testing
             tls: { certificate_authorities: [/etc/ferry/ca.pem], keystore: /etc/ferry/client.p12, keystore_password: "${P12_PASS}" }
             max_request_bytes: 2MiB
             max_events_per_second: 50000
+            hedge: false
         admin: { address: 127.0.0.1:9901 }
         logging: { level: debug, format: json }
         """
@@ -49,7 +50,7 @@ import Testing
         #expect(c.dataDirectory == "/var/lib/ferry" && c.queue.maxBytes == 2 << 30 && c.queue.whenFull == .dropOldest)
         guard case .http(let http) = c.output else { Issue.record("not http"); return }
         #expect(http.hosts == ["10.0.0.123:9800", "[::1]:9801"])
-        #expect(http.tls?.keystorePassword == "s3cret" && http.maxRequestBytes == 2 << 20 && http.maxEventsPerSecond == 50000)
+        #expect(http.tls?.keystorePassword == "s3cret" && http.maxRequestBytes == 2 << 20 && http.maxEventsPerSecond == 50000 && !http.hedge)
         #expect(c.admin == AgentConfiguration.Address(host: "127.0.0.1", port: 9901))
         #expect(c.logging.level == "debug" && c.logging.format == .json)
         // Secrets never reach the printed configuration.
@@ -73,6 +74,7 @@ import Testing
 
     @Test func badValuesAreRefusedWithTheAcceptedOnes() {
         #expect(error("queue: { when_full: discard }")?.contains("accepted values: block, drop_oldest") == true)
+        #expect(error("output: { http: { hosts: [a:1], hedge: sometimes } }")?.contains("output.http.hedge") == true)
         #expect(error("queue: { max_bytes: lots }")?.contains("queue.max_bytes") == true)
         #expect(error("input: { http: { address: nowhere } }")?.contains("input.http.address") == true)
         #expect(error("output: { http: { hosts: [] } }")?.contains("output.http.hosts is empty") == true)
