@@ -170,12 +170,13 @@ extension HTTPForwarder {
                 case .answer(let answered, let begun, let outcome):
                     running -= 1
                     let now = ContinuousClock.now
-                    if let (winner, _) = settled {
-                        // The copy that lost the race, cancelled or answered late.
+                    if let (winner, decided) = settled {
+                        // The copy that lost the race, cancelled or answered late. The original host counts
+                        // as failed only when the hedge was delivered while it stayed silent.
                         pool.withLock { pool in
                             if case .delivered = outcome {
                                 pool.succeeded(answered, now: now, latency: now - begun)
-                            } else if answered == host {
+                            } else if answered == host, decided == .delivered {
                                 pool.failed(answered, now: now, error: "no answer in time; \(sender.endpoints[winner]) answered the same request")
                             } else {
                                 pool.finished(answered)

@@ -9,22 +9,37 @@ extension Queue {
     /// Records that the leased `sequences` (ascending) go downstream as one batch: until every one of
     /// them is acknowledged or moved to `dead`, a restart or a `release` leases them again as exactly this
     /// batch. Returns once that is durable (one group commit). Returns false and records nothing when
-    /// the lease overlaps a batch already remembered (a lease of released records spanning one).
+    /// the lease has gaps (records between its first and last that it does not hold, e.g. released
+    /// records handed out with newer ones while others are in flight) or overlaps a remembered batch:
+    /// its bounds alone would not say which records it held.
     @discardableResult
     public func remember(_ sequences: [UInt64]) async throws(QueueError) -> Bool {
         guard let first = sequences.first, let last = sequences.last, first <= last else { return false }
         let batch = first...last
         guard leases.withLock({ $0.add(batch) }) else { return false }
+        let count = sequences.count
+        let stored: Bool
         do {
-            try await perform(weight: 0) { context throws in
-                guard let table = context.databases.batches else { return }
+            stored = try await perform(weight: 0) { context throws -> Bool in
+                guard let table = context.databases.batches else { return false }
+                // Exactly the lease's records between its bounds: nothing else leased or waiting there.
+                let cursor = try context.txn.cursor(context.databases.records)
+                var found = 0
+                var entry = try withSequenceKey(first) { try cursor.seek($0) }
+                while let current = entry, let sequence = sequence(fromKey: current.key), sequence <= last, found <= count {
+                    found += 1
+                    entry = try cursor.next()
+                }
+                guard found == count else { return false }
                 try withSequenceKey(first) { key in try withSequenceKey(last) { try context.txn.put(table, key, $0) } }
+                return true
             }
         } catch {
             leases.withLock { $0.forget(batch) }
             throw error
         }
-        return true
+        if !stored { leases.withLock { $0.forget(batch) } }
+        return stored
     }
 
     /// Batches remembered by the last run, ascending; deletes the entries whose records are all gone.
@@ -125,6 +140,7 @@ struct LeaseState {
     mutating func forget(_ batch: ClosedRange<UInt64>) {
         remembered.removeAll { $0 == batch }
         waiting.removeAll { $0 == batch }
+        skip.removeAll { $0 == batch }  // delivered: the fresh lane need not wait for the head to pass it
     }
 
     /// Puts a remembered batch back in line to be leased again, once.

@@ -317,13 +317,13 @@ public final class Queue: Sendable {
             try read { txn throws in
                 // A remembered batch goes again as exactly the records it had (minus any already gone).
                 while page.count == 0, let batch = state.waiting.first {
-                    state.waiting.removeFirst()
                     let cursor = try txn.cursor(databases.records)
                     var entry = try withSequenceKey(batch.lowerBound) { try cursor.seek($0) }
                     while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), sequence <= batch.upperBound {
                         page.add(sequence: sequence, value: current.value)
                         entry = try cursor.next()
                     }
+                    state.waiting.removeFirst()  // only once read: a failed read leaves it waiting
                     if page.count == 0 { state.forget(batch) }  // delivered or dropped meanwhile
                 }
                 guard page.count == 0 else { return }
@@ -355,12 +355,14 @@ public final class Queue: Sendable {
                     if let lane = state.fresh {
                         // The lane goes on with what was appended after it.
                         var entry = try withSequenceKey(lane.upperBound + 1) { try cursor.seek($0) }
+                        var top = lane.upperBound
                         while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), fits(current.value) {
                             take(sequence, current.value)
-                            state.fresh = lane.lowerBound...sequence
+                            top = sequence
                             if full() { break }
                             entry = try cursor.next()
                         }
+                        state.fresh = lane.lowerBound...top
                         if page.count > 0 { return }
                     } else if let head = try withSequenceKey(state.next, { try cursor.seek($0) }),
                               let headSequence = FerryQueue.sequence(fromKey: head.key),

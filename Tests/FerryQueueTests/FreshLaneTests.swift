@@ -33,6 +33,24 @@ import Testing
         }
     }
 
+    @Test func afterARestartTheLaneOpensOnceTheRememberedBatchesAreDelivered() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var queue = try openQueue(at: dir.path)
+        try await fill(queue, from: 0, count: 10)
+        let lane = try queue.lease(maxRecords: 2, freshIfBacklogOlderThan: .zero)
+        #expect(try await queue.remember(lane.sequences))
+        queue.close()
+        queue = try openQueue(at: dir.path)
+        defer { queue.close() }
+        #expect(try queue.lease(maxRecords: 100).sequences == lane.sequences)
+        try await queue.acknowledge(lane.sequences)
+        // The batch from before the restart is delivered: the lane may open again, backlog or not drained.
+        try await fill(queue, from: 10, count: 3)
+        let fresh = try queue.lease(maxRecords: 3, freshIfBacklogOlderThan: .zero)
+        #expect(fresh.sequences == (try allRecords(queue).records.map(\.sequence).suffix(3)))
+    }
+
     @Test func withoutAnOldEnoughBacklogTheFreshLeaseIsAnOrdinaryOne() async throws {
         try await withTemporaryQueue { queue, _ in
             try await fill(queue, from: 0, count: 5)

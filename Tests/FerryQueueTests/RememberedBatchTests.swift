@@ -61,6 +61,24 @@ import Testing
         }
     }
 
+    @Test func aLeaseWithGapsIsNotRemembered() async throws {
+        try await withTemporaryQueue { queue, _ in
+            try await fill(queue, from: 0, count: 10)
+            let a = try queue.lease(maxRecords: 2)
+            let inFlight = try queue.lease(maxRecords: 3)
+            queue.release(a)
+            // Released records first, then newer ones: the bounds of this lease span `inFlight`.
+            let mixed = try queue.lease(maxRecords: 100)
+            #expect(mixed.sequences.count == 7)
+            #expect(try await !queue.remember(mixed.sequences))
+            #expect(try await queue.remember(inFlight.sequences))
+            // Had it been remembered, releasing it would hand out inFlight's records a second time.
+            queue.release(mixed.sequences)
+            let again = try queue.lease(maxRecords: 100)
+            #expect(Set(again.sequences).isDisjoint(with: inFlight.sequences))
+        }
+    }
+
     @Test func aBatchIsForgottenOnlyWhenNoneOfItsRecordsIsLeft() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
