@@ -126,9 +126,9 @@ extension HTTPForwarder {
     /// One attempt at `batch`, starting on `host`, with the pool's bookkeeping done. When no answer came
     /// within the pool's hedge delay and another healthy host has room, the same request (same records,
     /// same `Ferry-Batch`) goes there too: the first 2xx or permanent answer settles the attempt and the
-    /// other copy is cancelled; a retriable failure of one copy leaves the other running. The host that
-    /// did not answer in time counts as failed (it cools off). Returns the host that settled it, or the
-    /// last that failed.
+    /// other copy is cancelled; a retriable failure of one copy leaves the other running. When the hedge
+    /// was delivered, the host that stayed silent counts as failed (it cools off). Returns the host that
+    /// settled it, or the last that failed.
     fileprivate func attempt(_ batch: OutboundBatch, on host: Int) async -> (Int, SendOutcome) {
         let hedging = configuration.hedge && sender.endpoints.count > 1
         return await withTaskGroup(of: AttemptEvent.self) { group in
