@@ -115,10 +115,11 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         defer { dir.remove() }
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        defer { aggregator.terminate() }
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
+        defer { edge.terminate() }
         try await aggregator.start()
         try await edge.start()
-        defer { edge.terminate(); aggregator.terminate() }
 
         var sent: [String] = []
         for batch in 0..<20 {
@@ -156,10 +157,11 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         defer { dir.remove() }
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        defer { aggregator.terminate() }
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
+        defer { edge.terminate() }
         try await aggregator.start()
         try await edge.start()
-        defer { edge.terminate(); aggregator.terminate() }
 
         let acknowledged = Acknowledged()
         let url = edge.url
@@ -194,13 +196,14 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         defer { dir.remove() }
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        defer { aggregator.terminate() }
         try await aggregator.start()
         let link = try FaultProxy(upstreamPort: aggregator.ingestPort)
         defer { link.stop() }
         link.mode = .drip
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(link.port)"])
+        defer { edge.terminate() }
         try await edge.start()
-        defer { edge.terminate(); aggregator.terminate() }
 
         var sent: [String] = []
         for batch in 0..<6 {
@@ -233,8 +236,8 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         defer { dir.remove() }
         let out = dir.appending("out")
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--output-file", out])
-        try await edge.start()
         defer { edge.terminate() }
+        try await edge.start()
         let acknowledged = Acknowledged()
         let url = edge.url
         let clients = Task {
