@@ -81,6 +81,18 @@ func appendEvents(_ queue: Queue, prefix: String, count: Int, marker: (Int) -> S
     return ids
 }
 
+/// `count` stub receivers, each behind its own fault proxy (passing until told otherwise), for the
+/// length of `body`.
+func withReceiversBehindProxies(_ count: Int, _ body: ([StubReceiver], [FaultProxy]) async throws -> Void) async throws {
+    let receivers = (0..<count).map { _ in StubReceiver() }
+    try await withServices(receivers) {
+        var proxies: [FaultProxy] = []
+        defer { proxies.forEach { $0.stop() } }
+        for receiver in receivers { proxies.append(try FaultProxy(upstreamPort: await receiver.port)) }
+        try await body(receivers, proxies)
+    }
+}
+
 func eventID(_ line: String) -> String? {
     guard let start = line.range(of: #""id":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"") else { return nil }
     return String(line[start..<end])

@@ -75,11 +75,7 @@ import Testing
     }
 
     @Test func aBlackholedHostGetsFewBatchesAndNothingIsLost() async throws {
-        let receivers = (0..<3).map { _ in StubReceiver() }
-        try await withServices(receivers) {
-            var proxies: [FaultProxy] = []
-            for receiver in receivers { proxies.append(try FaultProxy(upstreamPort: await receiver.port)) }
-            defer { proxies.forEach { $0.stop() } }
+        try await withReceiversBehindProxies(3) { receivers, proxies in
             proxies[0].mode = .blackhole
             try await withQueue { queue in
                 let ids = try await appendEvents(queue, prefix: "bh", count: 300)
@@ -103,11 +99,7 @@ import Testing
     }
 
     @Test func aBlackholedRequestIsHedgedToAnotherHostLongBeforeItsTimeout() async throws {
-        let receivers = (0..<2).map { _ in StubReceiver() }
-        try await withServices(receivers) {
-            var proxies: [FaultProxy] = []
-            for receiver in receivers { proxies.append(try FaultProxy(upstreamPort: await receiver.port)) }
-            defer { proxies.forEach { $0.stop() } }
+        try await withReceiversBehindProxies(2) { receivers, proxies in
             proxies[0].mode = .blackhole
             try await withQueue { queue in
                 let ids = try await appendEvents(queue, prefix: "hedge", count: 20)

@@ -8,13 +8,9 @@ import Testing
 @Suite struct FreshLaneTests {
     let generator = EventGenerator(prefix: "f")
 
-    func fill(_ queue: Queue, from: Int, count: Int) async throws {
-        for batch in from..<(from + count) { _ = try await queue.append(generator.batch(batch, count: 1)) }
-    }
-
     @Test func theFreshLaneTakesTheNewestAndTheOldestFirstLeasesStepOverIt() async throws {
         try await withTemporaryQueue { queue, _ in
-            try await fill(queue, from: 0, count: 10)
+            try await appendSingleEvents(queue, generator, count: 10)
             let all = try allRecords(queue).records.map(\.sequence)
             // Any age difference counts as a backlog here.
             let fresh = try queue.lease(maxRecords: 3, freshIfBacklogOlderThan: .zero)
@@ -22,13 +18,13 @@ import Testing
             let head = try queue.lease(maxRecords: 4)
             #expect(head.sequences == Array(all.prefix(4)))
             // New records extend the lane; the head still stops short of it.
-            try await fill(queue, from: 10, count: 2)
+            try await appendSingleEvents(queue, generator, from: 10, count: 2)
             let later = try queue.lease(maxRecords: 100, freshIfBacklogOlderThan: .zero)
             #expect(later.sequences.count == 2 && later.sequences.first == all.last! + 1)
             #expect(try queue.lease(maxRecords: 100).sequences == Array(all[4..<7]))
             // Backlog drained: the head steps over the lane, and nothing is handed out twice.
             #expect(try queue.lease(maxRecords: 100).isEmpty)
-            try await fill(queue, from: 12, count: 1)
+            try await appendSingleEvents(queue, generator, from: 12, count: 1)
             #expect(try queue.lease(maxRecords: 100).sequences == [later.sequences.last! + 1])
         }
     }
@@ -37,7 +33,7 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         var queue = try openQueue(at: dir.path)
-        try await fill(queue, from: 0, count: 10)
+        try await appendSingleEvents(queue, generator, count: 10)
         let lane = try queue.lease(maxRecords: 2, freshIfBacklogOlderThan: .zero)
         #expect(try await queue.remember(lane.sequences))
         queue.close()
@@ -46,14 +42,14 @@ import Testing
         #expect(try queue.lease(maxRecords: 100).sequences == lane.sequences)
         try await queue.acknowledge(lane.sequences)
         // The batch from before the restart is delivered: the lane may open again, backlog or not drained.
-        try await fill(queue, from: 10, count: 3)
+        try await appendSingleEvents(queue, generator, from: 10, count: 3)
         let fresh = try queue.lease(maxRecords: 3, freshIfBacklogOlderThan: .zero)
         #expect(fresh.sequences == (try allRecords(queue).records.map(\.sequence).suffix(3)))
     }
 
     @Test func withoutAnOldEnoughBacklogTheFreshLeaseIsAnOrdinaryOne() async throws {
         try await withTemporaryQueue { queue, _ in
-            try await fill(queue, from: 0, count: 5)
+            try await appendSingleEvents(queue, generator, count: 5)
             let all = try allRecords(queue).records.map(\.sequence)
             #expect(try queue.lease(maxRecords: 2, freshIfBacklogOlderThan: .seconds(3600)).sequences == Array(all.prefix(2)))
             #expect(try queue.lease(maxRecords: 100).sequences == Array(all.suffix(3)))
@@ -65,7 +61,7 @@ import Testing
             var leased: [UInt64] = []
             var rng = SystemRandomNumberGenerator()
             for round in 0..<40 {
-                try await fill(queue, from: round * 5, count: Int.random(in: 0...5, using: &rng))
+                try await appendSingleEvents(queue, generator, from: round * 5, count: Int.random(in: 0...5, using: &rng))
                 for _ in 0..<Int.random(in: 1...3, using: &rng) {
                     let fresh: Duration? = Bool.random(using: &rng) ? .zero : nil
                     leased += try queue.lease(maxRecords: Int.random(in: 1...4, using: &rng), freshIfBacklogOlderThan: fresh).sequences

@@ -18,6 +18,11 @@ func withTemporaryQueue<R>(
     return try await body(queue, dir)
 }
 
+/// Appends batches `from..<from+count` of `generator`, one event (so one record) each.
+func appendSingleEvents(_ queue: Queue, _ generator: EventGenerator, from: Int = 0, count: Int) async throws {
+    for batch in from..<(from + count) { _ = try await queue.append(generator.batch(batch, count: 1)) }
+}
+
 /// Every event id in `records`, in order.
 func eventIDs(_ records: [StoredRecord]) throws -> [String] {
     try records.flatMap { stored in

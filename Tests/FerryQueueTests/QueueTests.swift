@@ -87,7 +87,7 @@ import Testing
 
     @Test func releasedRecordsAreLeasedAgainBeforeNewerOnes() async throws {
         try await withTemporaryQueue { queue, _ in
-            for batch in 0..<6 { _ = try await queue.append(generator.batch(batch, count: 1)) }
+            try await appendSingleEvents(queue, generator, count: 6)
             let a = try queue.lease(maxRecords: 2)
             let b = try queue.lease(maxRecords: 2)
             queue.release(a)

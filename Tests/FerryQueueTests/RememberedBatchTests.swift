@@ -9,16 +9,11 @@ import Testing
 @Suite struct RememberedBatchTests {
     let generator = EventGenerator(prefix: "r")
 
-    /// Appends `count` one-record batches.
-    func fill(_ queue: Queue, from: Int, count: Int) async throws {
-        for batch in from..<(from + count) { _ = try await queue.append(generator.batch(batch, count: 1)) }
-    }
-
     @Test func rememberedBatchesComeBackWholeAndAloneAfterReopen() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         var queue = try openQueue(at: dir.path)
-        try await fill(queue, from: 0, count: 10)
+        try await appendSingleEvents(queue, generator, count: 10)
         let a = try queue.lease(maxRecords: 3)
         let b = try queue.lease(maxRecords: 2)
         let c = try queue.lease(maxRecords: 3)
@@ -28,7 +23,7 @@ import Testing
         // The process stops with all three in flight; more events arrive before the restart.
         queue.close()
         queue = try openQueue(at: dir.path)
-        try await fill(queue, from: 10, count: 5)
+        try await appendSingleEvents(queue, generator, from: 10, count: 5)
 
         #expect(try queue.lease(maxRecords: 100).sequences == a.sequences)
         #expect(try queue.lease(maxRecords: 100).sequences == c.sequences)
@@ -49,7 +44,7 @@ import Testing
 
     @Test func aReleasedRememberedBatchIsLeasedAgainWholeWhateverTheLimits() async throws {
         try await withTemporaryQueue { queue, _ in
-            try await fill(queue, from: 0, count: 6)
+            try await appendSingleEvents(queue, generator, count: 6)
             let batch = try queue.lease(maxRecords: 4)
             #expect(try await queue.remember(batch.sequences))
             queue.release(batch.sequences)
@@ -63,7 +58,7 @@ import Testing
 
     @Test func aLeaseWithGapsIsNotRemembered() async throws {
         try await withTemporaryQueue { queue, _ in
-            try await fill(queue, from: 0, count: 10)
+            try await appendSingleEvents(queue, generator, count: 10)
             let a = try queue.lease(maxRecords: 2)
             let inFlight = try queue.lease(maxRecords: 3)
             queue.release(a)
@@ -83,7 +78,7 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         var queue = try openQueue(at: dir.path)
-        try await fill(queue, from: 0, count: 6)
+        try await appendSingleEvents(queue, generator, count: 6)
         let batch = try queue.lease(maxRecords: 4)
         #expect(try await queue.remember(batch.sequences))
         // Part delivered, part dead, one record left: after a restart that record goes alone.
