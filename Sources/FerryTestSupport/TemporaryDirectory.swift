@@ -1,3 +1,4 @@
+public import FerryQueue
 import Foundation
 
 /// A directory under the system's temporary folder, removed with everything in it by `remove()`.
@@ -19,4 +20,19 @@ public struct TemporaryDirectory: Sendable {
     public func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
+}
+
+/// A queue in a temporary directory (named after `prefix`), closed and removed when `body` ends. Its logs
+/// go to `logs`, where a test can read them.
+public func withTemporaryQueue<R>(
+    prefix: String = "ferry-queue",
+    configuration: QueueConfiguration = QueueConfiguration(),
+    logs: RecordingLogHandler.Store = RecordingLogHandler.Store(),
+    _ body: (Queue, TemporaryDirectory) async throws -> R
+) async throws -> R {
+    let dir = try TemporaryDirectory(prefix: prefix)
+    defer { dir.remove() }
+    let queue = try Queue.open(at: dir.path, configuration: configuration, logger: logs.logger())
+    defer { queue.close() }
+    return try await body(queue, dir)
 }

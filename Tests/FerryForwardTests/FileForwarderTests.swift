@@ -9,7 +9,7 @@ import Testing
     @Test func eventsAreWrittenAsNDJSONRotatedAndThenDeleted() async throws {
         let out = try TemporaryDirectory(prefix: "ferry-file-out")
         defer { out.remove() }
-        try await withQueue { queue in
+        try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
             var expected: [String] = []
             for batch in 0..<20 {
                 let lines = (0..<50).map { #"{"id":"f-\#(batch)-\#($0)","pad":"\#(String(repeating: "x", count: 40))"}"# }
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func anUnwritableDirectoryIsAClearConfigurationError() async throws {
-        try await withQueue { queue in
+        try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
             let file = try TemporaryDirectory(prefix: "ferry-file")
             defer { file.remove() }
             try Data("x".utf8).write(to: URL(fileURLWithPath: file.appending("plain")))

@@ -60,15 +60,6 @@ final class StubReceiver: Service, Sendable {
     }
 }
 
-/// A queue in a temporary directory for the length of `body`.
-func withQueue<R>(_ body: (Queue) async throws -> R) async throws -> R {
-    let dir = try TemporaryDirectory(prefix: "ferry-forward")
-    defer { dir.remove() }
-    let queue = try Queue.open(at: dir.path, logger: Logger(label: "q") { _ in SwiftLogNoOpLogHandler() })
-    defer { queue.close() }
-    return try await body(queue)
-}
-
 /// Appends `count` single-event batches with ids `<prefix>-<i>`; returns the ids in order.
 @discardableResult
 func appendEvents(_ queue: Queue, prefix: String, count: Int, marker: (Int) -> String = { _ in "ok" }) async throws -> [String] {

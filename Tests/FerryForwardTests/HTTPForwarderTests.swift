@@ -16,7 +16,7 @@ import Testing
         try await withServices(receivers) {
             var ports: [Int] = []
             for receiver in receivers { ports.append(await receiver.port) }
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 try await appendEvents(queue, prefix: "fair", count: 300)
                 // One record per request, so that 300 records are 300 batches to share out. No hedging: a
                 // request slowed by a loaded test machine would count twice.
@@ -36,7 +36,7 @@ import Testing
         let receiver = StubReceiver { events in events.contains { $0.contains("poison") } ? 400 : 200 }
         try await withServices([receiver]) {
             let port = await receiver.port
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 try await appendEvents(queue, prefix: "p", count: 10) { $0 == 4 ? "poison" : "ok" }
                 let forwarder = try HTTPForwarder(queue: queue, configuration: httpOutput([port]) { $0.maxRequestBytes = 1 }, logger: quietLogger)
                 try await withServices([forwarder]) { () async throws in
@@ -57,7 +57,7 @@ import Testing
         let receiver = StubReceiver { _ in 503 }
         try await withServices([receiver]) {
             let port = await receiver.port
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 let ids = try await appendEvents(queue, prefix: "backlog", count: 50)
                 let configuration = httpOutput([port]) { $0.maxRequestBytes = 1; $0.concurrencyPerHost = 1 }
                 let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
@@ -77,7 +77,7 @@ import Testing
     @Test func aBlackholedHostGetsFewBatchesAndNothingIsLost() async throws {
         try await withReceiversBehindProxies(3) { receivers, proxies in
             proxies[0].mode = .blackhole
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 let ids = try await appendEvents(queue, prefix: "bh", count: 300)
                 let configuration = httpOutput(proxies.map(\.port)) {
                     $0.maxRequestBytes = 1
@@ -101,7 +101,7 @@ import Testing
     @Test func aBlackholedRequestIsHedgedToAnotherHostLongBeforeItsTimeout() async throws {
         try await withReceiversBehindProxies(2) { receivers, proxies in
             proxies[0].mode = .blackhole
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 let ids = try await appendEvents(queue, prefix: "hedge", count: 20)
                 // A 60 s timeout: without a hedge, the requests the blackholed host took would wait it out.
                 let configuration = httpOutput(proxies.map(\.port)) { $0.maxRequestBytes = 1; $0.requestTimeoutSeconds = 60 }
@@ -123,7 +123,7 @@ import Testing
         let receiver = StubReceiver()
         try await withServices([receiver]) {
             let port = await receiver.port
-            try await withQueue { queue in
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 let backlog = try await appendEvents(queue, prefix: "old", count: 100)
                 // 20 events/s: the backlog alone takes 5 s. Any age counts as a backlog here.
                 let configuration = httpOutput([port]) {
@@ -151,11 +151,11 @@ import Testing
     }
 
     @Test func edgeToAggregatorDeliversEveryEventOnce() async throws {
-        try await withQueue { aggregatorQueue in
+        try await withTemporaryQueue(prefix: "ferry-forward") { aggregatorQueue, _ in
             let ingest = try IngestServer(configuration: IngestConfiguration(port: 0), queue: aggregatorQueue, logger: quietLogger)
             try await withServices([ingest]) {
                 let port = await ingest.listeningPort()
-                try await withQueue { edge in
+                try await withTemporaryQueue(prefix: "ferry-forward") { edge, _ in
                     var ids: [String] = []
                     for batch in 0..<50 {
                         let lines = (0..<20).map { #"{"id":"edge-\#(batch)-\#($0)"}"# }
@@ -182,13 +182,13 @@ import Testing
     }
 
     @Test func requestsStayUnderTheReceiversEventLimit() async throws {
-        try await withQueue { aggregatorQueue in
+        try await withTemporaryQueue(prefix: "ferry-forward") { aggregatorQueue, _ in
             var limits = IngestConfiguration.Limits()
             limits.maxEventsPerRequest = 1000
             let ingest = try IngestServer(configuration: IngestConfiguration(port: 0, limits: limits), queue: aggregatorQueue, logger: quietLogger)
             try await withServices([ingest]) {
                 let port = await ingest.listeningPort()
-                try await withQueue { edge in
+                try await withTemporaryQueue(prefix: "ferry-forward") { edge, _ in
                     for batch in 0..<10 {
                         let lines = (0..<300).map { #"{"id":"lim-\#(batch)-\#($0)"}"# }
                         _ = try await edge.append(EventBatch(lines: lines.map { Array($0.utf8) }))
@@ -217,7 +217,7 @@ import Testing
             var proxies: [FaultProxy] = []
             for ingest in ingests { proxies.append(try FaultProxy(upstreamPort: await ingest.listeningPort())) }
             defer { proxies.forEach { $0.stop() } }
-            try await withQueue { edge in
+            try await withTemporaryQueue(prefix: "ferry-forward") { edge, _ in
                 let configuration = httpOutput(proxies.map(\.port)) {
                     $0.maxRequestBytes = 2000
                     $0.requestTimeoutSeconds = 1

@@ -66,81 +66,75 @@ import Testing
     @Test func outputDeliversEveryEventOnceWithItsKey() async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         try cluster.createTopic("events", partitions: 3)
-        let dir = try TemporaryDirectory(prefix: "ferry-kafka")
-        defer { dir.remove() }
-        let queue = try Queue.open(at: dir.path, logger: quiet)
-        defer { queue.close() }
-        let sent = try await appendEvents(queue, prefix: "k", count: 20_000)
+        try await withTemporaryQueue(prefix: "ferry-kafka") { queue, _ in
+            let sent = try await appendEvents(queue, prefix: "k", count: 20_000)
 
-        let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events"), logger: quiet)
-        try await withServices([output]) { () async throws in
-            #expect(try await eventually { try queue.readStats().records == 0 })
-        }
-        let stats = try queue.readStats()
-        #expect(stats.deliveredEvents == 20_000)
-        #expect(stats.deadRecords == 0)
+            let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events"), logger: quiet)
+            try await withServices([output]) { () async throws in
+                #expect(try await eventually { try queue.readStats().records == 0 })
+            }
+            let stats = try queue.readStats()
+            #expect(stats.deliveredEvents == 20_000)
+            #expect(stats.deadRecords == 0)
 
-        let messages = try cluster.readTopic("events", partitions: 3, expected: sent.count + 1, timeout: .seconds(10))
-        let received = ids(messages)
-        #expect(received.count == sent.count, "every event once, nothing more")
-        #expect(Set(received) == Set(sent))
-        // The key is the event's host field: h<i mod 7>.
-        for message in messages.prefix(200) {
-            let id = eventID(String(decoding: message.value, as: UTF8.self))!
-            let i = Int(id.split(separator: "-").last!)!
-            #expect(message.key.map { String(decoding: $0, as: UTF8.self) } == "h\(i % 7)")
+            let messages = try cluster.readTopic("events", partitions: 3, expected: sent.count + 1, timeout: .seconds(10))
+            let received = ids(messages)
+            #expect(received.count == sent.count, "every event once, nothing more")
+            #expect(Set(received) == Set(sent))
+            // The key is the event's host field: h<i mod 7>.
+            for message in messages.prefix(200) {
+                let id = eventID(String(decoding: message.value, as: UTF8.self))!
+                let i = Int(id.split(separator: "-").last!)!
+                #expect(message.key.map { String(decoding: $0, as: UTF8.self) } == "h\(i % 7)")
+            }
         }
     }
 
     @Test func brokerErrorsBeyondLibrdkafkasTimeoutAreRetriedWithoutLoss() async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         try cluster.createTopic("events", partitions: 3)
-        let dir = try TemporaryDirectory(prefix: "ferry-kafka")
-        defer { dir.remove() }
-        let queue = try Queue.open(at: dir.path, logger: quiet)
-        defer { queue.close() }
-        let sent = try await appendEvents(queue, prefix: "r", count: 5_000)
+        try await withTemporaryQueue(prefix: "ferry-kafka") { queue, _ in
+            let sent = try await appendEvents(queue, prefix: "r", count: 5_000)
 
-        // Produce requests fail with a retriable error for several seconds: librdkafka retries them itself
-        // until message.timeout.ms (1 s here) and then gives the messages up; Ferry produces them again.
-        // (Brokers are not taken down: the mock rebinds a broker's port when it comes back, and a test
-        // running beside this one may have taken that port meanwhile.)
-        cluster.failProduceRequests(Array(repeating: RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, count: 200))
-        let log = RecordingLogHandler.Store()
-        let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events", properties: ["message.timeout.ms": "1000"]),
-                                     logger: log.logger(label: "ferry.output.kafka"))
-        try await withServices([output]) { () async throws in
-            #expect(try await eventually { log.all.contains { $0.message.hasPrefix("kafka did not take every event; retrying") } })
-            #expect(try await eventually { try queue.readStats().records == 0 })
+            // Produce requests fail with a retriable error for several seconds: librdkafka retries them itself
+            // until message.timeout.ms (1 s here) and then gives the messages up; Ferry produces them again.
+            // (Brokers are not taken down: the mock rebinds a broker's port when it comes back, and a test
+            // running beside this one may have taken that port meanwhile.)
+            cluster.failProduceRequests(Array(repeating: RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, count: 200))
+            let log = RecordingLogHandler.Store()
+            let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events", properties: ["message.timeout.ms": "1000"]),
+                                         logger: log.logger(label: "ferry.output.kafka"))
+            try await withServices([output]) { () async throws in
+                #expect(try await eventually { log.all.contains { $0.message.hasPrefix("kafka did not take every event; retrying") } })
+                #expect(try await eventually { try queue.readStats().records == 0 })
+            }
+            #expect(try queue.readStats().deadRecords == 0)
+            let received = ids(try cluster.readTopic("events", partitions: 3, expected: sent.count, timeout: .seconds(10)))
+            #expect(Set(received) == Set(sent), "every event arrives")
+            #expect(received.count >= sent.count)
         }
-        #expect(try queue.readStats().deadRecords == 0)
-        let received = ids(try cluster.readTopic("events", partitions: 3, expected: sent.count, timeout: .seconds(10)))
-        #expect(Set(received) == Set(sent), "every event arrives")
-        #expect(received.count >= sent.count)
     }
 
     @Test func anEventKafkaRefusesForGoodSendsItsRecordToDeadAndTheRestFlows() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         try cluster.createTopic("events", partitions: 1, replicationFactor: 1)
-        let dir = try TemporaryDirectory(prefix: "ferry-kafka")
-        defer { dir.remove() }
-        let queue = try Queue.open(at: dir.path, logger: quiet)
-        defer { queue.close() }
-        let before = try await appendEvents(queue, prefix: "a", count: 100)
-        let big = #"{"id":"too-large","pad":""# + String(repeating: "x", count: 20_000) + #""}"#
-        _ = try await queue.append(EventBatch(lines: [Array(big.utf8)]))
-        let after = try await appendEvents(queue, prefix: "b", count: 100)
+        try await withTemporaryQueue(prefix: "ferry-kafka") { queue, _ in
+            let before = try await appendEvents(queue, prefix: "a", count: 100)
+            let big = #"{"id":"too-large","pad":""# + String(repeating: "x", count: 20_000) + #""}"#
+            _ = try await queue.append(EventBatch(lines: [Array(big.utf8)]))
+            let after = try await appendEvents(queue, prefix: "b", count: 100)
 
-        // message.max.bytes 10000 on the producer: the 20 kB event is refused when produced (MSG_SIZE_TOO_LARGE).
-        let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events", properties: ["message.max.bytes": "10000"]), logger: quiet)
-        try await withServices([output]) { () async throws in
-            #expect(try await eventually { try queue.readStats().records == 0 })
+            // message.max.bytes 10000 on the producer: the 20 kB event is refused when produced (MSG_SIZE_TOO_LARGE).
+            let output = try KafkaOutput(queue: queue, configuration: outputConfiguration(cluster, topic: "events", properties: ["message.max.bytes": "10000"]), logger: quiet)
+            try await withServices([output]) { () async throws in
+                #expect(try await eventually { try queue.readStats().records == 0 })
+            }
+            let dead = try queue.deadRecords()
+            #expect(dead.count == 1)
+            #expect(dead.first?.reason.contains("MSG_SIZE_TOO_LARGE") == true)
+            let received = ids(try cluster.readTopic("events", partitions: 1, expected: 200, timeout: .seconds(10)))
+            #expect(Set(received) == Set(before + after))
         }
-        let dead = try queue.deadRecords()
-        #expect(dead.count == 1)
-        #expect(dead.first?.reason.contains("MSG_SIZE_TOO_LARGE") == true)
-        let received = ids(try cluster.readTopic("events", partitions: 1, expected: 200, timeout: .seconds(10)))
-        #expect(Set(received) == Set(before + after))
     }
 
     func inputConfiguration(_ cluster: KafkaMockCluster, topic: String, group: String) -> KafkaInputConfiguration {
@@ -167,29 +161,27 @@ import Testing
         let odd: [[UInt8]] = [Array("plain \"text\"".utf8), [0x66, 0xFF, 0x6F], Array("{\n \"id\": \"pretty\"\n}".utf8)]
         #expect(try cluster.produce(values + odd, to: "in") == 0)
 
-        let dir = try TemporaryDirectory(prefix: "ferry-kafka")
-        defer { dir.remove() }
-        let queue = try Queue.open(at: dir.path, logger: quiet)
-        defer { queue.close() }
-        let first = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g1"), logger: quiet)
-        try await withServices([first]) { () async throws in
-            #expect(try await eventually { try queue.readStats().events >= 5_003 })
-        }
-        var events = try storedEvents(queue)
-        #expect(events.count == 5_003)
-        #expect(Set(events.compactMap(eventID)) == Set((0..<5_000).map { "m-\($0)" } + ["pretty"]))
-        #expect(events.contains(#"{"message":"plain \"text\""}"#), "a value that is not JSON is wrapped")
-        #expect(events.contains("{\"message\":\"f\u{FFFD}o\"}"), "invalid UTF-8 is replaced, not dropped")
-        #expect(events.contains(#"{"id":"pretty"}"#), "a multi-line object is stored on one line")
+        try await withTemporaryQueue(prefix: "ferry-kafka") { queue, _ in
+            let first = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g1"), logger: quiet)
+            try await withServices([first]) { () async throws in
+                #expect(try await eventually { try queue.readStats().events >= 5_003 })
+            }
+            var events = try storedEvents(queue)
+            #expect(events.count == 5_003)
+            #expect(Set(events.compactMap(eventID)) == Set((0..<5_000).map { "m-\($0)" } + ["pretty"]))
+            #expect(events.contains(#"{"message":"plain \"text\""}"#), "a value that is not JSON is wrapped")
+            #expect(events.contains("{\"message\":\"f\u{FFFD}o\"}"), "invalid UTF-8 is replaced, not dropped")
+            #expect(events.contains(#"{"id":"pretty"}"#), "a multi-line object is stored on one line")
 
-        // A second member of the same group starts after the committed offsets: only the new messages.
-        #expect(try cluster.produce((0..<5).map { Array(#"{"id":"late-\#($0)"}"#.utf8) }, to: "in") == 0)
-        let second = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g1"), logger: quiet)
-        try await withServices([second]) { () async throws in
-            #expect(try await eventually { try queue.readStats().events >= 5_008 })
+            // A second member of the same group starts after the committed offsets: only the new messages.
+            #expect(try cluster.produce((0..<5).map { Array(#"{"id":"late-\#($0)"}"#.utf8) }, to: "in") == 0)
+            let second = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g1"), logger: quiet)
+            try await withServices([second]) { () async throws in
+                #expect(try await eventually { try queue.readStats().events >= 5_008 })
+            }
+            events = try storedEvents(queue)
+            #expect(events.count == 5_008, "nothing committed is read twice")
         }
-        events = try storedEvents(queue)
-        #expect(events.count == 5_008, "nothing committed is read twice")
     }
 
     @Test func aCrashBetweenAppendAndOffsetCommitLosesNothing() async throws {
@@ -198,25 +190,23 @@ import Testing
         let sent = (0..<3_000).map { "c-\($0)" }
         #expect(try cluster.produce(sent.map { Array(#"{"id":"\#($0)"}"#.utf8) }, to: "in") == 0)
 
-        let dir = try TemporaryDirectory(prefix: "ferry-kafka")
-        defer { dir.remove() }
-        let queue = try Queue.open(at: dir.path, logger: quiet)
-        defer { queue.close() }
-        struct Crash: Error {}
-        // The first member stops right after its first queue commit, before committing offsets.
-        let crashing = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g2"), logger: quiet,
-                                      afterAppend: { throw Crash() })
-        await #expect(throws: Crash.self) { try await crashing.run() }
-        let appendedBeforeCrash = try queue.readStats().events
-        #expect(appendedBeforeCrash > 0)
+        try await withTemporaryQueue(prefix: "ferry-kafka") { queue, _ in
+            struct Crash: Error {}
+            // The first member stops right after its first queue commit, before committing offsets.
+            let crashing = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g2"), logger: quiet,
+                                          afterAppend: { throw Crash() })
+            await #expect(throws: Crash.self) { try await crashing.run() }
+            let appendedBeforeCrash = try queue.readStats().events
+            #expect(appendedBeforeCrash > 0)
 
-        let next = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g2"), logger: quiet)
-        try await withServices([next]) { () async throws in
-            #expect(try await eventually { Set(try storedEvents(queue).compactMap(eventID)).count == sent.count })
+            let next = try KafkaInput(queue: queue, configuration: inputConfiguration(cluster, topic: "in", group: "g2"), logger: quiet)
+            try await withServices([next]) { () async throws in
+                #expect(try await eventually { Set(try storedEvents(queue).compactMap(eventID)).count == sent.count })
+            }
+            let stored = try storedEvents(queue).compactMap(eventID)
+            #expect(Set(stored) == Set(sent), "no event missing")
+            let duplicates = stored.count - sent.count
+            #expect(duplicates >= 0 && UInt64(duplicates) <= appendedBeforeCrash, "duplicates only from the uncommitted batch")
         }
-        let stored = try storedEvents(queue).compactMap(eventID)
-        #expect(Set(stored) == Set(sent), "no event missing")
-        let duplicates = stored.count - sent.count
-        #expect(duplicates >= 0 && UInt64(duplicates) <= appendedBeforeCrash, "duplicates only from the uncommitted batch")
     }
 }

@@ -5,19 +5,6 @@ import Foundation
 import NIOCore
 import Testing
 
-/// A queue in a temporary directory, removed when the test ends.
-func withTemporaryQueue<R>(
-    configuration: QueueConfiguration = QueueConfiguration(),
-    logs: RecordingLogHandler.Store = RecordingLogHandler.Store(),
-    _ body: (Queue, TemporaryDirectory) async throws -> R
-) async throws -> R {
-    let dir = try TemporaryDirectory(prefix: "ferry-queue")
-    defer { dir.remove() }
-    let queue = try Queue.open(at: dir.path, configuration: configuration, logger: logs.logger())
-    defer { queue.close() }
-    return try await body(queue, dir)
-}
-
 /// Appends batches `from..<from+count` of `generator`, one event (so one record) each.
 func appendSingleEvents(_ queue: Queue, _ generator: EventGenerator, from: Int = 0, count: Int) async throws {
     for batch in from..<(from + count) { _ = try await queue.append(generator.batch(batch, count: 1)) }
