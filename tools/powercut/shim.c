@@ -255,38 +255,20 @@ ssize_t pwrite64(int fd, const void *data, size_t length, off_t offset) {
     WATCHED_WRITE(fd, offset, data, length, real_pwrite64(fd, data, length, offset));
 }
 
-ssize_t writev(int fd, const struct iovec *iov, int count) {
-    resolve();
-    if (!is_watched(fd)) return real_writev(fd, iov, count);
-    size_t length;
-    unsigned char *data = flatten(iov, count, &length);
-    off_t offset = lseek(fd, 0, SEEK_CUR);
-    ssize_t result;
-    pthread_mutex_lock(&lock);
-    struct pending *p = remember(offset, data, length);
-    result = real_writev(fd, iov, count);
-    int saved = errno;
-    if (result < 0) { free(p->old); free(p->new); npend--; }
-    else if ((size_t)result < p->length) p->length = (size_t)result;
-    if (result >= 0 && watched[fd] == 2) {
-        points++;
-        if (cut_at > 0 && points == cut_at) cut("dsync-write");
-        if (!unsafe) p->durable = 1;
-    }
-    pthread_mutex_unlock(&lock);
-    free(data);
-    errno = saved;
-    return result;
-}
+enum vector_call { VEC_WRITEV, VEC_PWRITEV, VEC_PWRITEV2 };
 
-static ssize_t vector_at(int fd, const struct iovec *iov, int count, off_t offset, int flags, int two) {
+/* writev, pwritev and pwritev2 on a watched descriptor: the write is kept pending like any other.
+   writev (and an offset of -1) writes at the current file offset. */
+static ssize_t vector_at(int fd, const struct iovec *iov, int count, off_t offset, int flags, enum vector_call call) {
+    int two = call == VEC_PWRITEV2;
     size_t length;
     unsigned char *data = flatten(iov, count, &length);
     if (offset == -1) offset = lseek(fd, 0, SEEK_CUR);
     ssize_t result;
     pthread_mutex_lock(&lock);
     struct pending *p = remember(offset, data, length);
-    result = two ? real_pwritev2(fd, iov, count, offset, flags) : real_pwritev(fd, iov, count, offset);
+    result = call == VEC_WRITEV ? real_writev(fd, iov, count)
+           : two ? real_pwritev2(fd, iov, count, offset, flags) : real_pwritev(fd, iov, count, offset);
     int saved = errno;
     if (result < 0) { free(p->old); free(p->new); npend--; }
     else if ((size_t)result < p->length) p->length = (size_t)result;
@@ -301,10 +283,16 @@ static ssize_t vector_at(int fd, const struct iovec *iov, int count, off_t offse
     return result;
 }
 
+ssize_t writev(int fd, const struct iovec *iov, int count) {
+    resolve();
+    if (!is_watched(fd)) return real_writev(fd, iov, count);
+    return vector_at(fd, iov, count, -1, 0, VEC_WRITEV);
+}
+
 ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t offset) {
     resolve();
     if (!is_watched(fd)) return real_pwritev(fd, iov, count, offset);
-    return vector_at(fd, iov, count, offset, 0, 0);
+    return vector_at(fd, iov, count, offset, 0, VEC_PWRITEV);
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t offset) { return pwritev(fd, iov, count, offset); }
@@ -312,7 +300,7 @@ ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t offset) { re
 ssize_t pwritev2(int fd, const struct iovec *iov, int count, off_t offset, int flags) {
     resolve();
     if (!is_watched(fd)) return real_pwritev2(fd, iov, count, offset, flags);
-    return vector_at(fd, iov, count, offset, flags, 1);
+    return vector_at(fd, iov, count, offset, flags, VEC_PWRITEV2);
 }
 
 ssize_t pwritev64v2(int fd, const struct iovec *iov, int count, off_t offset, int flags) { return pwritev2(fd, iov, count, offset, flags); }
