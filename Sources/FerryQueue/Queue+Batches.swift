@@ -92,15 +92,12 @@ struct LeaseState {
     private(set) var remembered: [ClosedRange<UInt64>] = []
     /// Remembered batches to lease again whole, ascending: those of the last run, and released ones.
     var waiting: [ClosedRange<UInt64>] = []
-    /// Batches of the last run, which the lease of new records (from `next`) steps over; ascending.
-    var skip: [ClosedRange<UInt64>] = []
     /// The fresh lane: records above `next` leased newest-first while a backlog drains (see `lease`).
     var fresh: ClosedRange<UInt64>?
 
     init(remembered batches: [ClosedRange<UInt64>] = []) {
         remembered = batches
         waiting = batches
-        skip = batches
     }
 
     /// Index of the first remembered batch whose upper bound is ≥ `sequence` (binary search).
@@ -140,7 +137,6 @@ struct LeaseState {
     mutating func forget(_ batch: ClosedRange<UInt64>) {
         remembered.removeAll { $0 == batch }
         waiting.removeAll { $0 == batch }
-        skip.removeAll { $0 == batch }  // delivered: the fresh lane need not wait for the head to pass it
     }
 
     /// Puts a remembered batch back in line to be leased again, once.

@@ -351,7 +351,7 @@ public final class Queue: Sendable {
                 }
                 guard !full() else { return }
                 let cursor = try txn.cursor(databases.records)
-                if let freshAge, page.count == 0, state.skip.isEmpty {
+                if let freshAge, page.count == 0 {
                     if let lane = state.fresh {
                         // The lane goes on with what was appended after it.
                         var entry = try withSequenceKey(lane.upperBound + 1) { try cursor.seek($0) }
@@ -371,10 +371,11 @@ public final class Queue: Sendable {
                               newestSequence > headSequence,
                               let newestAt = try? QueueRecord.header(of: newest.value).createdAt,
                               Duration.milliseconds(newestAt - oldest) >= freshAge {
-                        // A backlog: open the lane at the newest records, walking down, never to the head.
+                        // A backlog: open the lane at the newest records, walking down, never to the head
+                        // nor into a remembered batch (one of the last run's, which goes by itself).
                         var entry: Cursor.Entry? = newest
                         while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key),
-                              sequence > headSequence, fits(current.value) {
+                              sequence > headSequence, state.batch(holding: sequence) == nil, fits(current.value) {
                             take(sequence, current.value)
                             if full() { break }
                             entry = try cursor.previous()
@@ -383,8 +384,8 @@ public final class Queue: Sendable {
                         page.corrupt.reverse()
                         if let low = [page.records.first?.sequence, page.corrupt.first?.sequence].compactMap({ $0 }).min() {
                             state.fresh = low...newestSequence
+                            return
                         }
-                        return
                     }
                 }
                 var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
@@ -397,11 +398,10 @@ public final class Queue: Sendable {
                         entry = try withSequenceKey(state.next) { try cursor.seek($0) }
                         continue
                     }
-                    // Batches remembered before the open go by themselves (above): step over them.
-                    while let skip = state.skip.first, skip.upperBound < sequence { state.skip.removeFirst() }
-                    if let skip = state.skip.first, skip.contains(sequence) {
+                    // Remembered batches (the last run's, here) go by themselves (above): step over them.
+                    if let batch = state.batch(holding: sequence) {
                         guard page.count == 0 else { break }
-                        state.next = skip.upperBound + 1
+                        state.next = batch.upperBound + 1
                         entry = try withSequenceKey(state.next) { try cursor.seek($0) }
                         continue
                     }
