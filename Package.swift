@@ -58,11 +58,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What inputs and outputs share: the input seam (`Intake`: stamping, backpressure, counting), the
+        // lease loop and slots of the outputs, the one backoff, the listening port of servers.
+        .target(
+            name: "FerryPipeline",
+            dependencies: [
+                "FerryQueue", "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP ingest: Logstash-compatible POST /, acknowledged only after the queue's fsync.
         .target(
             name: "FerryIngest",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -80,7 +92,7 @@ let package = Package(
         .target(
             name: "FerryForward",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,7 +106,7 @@ let package = Package(
         .target(
             name: "FerryKafka",
             dependencies: [
-                "CRdKafka", "FerryQueue", "FerryWire", "FerryForward",
+                "CRdKafka", "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -107,7 +119,7 @@ let package = Package(
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -122,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryAgent",
+                "FerryAgent", "FerryForward", "FerryIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -148,6 +160,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // librdkafka's mock cluster, for the Kafka tests and benchmark: test tooling, not production code.
+        .target(
+            name: "FerryKafkaTestSupport",
+            dependencies: ["CRdKafka", "FerryKafka", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // Child process of the crash-safety test: appends concurrently, prints what was acknowledged.
@@ -197,7 +215,7 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench-kafka",
             dependencies: [
-                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryKafka", "FerryKafkaTestSupport", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -213,19 +231,18 @@ let package = Package(
         .testTarget(
             name: "FerryIngestTests",
             dependencies: [
-                "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryIngest", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerryForwardTests",
             dependencies: [
-                "FerryForward", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryForward", "FerryPipeline", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -234,7 +251,7 @@ let package = Package(
         .testTarget(
             name: "FerryKafkaTests",
             dependencies: [
-                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
+                "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -242,7 +259,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -252,7 +269,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryQueueTests",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,5 +1,6 @@
 import FerryForward
 import FerryIngest
+import FerryPipeline
 import FerryQueue
 import FerryWire
 import Hummingbird

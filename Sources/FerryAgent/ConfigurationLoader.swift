@@ -1,23 +1,25 @@
 import FerryForward
 import FerryIngest
 import FerryKafka
+import FerryPipeline
 import FerryQueue
+import FerryWire
 import Foundation
 import Yams
 
 /// A configuration Ferry refuses to start with: the message names the key (and the line) and the
 /// accepted values. `ferry` exits with status 2 on it.
-public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
 /// checked (unknown keys refused with their path), every value checked (bad ones refused with the
 /// accepted values), defaults from `AgentConfiguration.embeddedDefault`.
-public enum ConfigurationLoader {
-    public static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
+package enum ConfigurationLoader {
+    package static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
         let environment = environment ?? ProcessInfo.processInfo.environment
         let text: String
         do {
@@ -28,7 +30,7 @@ public enum ConfigurationLoader {
         return try parse(text, environment: environment, source: file)
     }
 
-    public static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
+    package static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -53,8 +55,23 @@ public enum ConfigurationLoader {
 
         if let input = top["input"] {
             let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
-            if let http = i["http"] { configuration.ingest = try ingest(http, reader: reader) }
-            if let kafka = i["kafka"] { configuration.kafkaInput = try kafkaInput(kafka, reader: reader) }
+            var inputs: [InputConfiguration] = []
+            if let http = i["http"] {
+                // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
+                if case .scalar = http {
+                    if try reader.bool(http, path: "input.http") { inputs.append(InputConfiguration(.http(IngestConfiguration()))) }
+                } else {
+                    let (settings, stamp) = try ingest(http, reader: reader)
+                    inputs.append(InputConfiguration(.http(settings), stamp: stamp))
+                }
+            } else {
+                inputs.append(InputConfiguration(.http(IngestConfiguration())))
+            }
+            if let kafka = i["kafka"] {
+                let (settings, stamp) = try kafkaInput(kafka, reader: reader)
+                inputs.append(InputConfiguration(.kafka(settings), stamp: stamp))
+            }
+            configuration.inputs = inputs
         }
         if let output = top["output"] {
             let o = try reader.mapping(output, path: "output", keys: ["http", "file", "kafka"])
@@ -91,8 +108,37 @@ public enum ConfigurationLoader {
         return configuration
     }
 
-    static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> IngestConfiguration {
-        let h = try reader.mapping(node, path: "input.http", keys: ["address", "tls", "auth", "limits"])
+    /// The keys every input takes besides its own: how its events are stamped.
+    static let stampKeys: Set<String> = ["fields", "add_timestamp"]
+
+    /// `fields` (a mapping of constant string fields) and `add_timestamp` of the input at `path`.
+    static func stamp(_ h: [String: Node], path: String, reader: Reader) throws(ConfigurationError) -> StampSettings {
+        var settings = StampSettings()
+        if let v = h["add_timestamp"] { settings.addTimestamp = try reader.bool(v, path: "\(path).add_timestamp") }
+        if let fields = h["fields"] {
+            guard case .mapping(let mapping) = fields else {
+                throw ConfigurationError("\(reader.location(fields)): \(path).fields must be a mapping of constant fields, e.g. { env: prod, site: \"${SITE}\" }")
+            }
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? ""
+                guard !key.isEmpty else { throw ConfigurationError("\(reader.location(keyNode)): \(path).fields has an empty key") }
+                guard !settings.fields.contains(where: { $0.key == key }) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path).fields names \(key) twice; keep one")
+                }
+                guard key != EventStamp.timestampKey && key != "host" else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path).fields cannot set \(key): the input sets it; choose another name")
+                }
+                settings.fields.append(.init(key: key, value: try reader.string(value, path: "\(path).fields.\(key)")))
+            }
+            guard settings.fields.count <= 60 else {
+                throw ConfigurationError("\(reader.location(fields)): \(path).fields has \(settings.fields.count) fields; at most 60 are allowed")
+            }
+        }
+        return settings
+    }
+
+    static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> (IngestConfiguration, StampSettings) {
+        let h = try reader.mapping(node, path: "input.http", keys: stampKeys.union(["address", "tls", "auth", "limits"]))
         var c = IngestConfiguration()
         if let address = h["address"] {
             let a = try reader.address(address, path: "input.http.address")
@@ -147,7 +193,7 @@ public enum ConfigurationLoader {
             if let v = l["idle_timeout"] { c.limits.idleTimeoutSeconds = try reader.seconds(v, path: "input.http.limits.idle_timeout") }
             if let v = l["max_connections"] { c.limits.maxConnections = try reader.positiveInt(v, path: "input.http.limits.max_connections") }
         }
-        return c
+        return (c, try stamp(h, path: "input.http", reader: reader))
     }
 
     static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
@@ -155,11 +201,7 @@ public enum ConfigurationLoader {
         guard let hostsNode = h["hosts"] else {
             throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
         }
-        let hosts = try reader.strings(hostsNode, path: "output.http.hosts")
-        guard !hosts.isEmpty else { throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts is empty; list at least one host:port") }
-        for host in hosts where Endpoint(host) == nil {
-            throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts: \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
-        }
+        let hosts = try forwardHosts(try reader.strings(hostsNode, path: "output.http.hosts"), key: "output.http.hosts", at: reader.location(hostsNode))
         var c = HTTPOutputConfiguration(hosts: hosts)
         if let tls = h["tls"] {
             if case .scalar = tls {
@@ -211,9 +253,9 @@ public enum ConfigurationLoader {
         return c
     }
 
-    static func kafkaInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaInputConfiguration {
+    static func kafkaInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> (KafkaInputConfiguration, StampSettings) {
         let path = "input.kafka"
-        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topics", "group_id", "start_from", "max_events_per_append"]))
+        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(stampKeys).union(["topics", "group_id", "start_from", "max_events_per_append"]))
         guard let topicsNode = k["topics"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topics, a list of topics to read") }
         let topics = try reader.strings(topicsNode, path: "\(path).topics")
         guard !topics.isEmpty else { throw ConfigurationError("\(reader.location(topicsNode)): \(path).topics is empty; name at least one topic") }
@@ -223,7 +265,7 @@ public enum ConfigurationLoader {
             c.startFrom = try reader.choice(v, path: "\(path).start_from", KafkaInputConfiguration.StartFrom.allCases.map(\.rawValue)).flatMap(KafkaInputConfiguration.StartFrom.init(rawValue:))!
         }
         if let v = k["max_events_per_append"] { c.maxEventsPerAppend = try reader.positiveInt(v, path: "\(path).max_events_per_append") }
-        return c
+        return (c, try stamp(k, path: path, reader: reader))
     }
 
     static let kafkaConnectionKeys: Set<String> = ["brokers", "tls", "sasl", "properties"]
@@ -274,6 +316,26 @@ public enum ConfigurationLoader {
             }
         }
         return c
+    }
+
+    // MARK: Values, whether from the file or from a quick flag
+
+    /// `host:port` (IPv6 in brackets) of a listener. `key` names the setting (a key path or a flag),
+    /// `location` where it was given (file and line, or the flag).
+    package static func address(_ text: String, key: String, at location: String) throws(ConfigurationError) -> AgentConfiguration.Address {
+        guard let endpoint = Endpoint(text), text.contains(":") else {
+            throw ConfigurationError("\(location): \(key) is \"\(text)\"; give host:port, e.g. 127.0.0.1:9800 or [::1]:9800")
+        }
+        return AgentConfiguration.Address(host: endpoint.host, port: endpoint.port)
+    }
+
+    /// The downstream hosts of the http output, each `host:port` or `host` (port 9800).
+    package static func forwardHosts(_ hosts: [String], key: String, at location: String) throws(ConfigurationError) -> [String] {
+        guard !hosts.isEmpty else { throw ConfigurationError("\(location): \(key) is empty; list at least one host:port") }
+        for host in hosts where Endpoint(host) == nil {
+            throw ConfigurationError("\(location): \(key): \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
+        }
+        return hosts
     }
 
     /// Typed reads of YAML nodes with errors that name the key path and the line.
@@ -413,11 +475,7 @@ public enum ConfigurationLoader {
         }
 
         func address(_ node: Node, path: String) throws(ConfigurationError) -> AgentConfiguration.Address {
-            let text = try string(node, path: path)
-            guard let endpoint = Endpoint(text), text.contains(":") else {
-                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give host:port, e.g. 127.0.0.1:9800 or [::1]:9800")
-            }
-            return AgentConfiguration.Address(host: endpoint.host, port: endpoint.port)
+            try ConfigurationLoader.address(try string(node, path: path), key: path, at: location(node))
         }
     }
 }

@@ -6,42 +6,51 @@ import FerryQueue
 extension AgentConfiguration {
     /// The effective configuration as YAML, every secret (passwords) replaced by `<redacted>`.
     /// What `ferry check-config` prints and what the start-up log describes.
-    public var redactedYAML: String {
+    package var redactedYAML: String {
         var lines: [String] = []
         func quote(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
         let redacted = "\"<redacted>\""
         lines.append("input:")
-        lines.append("  http:")
-        lines.append("    address: \(quote(AgentConfiguration.Address(host: ingest.host, port: ingest.port).description))")
-        if let tls = ingest.tls {
-            lines.append("    tls:")
-            switch tls.identity {
-            case .pem(let certificate, let key):
-                lines.append("      certificate: \(quote(certificate))")
-                lines.append("      key: \(quote(key))")
-            case .pkcs12(let path, _):
-                lines.append("      keystore: \(quote(path))")
-                lines.append("      keystore_password: \(redacted)")
+        if http == nil { lines.append("  http: false") }
+        for input in inputs {
+            switch input.source {
+            case .http(let ingest):
+                lines.append("  http:")
+                lines.append("    address: \(quote(AgentConfiguration.Address(host: ingest.host, port: ingest.port).description))")
+                if let tls = ingest.tls {
+                    lines.append("    tls:")
+                    switch tls.identity {
+                    case .pem(let certificate, let key):
+                        lines.append("      certificate: \(quote(certificate))")
+                        lines.append("      key: \(quote(key))")
+                    case .pkcs12(let path, _):
+                        lines.append("      keystore: \(quote(path))")
+                        lines.append("      keystore_password: \(redacted)")
+                    }
+                    lines.append("      client_auth: \(tls.clientAuth.rawValue)")
+                    if !tls.certificateAuthorities.isEmpty {
+                        lines.append("      certificate_authorities: [\(tls.certificateAuthorities.map(quote).joined(separator: ", "))]")
+                    }
+                } else {
+                    lines.append("    tls: false")
+                }
+                if let auth = ingest.auth {
+                    lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
+                }
+                let l = ingest.limits
+                lines.append("    limits: { max_body_bytes: \(l.maxBodyBytes), max_decompressed_bytes: \(l.maxDecompressedBytes), max_event_bytes: \(l.maxEventBytes), max_events_per_request: \(l.maxEventsPerRequest), request_timeout: \(l.requestTimeoutSeconds)s, idle_timeout: \(l.idleTimeoutSeconds)s, max_connections: \(l.maxConnections) }")
+            case .kafka(let kafka):
+                lines.append("  kafka:")
+                lines += kafkaConnection(kafka.connection, quote: quote)
+                lines.append("    topics: [\(kafka.topics.map(quote).joined(separator: ", "))]")
+                lines.append("    group_id: \(quote(kafka.groupID))")
+                lines.append("    start_from: \(kafka.startFrom.rawValue)")
+                lines.append("    max_events_per_append: \(kafka.maxEventsPerAppend)")
             }
-            lines.append("      client_auth: \(tls.clientAuth.rawValue)")
-            if !tls.certificateAuthorities.isEmpty {
-                lines.append("      certificate_authorities: [\(tls.certificateAuthorities.map(quote).joined(separator: ", "))]")
+            lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
+            if !input.stamp.fields.isEmpty {
+                lines.append("    fields: { \(input.stamp.fields.map { "\(quote($0.key)): \(quote($0.value))" }.joined(separator: ", ")) }")
             }
-        } else {
-            lines.append("    tls: false")
-        }
-        if let auth = ingest.auth {
-            lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
-        }
-        let l = ingest.limits
-        lines.append("    limits: { max_body_bytes: \(l.maxBodyBytes), max_decompressed_bytes: \(l.maxDecompressedBytes), max_event_bytes: \(l.maxEventBytes), max_events_per_request: \(l.maxEventsPerRequest), request_timeout: \(l.requestTimeoutSeconds)s, idle_timeout: \(l.idleTimeoutSeconds)s, max_connections: \(l.maxConnections) }")
-        if let kafka = kafkaInput {
-            lines.append("  kafka:")
-            lines += kafkaConnection(kafka.connection, quote: quote)
-            lines.append("    topics: [\(kafka.topics.map(quote).joined(separator: ", "))]")
-            lines.append("    group_id: \(quote(kafka.groupID))")
-            lines.append("    start_from: \(kafka.startFrom.rawValue)")
-            lines.append("    max_events_per_append: \(kafka.maxEventsPerAppend)")
         }
         lines.append("queue:")
         lines.append("  path: \(quote(dataDirectory))")

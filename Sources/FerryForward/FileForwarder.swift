@@ -1,18 +1,18 @@
-public import FerryQueue
+package import FerryQueue
 import FerryWire
 import Foundation
-public import Logging
+package import Logging
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 
 /// Settings of the `file` output.
-public struct FileOutputConfiguration: Sendable, Hashable {
+package struct FileOutputConfiguration: Sendable, Hashable {
     /// Directory of the NDJSON files; made if missing.
-    public var path: String
+    package var path: String
     /// A new file is started once the current one holds this many bytes. Default 256 MiB.
-    public var rotateBytes: Int
+    package var rotateBytes: Int
 
-    public init(path: String, rotateBytes: Int = 256 << 20) {
+    package init(path: String, rotateBytes: Int = 256 << 20) {
         self.path = path
         self.rotateBytes = rotateBytes
     }
@@ -23,12 +23,12 @@ public struct FileOutputConfiguration: Sendable, Hashable {
 ///
 /// At least once: a crash between the fsync and the acknowledgement writes those events again after the
 /// restart. A damaged record is moved to `dead`, never written.
-public final class FileForwarder: Service, Sendable {
+package final class FileForwarder: Service, Sendable {
     private let queue: Queue
     private let configuration: FileOutputConfiguration
     private let logger: Logger
 
-    public init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
+    package init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
         do {
             try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
         } catch {
@@ -39,7 +39,7 @@ public final class FileForwarder: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         var file: (fd: Int32, size: Int)?
         defer { if let file { close(file.fd) } }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {

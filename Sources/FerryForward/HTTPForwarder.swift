@@ -1,8 +1,9 @@
-public import FerryQueue
+import FerryPipeline
+package import FerryQueue
 import FerryWire
-public import Logging
+package import Logging
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 import Synchronization
 
 /// The `http` output: leases records oldest first, sends each lease as one request to the host the
@@ -13,14 +14,14 @@ import Synchronization
 /// backoff; it never gives up while the failure is retriable, so an outage of every host only lets the
 /// queue grow. A permanent refusal (4xx other than 408/429) moves the records to `dead` with the status
 /// and an excerpt of the answer, and the records after them go on.
-public final class HTTPForwarder: Service, Sendable {
+package final class HTTPForwarder: Service, Sendable {
     private let queue: Queue
     private let configuration: HTTPOutputConfiguration
     private let sender: HTTPSender
     private let pool: Mutex<HostPool>
     private let logger: Logger
 
-    public init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+    package init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
         self.queue = queue
         self.configuration = configuration
         self.sender = try HTTPSender(configuration: configuration)
@@ -33,7 +34,7 @@ public final class HTTPForwarder: Service, Sendable {
     }
 
     /// Per-host state and counters, for /metrics and tests.
-    public func hostStatus() -> [HostStatus] {
+    package func hostStatus() -> [HostStatus] {
         let now = ContinuousClock.now
         return pool.withLock { pool in
             pool.hosts.indices.map { i in
@@ -45,7 +46,7 @@ public final class HTTPForwarder: Service, Sendable {
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let slots = Slots(count: sender.endpoints.count * configuration.concurrencyPerHost)
         // `max_events_per_second`: each request waits for its events' tokens before it starts.
         let pace: (([StoredRecord]) async -> Void)? = configuration.maxEventsPerSecond.map { rate in
@@ -206,56 +207,18 @@ extension HTTPForwarder {
 }
 
 /// A downstream host's state, as `HTTPForwarder.hostStatus()` reports it.
-public struct HostStatus: Sendable, Hashable {
-    public let endpoint: String
+package struct HostStatus: Sendable, Hashable {
+    package let endpoint: String
     /// `healthy`, `cooling` or `open`.
-    public let state: String
-    public let inFlight: Int
-    public let sent: UInt64
-    public let succeeded: UInt64
-    public let failed: UInt64
+    package let state: String
+    package let inFlight: Int
+    package let sent: UInt64
+    package let succeeded: UInt64
+    package let failed: UInt64
     /// Requests this host got as the second copy of a request another host had not answered in time.
-    public let hedges: UInt64
-    public let lastError: String?
-    public let latencySeconds: Double?
-}
-
-/// A counting semaphore for async tasks: bounds the requests in flight.
-package final class Slots: Sendable {
-    private let state: Mutex<(free: Int, closed: Bool, waiting: [CheckedContinuation<Bool, Never>])>
-
-    package init(count: Int) { state = Mutex((count, false, [])) }
-
-    /// Takes a slot; false once closed.
-    package func acquire() async -> Bool {
-        await withCheckedContinuation { continuation in
-            let result = state.withLock { state -> Bool? in
-                if state.closed { return false }
-                if state.free > 0 { state.free -= 1; return true }
-                state.waiting.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(returning: result) }
-        }
-    }
-
-    package func release() {
-        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            if !state.waiting.isEmpty { return state.waiting.removeFirst() }
-            state.free += 1
-            return nil
-        }
-        waiter?.resume(returning: true)
-    }
-
-    package func close() {
-        let waiting = state.withLock { state in
-            state.closed = true
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-        for waiter in waiting { waiter.resume(returning: false) }
-    }
+    package let hedges: UInt64
+    package let lastError: String?
+    package let latencySeconds: Double?
 }
 
 /// A token bucket over events: `take(n)` waits until n events may go.

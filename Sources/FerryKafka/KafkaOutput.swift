@@ -1,11 +1,11 @@
 import CRdKafka
-public import FerryQueue
-import FerryForward
+package import FerryQueue
+import FerryPipeline
 import FerryWire
-public import Logging
+package import Logging
 import Metrics
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 
 /// The `kafka` output: leases records oldest first and produces each event as one message to the topic
 /// through librdkafka (`acks=all`, idempotent producer). A record is acknowledged in the queue only
@@ -15,7 +15,7 @@ public import ServiceLifecycle
 /// `message.timeout.ms`) are produced again after a backoff, forever; a message refused for good (too
 /// large, invalid) moves its whole record to `dead` with the reason. At least once: a crash between the
 /// delivery reports and the queue's commit produces those events again after the restart.
-public final class KafkaOutput: Service, Sendable {
+package final class KafkaOutput: Service, Sendable {
     private let queue: Queue
     private let configuration: KafkaOutputConfiguration
     private let producer: KafkaProducer
@@ -29,7 +29,7 @@ public final class KafkaOutput: Service, Sendable {
         let delivery = Timer(label: "ferry_kafka_output_delivery_seconds")
     }
 
-    public init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
+    package init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
         guard !configuration.connection.brokers.isEmpty else { throw KafkaConfigurationError("output.kafka.brokers is empty; list at least one host:port") }
         guard !configuration.topic.isEmpty else { throw KafkaConfigurationError("output.kafka.topic is empty; name the topic events go to") }
         self.queue = queue
@@ -38,7 +38,7 @@ public final class KafkaOutput: Service, Sendable {
         self.producer = try KafkaProducer(configuration: configuration, logger: logger)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let slots = Slots(count: configuration.batchesInFlight)
         var purger: Task<Void, Never>?
         await withDiscardingTaskGroup { group in
@@ -58,6 +58,10 @@ public final class KafkaOutput: Service, Sendable {
         if let fatal = producer.context.fatal.withLock({ $0 }) {
             throw KafkaConfigurationError("kafka output stopped: \(fatal); undelivered records stay queued, restart ferry to go on")
         }
+    }
+
+    private var backoff: Backoff {
+        Backoff(base: .milliseconds(configuration.backoffBaseMilliseconds), cap: .milliseconds(configuration.backoffCapMilliseconds))
     }
 
     private var isFailed: Bool { producer.context.fatal.withLock { $0 != nil } }
@@ -92,8 +96,7 @@ public final class KafkaOutput: Service, Sendable {
         while !pending.isEmpty {
             if attempt > 0 {
                 if Task.isCancelled || Task.isShuttingDownGracefully || isFailed { break }
-                let cap = min(configuration.backoffCapMilliseconds, configuration.backoffBaseMilliseconds << min(attempt - 1, 20))
-                try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...max(cap, 1))))  // backoff with full jitter
+                try? await Task.sleep(for: backoff.delay(attempt: attempt))
             }
             attempt += 1
             let start = ContinuousClock.now

@@ -121,7 +121,7 @@ extension Queue {
     }
 
     /// Rewrites the queue in `path` with every good record (same sequence numbers), every dead record,
-    /// the `seen` table and the remembered batches, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
+    /// the `seen` table, the remembered batches and the inputs' read positions, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
     /// reason. The old `data.mdb` is kept as `data.mdb.before-repair-<time>` until the operator deletes it.
     /// Needs the directory to itself (the agent stopped).
     public static func repair(at path: String, progress: (Int) -> Void = { _ in }) throws(QueueError) -> RepairReport {
@@ -133,12 +133,12 @@ extension Queue {
         report.quarantineDirectory = path + "/quarantine-\(stamp)"
         report.backup = path + "/" + dataFileName + ".before-repair-\(stamp)"
         do {
-            let old = try Environment(path: path, mapSize: 0, maxDatabases: 8, flags: [.noTLS, .readOnly])
+            let old = try Environment(path: path, mapSize: 0, maxDatabases: Queue.maxDatabases, flags: [.noTLS, .readOnly])
             defer { old.close() }
             try checkTruncation(old, path: path)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
             let info = old.info()
-            let fresh = try Environment(path: staging, mapSize: max(info.mapSize, (info.lastPage + 1) * info.pageSize * 2), maxDatabases: 8, flags: [.noTLS])
+            let fresh = try Environment(path: staging, mapSize: max(info.mapSize, (info.lastPage + 1) * info.pageSize * 2), maxDatabases: Queue.maxDatabases, flags: [.noTLS])
             defer { fresh.close() }
             try old.read { src in
                 let (databases, agentID, oldState) = try initialize(src, path: path, create: false)
@@ -150,6 +150,7 @@ extension Queue {
                     let seen = try dst.openDatabase("seen", create: true)!
                     let seenByTime = try dst.openDatabase("seen_by_time", create: true)!
                     let batches = try dst.openDatabase("batches", create: true)!
+                    let positions = try dst.openDatabase("positions", create: true)!
                     var state = oldState
                     state.storedEvents = 0
                     state.storedBytes = 0
@@ -183,6 +184,7 @@ extension Queue {
                     }
                     var tables = [(databases.dead, dead), (databases.seen, seen), (databases.seenByTime, seenByTime)]
                     if let remembered = databases.batches { tables.append((remembered, batches)) }
+                    if let stored = databases.positions { tables.append((stored, positions)) }
                     for (source, target) in tables {
                         let c = try src.cursor(source)
                         var e = try c.first()
@@ -250,7 +252,7 @@ extension Queue {
         let before = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         let staging = path + "/compact-\(timestamp())"
         do {
-            let environment = try Environment(path: path, mapSize: 0, maxDatabases: 8, flags: [.noTLS])
+            let environment = try Environment(path: path, mapSize: 0, maxDatabases: Queue.maxDatabases, flags: [.noTLS])
             defer { environment.close() }
             try checkTruncation(environment, path: path)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)

@@ -122,7 +122,8 @@ extension Queue {
             meta: meta,
             seen: try table("seen"),
             seenByTime: try table("seen_by_time"),
-            batches: try txn.openDatabase("batches", create: create)
+            batches: try txn.openDatabase("batches", create: create),
+            positions: try txn.openDatabase("positions", create: create)
         )
         // A state older than the records (not possible with synced commits, but cheap to guard): never
         // hand out a sequence number that is already stored.

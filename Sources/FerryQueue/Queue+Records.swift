@@ -99,3 +99,20 @@ public struct DeadRecord: Sendable, Hashable {
         }
     }
 }
+
+/// An input's read position, kept in the queue's `positions` table and written in the transaction of the
+/// events read up to it (`Queue.append(_:batchID:positions:)`). The key names the input and its source
+/// (e.g. `file/<input>/<device>/<inode>`); the value is the input's own encoding. A nil value deletes it.
+public struct InputPosition: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]?
+
+    public init(key: [UInt8], value: [UInt8]?) {
+        self.key = key
+        self.value = value
+    }
+
+    public init(key: String, value: [UInt8]?) {
+        self.init(key: Array(key.utf8), value: value)
+    }
+}

@@ -50,6 +50,8 @@ public final class Queue: Sendable {
 
     /// The format version written in `meta` under `format`.
     public static let formatVersion: UInt32 = 1
+    /// Named databases an environment may hold: today's seven, with room for the tables to come.
+    static let maxDatabases: UInt32 = 16
 
     let environment: Environment
     let databases: Databases
@@ -70,7 +72,7 @@ public final class Queue: Sendable {
     }
     private let logger: Logger
     private let snapshot: StatsSnapshot
-    let leases: Mutex<LeaseState>
+    let leases: Mutex<LeasePlanner>
     private let closed = Atomic<Bool>(false)
     private let appendWaiters: AppendWaiters
 
@@ -78,7 +80,7 @@ public final class Queue: Sendable {
                  databases: Databases, state: QueueState, stats: QueueStats, remembered: [ClosedRange<UInt64>],
                  lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
         self.path = path
-        self.leases = Mutex(LeaseState(remembered: remembered))
+        self.leases = Mutex(LeasePlanner(remembered: remembered))
         self.configuration = configuration
         self.agentID = agentID
         self.environment = environment
@@ -144,7 +146,7 @@ public final class Queue: Sendable {
 
         let environment: Environment
         do {
-            environment = try Environment(path: path, mapSize: configuration.mapSize, maxDatabases: 8,
+            environment = try Environment(path: path, mapSize: configuration.mapSize, maxDatabases: Queue.maxDatabases,
                                           flags: readOnly ? [.noTLS, .readOnly] : [.noTLS, .noMemInit])
         } catch {
             throw openError(error, path: path)
@@ -211,9 +213,17 @@ public final class Queue: Sendable {
     /// nothing; a new one is recorded in `seen` in the same transaction as the records.
     /// Throws `.full` when there is no room (policy `block`, or LMDB's map or the disk full),
     /// `.batchTooLarge` when the batch alone exceeds `max_bytes`; in both cases nothing was stored.
-    public func append(_ batch: EventBatch, batchID: String? = nil) async throws(QueueError) -> AppendReceipt {
-        guard !batch.records.isEmpty else {
+    ///
+    /// `positions` are written to the `positions` table in the same transaction as the records: an input's
+    /// read position (a file offset, a journal cursor) is durable exactly when the events read up to it
+    /// are, so a crash can neither lose those events nor store them twice. A batch without records is
+    /// allowed when it carries positions (a position that moved past lines that make no event).
+    public func append(_ batch: EventBatch, batchID: String? = nil, positions: [InputPosition] = []) async throws(QueueError) -> AppendReceipt {
+        guard !batch.records.isEmpty || !positions.isEmpty else {
             throw QueueError(.invalidArgument, "an empty batch cannot be appended; send at least one event")
+        }
+        for position in positions where position.key.isEmpty || position.key.count > 400 {
+            throw QueueError(.invalidArgument, "an input position key must be 1 to 400 bytes, got \(position.key.count)")
         }
         if let batchID, batchID.utf8.count > 400 {
             throw QueueError(.invalidArgument, "batch id is \(batchID.utf8.count) bytes, more than 400; use a shorter Ferry-Batch id")
@@ -224,17 +234,30 @@ public final class Queue: Sendable {
         let events = values.reduce(0) { $0 + $1.events }
         let seenKey = batchID.map { Array($0.utf8) }
         return try await perform(weight: total) { context throws -> AppendReceipt in
-            try Self.applyAppend(&context, values: values, totalBytes: total, events: events, seenKey: seenKey)
+            try Self.applyAppend(&context, values: values, totalBytes: total, events: events, seenKey: seenKey, positions: positions)
         }
     }
 
     private static func applyAppend(_ context: inout WriteContext, values: [(bytes: ByteBuffer, events: UInt64)],
-                                    totalBytes: Int, events: UInt64, seenKey: [UInt8]?) throws -> AppendReceipt {
+                                    totalBytes: Int, events: UInt64, seenKey: [UInt8]?, positions: [InputPosition]) throws -> AppendReceipt {
         let txn = context.txn
         let dbs = context.databases
         if let seenKey, try seenKey.withUnsafeBytes({ try txn.get(dbs.seen, $0) }) != nil {
             context.state.duplicateBatches += 1
             return AppendReceipt(firstSequence: nil, lastSequence: nil, duplicate: true)
+        }
+        if !positions.isEmpty {
+            guard let table = dbs.positions else { throw QueueError(.readOnly, "the queue has no positions table") }
+            for position in positions {
+                try position.key.withUnsafeBytes { key in
+                    if let value = position.value {
+                        try value.withUnsafeBytes { try txn.put(table, key, $0) }
+                    } else {
+                        _ = try txn.delete(table, key)
+                    }
+                }
+            }
+            guard !values.isEmpty else { return AppendReceipt(firstSequence: nil, lastSequence: nil, duplicate: false) }
         }
         try makeRoom(&context, for: totalBytes)
         let first = context.state.nextSequence
@@ -312,107 +335,17 @@ public final class Queue: Sendable {
     public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20, maxEvents: Int = .max,
                       freshIfBacklogOlderThan freshAge: Duration? = nil) throws(QueueError) -> Lease {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
-        let page = try leases.withLock { (state: inout LeaseState) throws(QueueError) -> RecordPage in
-            var page = RecordPage(records: [], corrupt: [], nextSequence: state.next)
-            try read { txn throws in
-                // A remembered batch goes again as exactly the records it had (minus any already gone).
-                while page.count == 0, let batch = state.waiting.first {
-                    let cursor = try txn.cursor(databases.records)
-                    var entry = try withSequenceKey(batch.lowerBound) { try cursor.seek($0) }
-                    while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), sequence <= batch.upperBound {
-                        page.add(sequence: sequence, value: current.value)
-                        entry = try cursor.next()
-                    }
-                    state.waiting.removeFirst()  // only once read: a failed read leaves it waiting
-                    if page.count == 0 { state.forget(batch) }  // delivered or dropped meanwhile
-                }
-                guard page.count == 0 else { return }
-                var bytes = 0
-                var events = 0
-                func full() -> Bool { page.count >= maxRecords || (page.count > 0 && (bytes >= maxBytes || events >= maxEvents)) }
-                func fits(_ value: UnsafeRawBufferPointer) -> Bool {
-                    guard page.count > 0 else { return true }
-                    let more = (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
-                    return bytes + value.count <= maxBytes && events + more <= maxEvents
-                }
-                func take(_ sequence: UInt64, _ value: UnsafeRawBufferPointer) {
-                    bytes += value.count
-                    events += (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
-                    page.add(sequence: sequence, value: value)
-                }
-                while !full(), let sequence = state.redeliver.first {
-                    guard let value = try withSequenceKey(sequence, { try txn.get(databases.records, $0) }) else {
-                        state.redeliver.removeFirst()
-                        continue
-                    }
-                    guard fits(value) else { break }
-                    state.redeliver.removeFirst()
-                    take(sequence, value)
-                }
-                guard !full() else { return }
-                let cursor = try txn.cursor(databases.records)
-                if let freshAge, page.count == 0 {
-                    if let lane = state.fresh {
-                        // The lane goes on with what was appended after it.
-                        var entry = try withSequenceKey(lane.upperBound + 1) { try cursor.seek($0) }
-                        var top = lane.upperBound
-                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), fits(current.value) {
-                            take(sequence, current.value)
-                            top = sequence
-                            if full() { break }
-                            entry = try cursor.next()
-                        }
-                        state.fresh = lane.lowerBound...top
-                        if page.count > 0 { return }
-                    } else if let head = try withSequenceKey(state.next, { try cursor.seek($0) }),
-                              let headSequence = FerryQueue.sequence(fromKey: head.key),
-                              let oldest = try? QueueRecord.header(of: head.value).createdAt,
-                              let newest = try cursor.last(), let newestSequence = FerryQueue.sequence(fromKey: newest.key),
-                              newestSequence > headSequence,
-                              let newestAt = try? QueueRecord.header(of: newest.value).createdAt,
-                              Duration.milliseconds(newestAt - oldest) >= freshAge {
-                        // A backlog: open the lane at the newest records, walking down, never to the head
-                        // nor into a remembered batch (one of the last run's, which goes by itself).
-                        var entry: Cursor.Entry? = newest
-                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key),
-                              sequence > headSequence, state.batch(holding: sequence) == nil, fits(current.value) {
-                            take(sequence, current.value)
-                            if full() { break }
-                            entry = try cursor.previous()
-                        }
-                        page.records.reverse()
-                        page.corrupt.reverse()
-                        if let low = [page.records.first?.sequence, page.corrupt.first?.sequence].compactMap({ $0 }).min() {
-                            state.fresh = low...newestSequence
-                            return
-                        }
-                    }
-                }
-                var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
-                    // The fresh lane is leased already: step over it.
-                    if let lane = state.fresh, sequence >= lane.lowerBound {
-                        guard page.count == 0 else { break }
-                        state.next = lane.upperBound + 1
-                        state.fresh = nil
-                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                        continue
-                    }
-                    // Remembered batches (the last run's, here) go by themselves (above): step over them.
-                    if let batch = state.batch(holding: sequence) {
-                        guard page.count == 0 else { break }
-                        state.next = batch.upperBound + 1
-                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                        continue
-                    }
-                    guard fits(current.value) else { break }
-                    take(sequence, current.value)
-                    state.next = sequence + 1
-                    if full() { break }
-                    entry = try cursor.next()
-                }
+        let limits = LeasePlanner.Limits(maxRecords: maxRecords, maxBytes: maxBytes, maxEvents: maxEvents, freshIfBacklogOlderThan: freshAge)
+        let page = try leases.withLock { (planner: inout LeasePlanner) throws(QueueError) -> RecordPage in
+            // Planned on a copy: a failed read leaves the planner as it was.
+            var planned = planner
+            let page = try read { txn throws in
+                var source = try RecordCursorSource(txn, records: databases.records)
+                var page = RecordPage(records: [], corrupt: [], nextSequence: 0)
+                for entry in try planned.plan(&source, limits) { page.add(sequence: entry.sequence, value: entry.value) }
+                return page
             }
-            page.nextSequence = state.next
+            planner = planned
             return page
         }
         for bad in page.corrupt {
@@ -427,17 +360,7 @@ public final class Queue: Sendable {
     /// Gives leased records back: they are leased again, before newer ones (a remembered batch whole,
     /// as it was). For a delivery that failed and will not be retried by its caller.
     public func release(_ sequences: some Sequence<UInt64>) {
-        leases.withLock { state in
-            for sequence in sequences {
-                if let batch = state.batch(holding: sequence) {
-                    state.wait(batch)
-                } else {
-                    state.redeliver.append(sequence)
-                }
-            }
-            state.redeliver.sort()
-            state.redeliver = state.redeliver.uniqued()
-        }
+        leases.withLock { $0.release(sequences) }
     }
 
     /// Gives every record of `lease` back (see `release(_:)`).
@@ -617,6 +540,23 @@ public final class Queue: Sendable {
         }
     }
 
+    /// The stored input positions whose key starts with `prefix`, in key order: what an input reads at
+    /// start to go on where its last stored events ended.
+    public func positions(withPrefix prefix: [UInt8]) throws(QueueError) -> [InputPosition] {
+        try read { txn in
+            guard let table = databases.positions else { return [] }
+            var found: [InputPosition] = []
+            let cursor = try txn.cursor(table)
+            var entry = try prefix.withUnsafeBytes { try $0.isEmpty ? cursor.first() : cursor.seek($0) }
+            while let current = entry, current.key.count >= prefix.count,
+                  prefix.withUnsafeBytes({ $0.isEmpty || memcmp($0.baseAddress!, current.key.baseAddress!, prefix.count) == 0 }) {
+                found.append(InputPosition(key: Array(current.key), value: Array(current.value)))
+                entry = try cursor.next()
+            }
+            return found
+        }
+    }
+
     /// Returns when an append (or a requeue) commits, or after `timeout`, or when the task is cancelled.
     /// For consumers that found nothing to lease: wait here instead of polling.
     public func waitForAppend(timeout: Duration) async {
@@ -697,6 +637,9 @@ struct Databases: Sendable {
     /// Remembered batches: first sequence → last sequence. nil only in a read-only open of a queue made
     /// before the table existed.
     var batches: Database?
+    /// The inputs' read positions (`InputPosition`), written with the events read up to them. nil only in
+    /// a read-only open of a queue made before the table existed.
+    var positions: Database?
 }
 
 /// The stats the writer published last; shared between the writer and readers of `Queue.stats`.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FerryAgent
+import FerryForward
+import FerryIngest
 import Foundation
 import Logging
 
@@ -37,10 +39,9 @@ struct QuickFlags: ParsableArguments {
         }
     }
 
-    /// The configuration file (or the embedded default) with these flags applied, as YAML keys would be.
+    /// The configuration file (or the embedded default) with these flags applied to its values, checked
+    /// by the same rules as the keys they stand for.
     func configuration(file: String?) throws(ConfigurationError) -> AgentConfiguration {
-        var overrides: [String] = []
-        if let dataDir { overrides.append("queue.path=\(dataDir)") }
         var configuration = try file.map { f throws(ConfigurationError) in try ConfigurationLoader.load(file: f) } ?? .embeddedDefault()
         if let dataDir {
             let oldDefault = configuration.dataDirectory + "/out"
@@ -51,30 +52,32 @@ struct QuickFlags: ParsableArguments {
             }
         }
         if let listen {
-            let address = try ConfigurationLoader.parse("input: { http: { address: \"\(listen)\" } }", source: "--listen").ingest
-            configuration.ingest.host = address.host
-            configuration.ingest.port = address.port
+            let address = try ConfigurationLoader.address(listen, key: "input.http.address", at: "--listen")
+            var http = configuration.http ?? IngestConfiguration()
+            http.host = address.host
+            http.port = address.port
+            configuration.http = http
         }
         if let admin {
             if ["off", "false", "none"].contains(admin.lowercased()) {
                 configuration.admin = nil
             } else {
-                configuration.admin = try ConfigurationLoader.parse("admin: { address: \"\(admin)\" }", source: "--admin").admin
+                configuration.admin = try ConfigurationLoader.address(admin, key: "admin.address", at: "--admin")
             }
         }
         if let forward {
-            let parsed = try ConfigurationLoader.parse("output: { http: { hosts: \"\(forward)\" } }", source: "--forward").output
-            if case .http(var current) = configuration.output, case .http(let given) = parsed {
-                current.hosts = given.hosts
+            let hosts = try ConfigurationLoader.forwardHosts(forward.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+                                                             key: "output.http.hosts", at: "--forward")
+            if case .http(var current) = configuration.output {
+                current.hosts = hosts
                 configuration.output = .http(current)
             } else {
-                configuration.output = parsed
+                configuration.output = .http(HTTPOutputConfiguration(hosts: hosts))
             }
         }
         if let outputFile {
             configuration.output = .file(.init(path: outputFile))
         }
-        _ = overrides
         return configuration
     }
 }

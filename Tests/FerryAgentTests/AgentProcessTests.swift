@@ -1,4 +1,5 @@
 @testable import FerryKafka
+import FerryKafkaTestSupport
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -148,7 +149,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
             #expect(line.wholeMatch(of: sample) != nil, "not Prometheus text: \(line)")
         }
-        let events = metrics.split(separator: "\n").first { $0.hasPrefix("ferry_ingest_events_total ") }
+        let events = metrics.split(separator: "\n").first { $0.hasPrefix(#"ferry_input_events_total{input="http"} "#) }
         #expect(events.map { Double($0.split(separator: " ")[1]) } == Double(sent.count))
     }
 
