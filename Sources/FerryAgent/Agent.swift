@@ -3,6 +3,7 @@ import FerryIngest
 import FerryKafka
 import FerryPipeline
 import FerryQueue
+import FerryWire
 import Foundation
 package import Logging
 import Metrics
@@ -18,7 +19,7 @@ import UnixSignals
 /// `shutdownTimeout`, ends the process at once — still without losing anything acknowledged, since
 /// acknowledged means fsynced.
 package enum Agent {
-    package static let version = "0.1.0-dev"
+    package static let version = ferryVersion
 
     /// Runs until a signal stops it. Returns the process exit status.
     package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30)) async -> Int32 {
@@ -27,16 +28,17 @@ package enum Agent {
 
         let queue: Queue
         do {
-            queue = try Queue.open(at: configuration.dataDirectory, configuration: configuration.queue, logger: logger.child("ferry.queue"))
+            var queueConfiguration = configuration.queue
+            queueConfiguration.consumers = configuration.consumers
+            queue = try Queue.open(at: configuration.dataDirectory, configuration: queueConfiguration, logger: logger.child("ferry.queue"))
         } catch {
             logger.critical("cannot open the queue", metadata: ["error": "\(error.message)"])
             return 1
         }
         defer { queue.close() }
 
-        let output: any Service
+        var outputs: [SupervisedOutput] = []
         var inputs: [any Input] = []
-        var hostStatus: @Sendable () -> [HostStatus] = { [] }
         do {
             let hostname = currentHostname()
             for input in configuration.inputs {
@@ -49,15 +51,16 @@ package enum Agent {
                     inputs.append(try KafkaInput(intake: intake, configuration: kafka, logger: logger))
                 }
             }
-            switch configuration.output {
-            case .http(let http):
-                let forwarder = try HTTPForwarder(queue: queue, configuration: http, logger: logger.child("ferry.output.http"))
-                hostStatus = { forwarder.hostStatus() }
-                output = forwarder
-            case .file(let file):
-                output = try FileForwarder(queue: queue, configuration: file, logger: logger.child("ferry.output.file"))
-            case .kafka(let kafka):
-                output = try KafkaOutput(queue: queue, configuration: kafka, logger: logger.child("ferry.output.kafka"))
+            for output in configuration.outputs {
+                let consumer = try queue.consumer(named: output.name)
+                let outputLogger = logger.child("ferry.output.\(output.name)")
+                // Made once now, so that a bad setting stops the start with exit status 2; made again by
+                // the supervisor for each restart after a failure.
+                let first = Mutex<(any Service)?>(try makeOutput(output.kind, consumer: consumer, logger: outputLogger))
+                outputs.append(SupervisedOutput(name: output.name, logger: outputLogger) {
+                    if let made = first.withLock({ made in defer { made = nil }; return made }) { return made }
+                    return try makeOutput(output.kind, consumer: consumer, logger: outputLogger)
+                })
             }
         } catch let error as IngestConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
@@ -68,22 +71,25 @@ package enum Agent {
         } catch let error as KafkaConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
+        } catch let error as QueueError {
+            logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            return 1
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1
         }
 
         let state = RunState()
-        let statusSource = hostStatus
+        let supervised = outputs
         let admin = configuration.admin.map { address in
-            AdminServer(address: address, queue: queue, registry: registry, hostStatus: statusSource,
+            AdminServer(address: address, queue: queue, registry: registry, outputs: supervised,
                         isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
         }
 
-        // Shut down in reverse order: the inputs first (their in-flight commits complete), then the output, then admin.
+        // Shut down in reverse order: the inputs first (their in-flight commits complete), then the outputs, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let admin { services.append(.init(service: admin)) }
-        services.append(.init(service: output))
+        for output in outputs { services.append(.init(service: output)) }
         for input in inputs.reversed() { services.append(.init(service: input)) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger.child("ferry.lifecycle"))
         groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout
@@ -131,6 +137,15 @@ package enum Agent {
         return state.exitStatus.withLock { $0 }
     }
 
+    /// The output service of one configured output, delivering what `consumer` has not settled.
+    static func makeOutput(_ kind: AgentConfiguration.Output, consumer: Consumer, logger: Logger) throws -> any Service {
+        switch kind {
+        case .http(let http): try HTTPForwarder(consumer: consumer, configuration: http, logger: logger)
+        case .file(let file): try FileForwarder(consumer: consumer, configuration: file, logger: logger)
+        case .kafka(let kafka): try KafkaOutput(consumer: consumer, configuration: kafka, logger: logger)
+        }
+    }
+
     /// State shared by the agent's tasks.
     final class RunState: Sendable {
         /// Every input takes events (listens, or has its source open): `/ready`.
@@ -139,18 +154,21 @@ package enum Agent {
     }
 
     static func banner(_ configuration: AgentConfiguration, inputs: [String], adminPort: Int?, logger: Logger) {
-        let destination: String
-        switch configuration.output {
-        case .http(let http): destination = "forwarded to \(http.hosts.joined(separator: ", "))"
-        case .file(let file): destination = "written to \(file.path) (file output); to forward them instead, start with --forward host:port[,host:port]"
-        case .kafka(let kafka): destination = "produced to Kafka topic \(kafka.topic) on \(kafka.connection.brokers.joined(separator: ", "))"
+        let destinations = configuration.outputs.map { output -> String in
+            let name = configuration.outputs.count > 1 ? "\(output.name): " : ""
+            switch output.kind {
+            case .http(let http): return name + "forwarded to \(http.hosts.joined(separator: ", "))"
+            case .file(let file):
+                return name + "written to \(file.path) (file output)" + (configuration.outputs.count == 1 ? "; to forward them instead, start with --forward host:port[,host:port]" : "")
+            case .kafka(let kafka): return name + "produced to Kafka topic \(kafka.topic) on \(kafka.connection.brokers.joined(separator: ", "))"
+            }
         }
         var lines = ["Ferry \(version) is running."]
         lines += inputs.map { "  \($0)" }
         if inputs.isEmpty { lines.append("  No input is configured: nothing comes in.") }
         lines += [
             "  Queue:        \(configuration.dataDirectory) (events are fsynced before they are acknowledged)",
-            "  Events are    \(destination)",
+            "  Events are    \(destinations.joined(separator: "\n                "))",
         ]
         if let admin = configuration.admin, let adminPort {
             lines.append("  Admin:        http://\(admin.host):\(adminPort)/health /ready /metrics /queue")

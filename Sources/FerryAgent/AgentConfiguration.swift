@@ -12,7 +12,9 @@ package struct AgentConfiguration: Sendable, Hashable {
     /// The data directory (`queue.path`).
     package var dataDirectory: String
     package var queue: QueueConfiguration
-    package var output: Output
+    /// The outputs, each a named consumer of the queue with its own cursor (`outputs:`; `output:` is the
+    /// output named `default`). At least one.
+    package var outputs: [OutputConfiguration]
     /// Admin endpoints (`/health`, `/ready`, `/metrics`, `/queue`); nil disables them.
     package var admin: Address?
     package var logging: Logging
@@ -50,11 +52,26 @@ package struct AgentConfiguration: Sendable, Hashable {
             inputs: [InputConfiguration(.http(IngestConfiguration()))],
             dataDirectory: dataDirectory,
             queue: QueueConfiguration(),
-            output: .file(FileOutputConfiguration(path: dataDirectory + "/out")),
+            outputs: [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: dataDirectory + "/out")))],
             admin: Address(host: "127.0.0.1", port: 9801),
             logging: Logging()
         )
     }
+
+    /// The output named `default` (`output:`), or the first: setting it replaces that one, or adds it.
+    package var output: Output {
+        get { (outputs.first { $0.name == ConsumerSettings.defaultName } ?? outputs[0]).kind }
+        set {
+            if let i = outputs.firstIndex(where: { $0.name == ConsumerSettings.defaultName }) {
+                outputs[i].kind = newValue
+            } else {
+                outputs.insert(OutputConfiguration(name: ConsumerSettings.defaultName, newValue), at: 0)
+            }
+        }
+    }
+
+    /// What the queue must know of the outputs: their names and lag policies.
+    package var consumers: [ConsumerSettings] { outputs.map(\.consumer) }
 
     /// The HTTP ingest's settings, nil when it is off. Setting it replaces the configured one, or adds it first.
     package var http: IngestConfiguration? {
@@ -112,5 +129,21 @@ package struct InputConfiguration: Sendable, Hashable {
         switch source {
         case .http, .kafka: false
         }
+    }
+}
+
+/// One output: its name (its cursor in the queue), what it delivers to, and how it may lag.
+package struct OutputConfiguration: Sendable, Hashable {
+    package var name: String
+    package var kind: AgentConfiguration.Output
+    /// `start_from`, `when_lagging`, `max_lag_bytes`, `max_lag_age` (the name is kept in step with `name`).
+    package var consumer: ConsumerSettings
+
+    package init(name: String, _ kind: AgentConfiguration.Output, consumer: ConsumerSettings? = nil) {
+        self.name = name
+        self.kind = kind
+        var settings = consumer ?? ConsumerSettings(name: name)
+        settings.name = name
+        self.consumer = settings
     }
 }

@@ -40,7 +40,7 @@ package enum ConfigurationLoader {
         var configuration = AgentConfiguration.embeddedDefault()
         guard let root else { return configuration }
         let reader = Reader(environment: environment ?? ProcessInfo.processInfo.environment, source: source)
-        let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "admin", "logging"])
+        let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "outputs", "admin", "logging"])
 
         if let queue = top["queue"] {
             let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full"])
@@ -51,7 +51,7 @@ package enum ConfigurationLoader {
             }
         }
         // The file output's default path follows the data directory.
-        configuration.output = .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out"))
+        configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
             let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
@@ -73,19 +73,51 @@ package enum ConfigurationLoader {
             }
             configuration.inputs = inputs
         }
+        var outputs: [OutputConfiguration] = []
         if let output = top["output"] {
-            let o = try reader.mapping(output, path: "output", keys: ["http", "file", "kafka"])
-            if o.count > 1 {
-                throw ConfigurationError("\(reader.location(output)): output has \(o.keys.sorted().joined(separator: " and ")); one queue feeds one output, keep one")
+            // `output:` is the output named default, as in every configuration before named outputs.
+            let o = try reader.mapping(output, path: "output", keys: outputKinds)
+            outputs.append(OutputConfiguration(name: ConsumerSettings.defaultName, try outputKind(output, o, path: "output", name: ConsumerSettings.defaultName,
+                                                                                               dataDirectory: configuration.dataDirectory, reader: reader)))
+        }
+        if let named = top["outputs"] {
+            guard case .mapping(let mapping) = named, !mapping.isEmpty else {
+                throw ConfigurationError("\(reader.location(named)): outputs must be a mapping of output names to outputs, e.g. { aggregators: { http: { hosts: [...] } }, archive: { file: { path: /var/lib/ferry/archive } } }")
             }
-            if let kafka = o["kafka"] { configuration.output = .kafka(try kafkaOutput(kafka, reader: reader)) }
-            if let http = o["http"] { configuration.output = .http(try httpOutput(http, reader: reader)) }
-            if let file = o["file"] {
-                let f = try reader.mapping(file, path: "output.file", keys: ["path", "rotate_bytes"])
-                var c = FileOutputConfiguration(path: configuration.dataDirectory + "/out")
-                if let path = f["path"] { c.path = try reader.string(path, path: "output.file.path") }
-                if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "output.file.rotate_bytes") }
-                configuration.output = .file(c)
+            for (keyNode, node) in mapping {
+                let name = keyNode.string ?? ""
+                let path = "outputs.\(name)"
+                let allowed = name.utf8.allSatisfy { byte in
+                    (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == 0x5F || byte == 0x2D || byte == 0x2E
+                }
+                guard allowed, (1...64).contains(name.utf8.count) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): output name \"\(name)\" must be 1 to 64 letters, digits, '_', '-' or '.'")
+                }
+                guard !outputs.contains(where: { $0.name == name }) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path): the output \(name) is given twice\(name == ConsumerSettings.defaultName ? " (output: is the output named default)" : ""); rename one")
+                }
+                let o = try reader.mapping(node, path: path, keys: outputKinds.union(["start_from", "when_lagging", "max_lag_bytes", "max_lag_age"]))
+                var consumer = ConsumerSettings(name: name)
+                if let v = o["start_from"] {
+                    consumer.startFrom = try reader.choice(v, path: "\(path).start_from", ConsumerSettings.StartFrom.allCases.map(\.rawValue)).flatMap(ConsumerSettings.StartFrom.init(rawValue:))!
+                }
+                if let v = o["when_lagging"] {
+                    consumer.whenLagging = try reader.choice(v, path: "\(path).when_lagging", ConsumerSettings.WhenLagging.allCases.map(\.rawValue)).flatMap(ConsumerSettings.WhenLagging.init(rawValue:))!
+                }
+                if let v = o["max_lag_bytes"] { consumer.maxLagBytes = try reader.bytes(v, path: "\(path).max_lag_bytes") }
+                if let v = o["max_lag_age"] { consumer.maxLagAgeMilliseconds = try reader.seconds(v, path: "\(path).max_lag_age") * 1000 }
+                outputs.append(OutputConfiguration(name: name, try outputKind(node, o, path: path, name: name, dataDirectory: configuration.dataDirectory, reader: reader),
+                                                   consumer: consumer))
+            }
+        }
+        if !outputs.isEmpty { configuration.outputs = outputs }
+        var filePaths: [String: String] = [:]
+        for output in configuration.outputs {
+            if case .file(let file) = output.kind {
+                if let other = filePaths[file.path] {
+                    throw ConfigurationError("\(source): the file outputs \(other) and \(output.name) both write to \(file.path); give each its own path")
+                }
+                filePaths[file.path] = output.name
             }
         }
         if let admin = top["admin"] {
@@ -196,53 +228,71 @@ package enum ConfigurationLoader {
         return (c, try stamp(h, path: "input.http", reader: reader))
     }
 
-    static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
-        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second", "hedge"])
-        guard let hostsNode = h["hosts"] else {
-            throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
+    static let outputKinds: Set<String> = ["http", "file", "kafka"]
+
+    /// The kind of the output at `path`: exactly one of `http`, `file`, `kafka` among its keys `o`.
+    static func outputKind(_ node: Node, _ o: [String: Node], path: String, name: String, dataDirectory: String, reader: Reader) throws(ConfigurationError) -> AgentConfiguration.Output {
+        let kinds = o.keys.filter { outputKinds.contains($0) }.sorted()
+        guard kinds.count == 1 else {
+            throw ConfigurationError("\(reader.location(node)): \(path) " + (kinds.isEmpty ? "needs one of http, file or kafka" : "has \(kinds.joined(separator: " and ")); an output has one kind: keep one, or make another output under outputs:"))
         }
-        let hosts = try forwardHosts(try reader.strings(hostsNode, path: "output.http.hosts"), key: "output.http.hosts", at: reader.location(hostsNode))
+        if let kafka = o["kafka"] { return .kafka(try kafkaOutput(kafka, path: "\(path).kafka", reader: reader)) }
+        if let http = o["http"] { return .http(try httpOutput(http, path: "\(path).http", reader: reader)) }
+        let file = o["file"]!
+        let f = try reader.mapping(file, path: "\(path).file", keys: ["path", "rotate_bytes"])
+        // The default output writes under <queue.path>/out, others under <queue.path>/out-<name>.
+        var c = FileOutputConfiguration(path: dataDirectory + (name == ConsumerSettings.defaultName ? "/out" : "/out-\(name)"))
+        if let path = f["path"] { c.path = try reader.string(path, path: "\(path).file.path") }
+        if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "\(path).file.rotate_bytes") }
+        return .file(c)
+    }
+
+    static func httpOutput(_ node: Node, path: String = "output.http", reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
+        let h = try reader.mapping(node, path: path, keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second", "hedge"])
+        guard let hostsNode = h["hosts"] else {
+            throw ConfigurationError("\(reader.location(node)): \(path) needs hosts, a list of host:port")
+        }
+        let hosts = try forwardHosts(try reader.strings(hostsNode, path: "\(path).hosts"), key: "\(path).hosts", at: reader.location(hostsNode))
         var c = HTTPOutputConfiguration(hosts: hosts)
         if let tls = h["tls"] {
             if case .scalar = tls {
-                if try reader.bool(tls, path: "output.http.tls") { c.tls = .init() }
+                if try reader.bool(tls, path: "\(path).tls") { c.tls = .init() }
             } else {
-                let t = try reader.mapping(tls, path: "output.http.tls", keys: ["certificate_authorities", "certificate", "key", "keystore", "keystore_password", "verify_hostname"])
+                let t = try reader.mapping(tls, path: "\(path).tls", keys: ["certificate_authorities", "certificate", "key", "keystore", "keystore_password", "verify_hostname"])
                 var settings = HTTPOutputConfiguration.TLS()
                 if let cas = t["certificate_authorities"] {
-                    let list = try reader.strings(cas, path: "output.http.tls.certificate_authorities")
-                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): output.http.tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
+                    let list = try reader.strings(cas, path: "\(path).tls.certificate_authorities")
+                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): \(path).tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
                     settings.certificateAuthority = list.first
                 }
-                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "output.http.tls.certificate") }
-                if let v = t["key"] { settings.key = try reader.string(v, path: "output.http.tls.key") }
-                if let v = t["keystore"] { settings.keystore = try reader.string(v, path: "output.http.tls.keystore") }
-                if let v = t["keystore_password"] { settings.keystorePassword = try reader.string(v, path: "output.http.tls.keystore_password") }
-                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "output.http.tls.verify_hostname") }
+                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "\(path).tls.certificate") }
+                if let v = t["key"] { settings.key = try reader.string(v, path: "\(path).tls.key") }
+                if let v = t["keystore"] { settings.keystore = try reader.string(v, path: "\(path).tls.keystore") }
+                if let v = t["keystore_password"] { settings.keystorePassword = try reader.string(v, path: "\(path).tls.keystore_password") }
+                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "\(path).tls.verify_hostname") }
                 if (settings.certificate == nil) != (settings.key == nil) {
-                    throw ConfigurationError("\(reader.location(tls)): output.http.tls needs both certificate and key for a client identity")
+                    throw ConfigurationError("\(reader.location(tls)): \(path).tls needs both certificate and key for a client identity")
                 }
                 c.tls = settings
             }
         }
         if let auth = h["auth"] {
-            let a = try reader.mapping(auth, path: "output.http.auth", keys: ["username", "password"])
+            let a = try reader.mapping(auth, path: "\(path).auth", keys: ["username", "password"])
             guard let user = a["username"], let password = a["password"] else {
-                throw ConfigurationError("\(reader.location(auth)): output.http.auth needs username and password")
+                throw ConfigurationError("\(reader.location(auth)): \(path).auth needs username and password")
             }
-            c.auth = .init(username: try reader.string(user, path: "output.http.auth.username"), password: try reader.string(password, path: "output.http.auth.password"))
+            c.auth = .init(username: try reader.string(user, path: "\(path).auth.username"), password: try reader.string(password, path: "\(path).auth.password"))
         }
-        if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "output.http.max_request_bytes") }
-        if let v = h["max_events_per_request"] { c.maxEventsPerRequest = try reader.positiveInt(v, path: "output.http.max_events_per_request") }
-        if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
-        if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
-        if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }
-        if let v = h["hedge"] { c.hedge = try reader.bool(v, path: "output.http.hedge") }
+        if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "\(path).max_request_bytes") }
+        if let v = h["max_events_per_request"] { c.maxEventsPerRequest = try reader.positiveInt(v, path: "\(path).max_events_per_request") }
+        if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "\(path).concurrency_per_host") }
+        if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "\(path).request_timeout") }
+        if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "\(path).max_events_per_second") }
+        if let v = h["hedge"] { c.hedge = try reader.bool(v, path: "\(path).hedge") }
         return c
     }
 
-    static func kafkaOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaOutputConfiguration {
-        let path = "output.kafka"
+    static func kafkaOutput(_ node: Node, path: String = "output.kafka", reader: Reader) throws(ConfigurationError) -> KafkaOutputConfiguration {
         let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topic", "key", "compression", "max_events_per_batch", "batches_in_flight"]))
         guard let topic = k["topic"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topic, the topic events go to") }
         var c = KafkaOutputConfiguration(connection: try kafkaConnection(node, k, path: path, reader: reader), topic: try reader.string(topic, path: "\(path).topic"))

@@ -56,42 +56,20 @@ extension AgentConfiguration {
         lines.append("  path: \(quote(dataDirectory))")
         lines.append("  max_bytes: \(queue.maxBytes)")
         lines.append("  when_full: \(queue.whenFull.rawValue)")
-        lines.append("output:")
-        switch output {
-        case .http(let http):
-            lines.append("  http:")
-            lines.append("    hosts: [\(http.hosts.map(quote).joined(separator: ", "))]")
-            if let tls = http.tls {
-                var parts: [String] = []
-                if let ca = tls.certificateAuthority { parts.append("certificate_authorities: [\(quote(ca))]") }
-                if let c = tls.certificate { parts.append("certificate: \(quote(c))") }
-                if let k = tls.key { parts.append("key: \(quote(k))") }
-                if let k = tls.keystore { parts.append("keystore: \(quote(k))") }
-                if tls.keystorePassword != nil { parts.append("keystore_password: \(redacted)") }
-                parts.append("verify_hostname: \(tls.verifyHostname)")
-                lines.append("    tls: { \(parts.joined(separator: ", ")) }")
+        if outputs.count == 1, outputs[0].name == ConsumerSettings.defaultName, outputs[0].consumer == ConsumerSettings(name: ConsumerSettings.defaultName) {
+            lines.append("output:")
+            lines += outputLines(outputs[0].kind, indent: "  ", quote: quote)
+        } else {
+            lines.append("outputs:")
+            for output in outputs {
+                lines.append("  \(quote(output.name)):")
+                let c = output.consumer
+                lines.append("    start_from: \(c.startFrom.rawValue)")
+                lines.append("    when_lagging: \(c.whenLagging.rawValue)")
+                if let bytes = c.maxLagBytes { lines.append("    max_lag_bytes: \(bytes)") }
+                if let age = c.maxLagAgeMilliseconds { lines.append("    max_lag_age: \(age / 1000)s") }
+                lines += outputLines(output.kind, indent: "    ", quote: quote)
             }
-            if let auth = http.auth {
-                lines.append("    auth: { username: \(quote(auth.username)), password: \(redacted) }")
-            }
-            lines.append("    max_request_bytes: \(http.maxRequestBytes)")
-            lines.append("    max_events_per_request: \(http.maxEventsPerRequest)")
-            lines.append("    concurrency_per_host: \(http.concurrencyPerHost)")
-            lines.append("    request_timeout: \(http.requestTimeoutSeconds)s")
-            if let rate = http.maxEventsPerSecond { lines.append("    max_events_per_second: \(rate)") }
-            lines.append("    hedge: \(http.hedge)")
-        case .file(let file):
-            lines.append("  file:")
-            lines.append("    path: \(quote(file.path))")
-            lines.append("    rotate_bytes: \(file.rotateBytes)")
-        case .kafka(let kafka):
-            lines.append("  kafka:")
-            lines += kafkaConnection(kafka.connection, quote: quote)
-            lines.append("    topic: \(quote(kafka.topic))")
-            if let key = kafka.keyField { lines.append("    key: \(quote(key))") }
-            lines.append("    compression: \(kafka.compression)")
-            lines.append("    max_events_per_batch: \(kafka.maxEventsPerBatch)")
-            lines.append("    batches_in_flight: \(kafka.batchesInFlight)")
         }
         if let admin {
             lines.append("admin:")
@@ -103,6 +81,51 @@ extension AgentConfiguration {
         lines.append("  level: \(logging.level)")
         lines.append("  format: \(logging.format.rawValue)")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The lines of one output's kind (`http:`, `file:` or `kafka:` and their keys), at `indent`.
+    private func outputLines(_ kind: Output, indent: String, quote: (String) -> String) -> [String] {
+        let redacted = "\"<redacted>\""
+        var lines: [String] = []
+        switch kind {
+        case .http(let http):
+            lines.append(indent + "http:")
+            lines.append(indent + "  hosts: [\(http.hosts.map(quote).joined(separator: ", "))]")
+            if let tls = http.tls {
+                var parts: [String] = []
+                if let ca = tls.certificateAuthority { parts.append("certificate_authorities: [\(quote(ca))]") }
+                if let c = tls.certificate { parts.append("certificate: \(quote(c))") }
+                if let k = tls.key { parts.append("key: \(quote(k))") }
+                if let k = tls.keystore { parts.append("keystore: \(quote(k))") }
+                if tls.keystorePassword != nil { parts.append("keystore_password: \(redacted)") }
+                parts.append("verify_hostname: \(tls.verifyHostname)")
+                lines.append(indent + "  tls: { \(parts.joined(separator: ", ")) }")
+            } else {
+                lines.append(indent + "  tls: false")
+            }
+            if let auth = http.auth {
+                lines.append(indent + "  auth: { username: \(quote(auth.username)), password: \(redacted) }")
+            }
+            lines.append(indent + "  max_request_bytes: \(http.maxRequestBytes)")
+            lines.append(indent + "  max_events_per_request: \(http.maxEventsPerRequest)")
+            lines.append(indent + "  concurrency_per_host: \(http.concurrencyPerHost)")
+            lines.append(indent + "  request_timeout: \(http.requestTimeoutSeconds)s")
+            if let rate = http.maxEventsPerSecond { lines.append(indent + "  max_events_per_second: \(rate)") }
+            lines.append(indent + "  hedge: \(http.hedge)")
+        case .file(let file):
+            lines.append(indent + "file:")
+            lines.append(indent + "  path: \(quote(file.path))")
+            lines.append(indent + "  rotate_bytes: \(file.rotateBytes)")
+        case .kafka(let kafka):
+            lines.append(indent + "kafka:")
+            lines += kafkaConnection(kafka.connection, quote: quote).map { String(indent.dropLast(2)) + $0 }
+            lines.append(indent + "  topic: \(quote(kafka.topic))")
+            if let key = kafka.keyField { lines.append(indent + "  key: \(quote(key))") }
+            lines.append(indent + "  compression: \(kafka.compression)")
+            lines.append(indent + "  max_events_per_batch: \(kafka.maxEventsPerBatch)")
+            lines.append(indent + "  batches_in_flight: \(kafka.batchesInFlight)")
+        }
+        return lines
     }
 
     /// The lines of a kafka connection, passwords (and properties that look like secrets) redacted.

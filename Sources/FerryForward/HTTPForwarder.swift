@@ -15,14 +15,20 @@ import Synchronization
 /// queue grow. A permanent refusal (4xx other than 408/429) moves the records to `dead` with the status
 /// and an excerpt of the answer, and the records after them go on.
 package final class HTTPForwarder: Service, Sendable {
-    private let queue: Queue
+    private let consumer: Consumer
     private let configuration: HTTPOutputConfiguration
     private let sender: HTTPSender
     private let pool: Mutex<HostPool>
     private let logger: Logger
 
-    package init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
-        self.queue = queue
+    /// The output of the queue's default consumer (tests, tools).
+    package convenience init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    }
+
+    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
+    package init(consumer: Consumer, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+        self.consumer = consumer
         self.configuration = configuration
         self.sender = try HTTPSender(configuration: configuration)
         var poolConfiguration = HostPool.Configuration()
@@ -54,9 +60,9 @@ package final class HTTPForwarder: Service, Sendable {
             return { records in await limiter.take(records.reduce(0) { $0 + Int($1.record.eventCount) }) }
         }
         await withDiscardingTaskGroup { group in
-            await leaseAndDeliver(from: queue, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
+            await leaseAndDeliver(from: consumer, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
                                   slots: slots, logger: logger, group: &group, freshLane: configuration.freshLane, pace: pace) { [self] records in
-                await deliver(OutboundBatch(records: records, agentID: queue.agentID))
+                await deliver(OutboundBatch(records: records, agentID: consumer.queue.agentID))
             }
         }
         await sender.shutdown()
@@ -67,14 +73,14 @@ package final class HTTPForwarder: Service, Sendable {
         // Before the first attempt: after a crash the same records go again under the same `Ferry-Batch`,
         // which a receiving Ferry drops. Without it only duplicates are risked, never a loss.
         do {
-            try await queue.remember(batch.sequences)
+            try await consumer.remember(batch.sequences)
         } catch {
             logger.warning("cannot remember a batch's boundaries; a restart may send its events twice", metadata: ["ferry.forward.error": "\(error)"])
         }
         var avoid: Int?
         while true {
             if Task.isCancelled || Task.isShuttingDownGracefully {
-                queue.release(batch.sequences)  // leased again after a restart; nothing is lost
+                consumer.release(batch.sequences)  // leased again after a restart; nothing is lost
                 return
             }
             let now = ContinuousClock.now
@@ -88,11 +94,11 @@ package final class HTTPForwarder: Service, Sendable {
             switch outcome {
             case .delivered:
                 do {
-                    try await queue.acknowledge(batch.sequences)
+                    try await consumer.acknowledge(batch.sequences)
                 } catch {
                     // Delivered but not deleted: it will be sent again (the receiver's `seen` drops it).
                     logger.error("delivered records could not be acknowledged", metadata: ["ferry.forward.error": "\(error)"])
-                    queue.release(batch.sequences)
+                    consumer.release(batch.sequences)
                 }
                 return
             case .retriable(let reason, _):
@@ -107,10 +113,10 @@ package final class HTTPForwarder: Service, Sendable {
                     "ferry.forward.records": "\(batch.sequences.count)",
                 ])
                 do {
-                    try await queue.moveToDead(batch.sequences, reason: reason)
+                    try await consumer.moveToDead(batch.sequences, reason: reason)
                 } catch {
                     logger.error("refused records could not be moved to dead", metadata: ["ferry.forward.error": "\(error)"])
-                    queue.release(batch.sequences)
+                    consumer.release(batch.sequences)
                 }
                 return
             }

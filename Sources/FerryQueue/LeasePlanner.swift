@@ -63,10 +63,12 @@ struct LeasePlanner {
         var freshIfBacklogOlderThan: Duration?
     }
 
-    /// A planner after an open: the last run's remembered batches wait to go again, first.
-    init(remembered batches: [ClosedRange<UInt64>] = []) {
+    /// A planner after an open: the last run's remembered batches wait to go again, first; records not
+    /// leased yet start at `next` (the consumer's watermark).
+    init(remembered batches: [ClosedRange<UInt64>] = [], from next: UInt64 = 0) {
         remembered = batches
         waiting = batches
+        self.next = next
     }
 
     /// The entries of the next lease: released records first (ascending), then newer ones (ascending); a

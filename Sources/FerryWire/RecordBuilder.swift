@@ -100,3 +100,7 @@ public func currentTimeMilliseconds() -> Int64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
+
+/// The version of Ferry, written into the queues it makes (`written-by`), so that an older Ferry can say
+/// which version wrote a queue it cannot read.
+public let ferryVersion = "0.2.0-dev"

@@ -27,28 +27,29 @@ struct QuickFlags: ParsableArguments {
     @Option(help: "Admin address HOST:PORT, or off (admin.address). Default 127.0.0.1:9801.")
     var admin: String?
 
-    @Option(help: "Forward to these hosts: HOST:PORT[,HOST:PORT...] (output.http.hosts).")
+    @Option(help: "Forward to these hosts: HOST:PORT[,HOST:PORT...] (output.http.hosts). With --output-file, a second output.")
     var forward: String?
 
-    @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path).")
+    @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path). With --forward, the output named file.")
     var outputFile: String?
 
-    func validate() throws {
-        if forward != nil && outputFile != nil {
-            throw ValidationError("--forward and --output-file both name the output; one queue feeds one output, give one")
-        }
-    }
+    /// The name of the file output that `--output-file` adds next to `--forward`.
+    static let fileOutputName = "file"
 
     /// The configuration file (or the embedded default) with these flags applied to its values, checked
     /// by the same rules as the keys they stand for.
     func configuration(file: String?) throws(ConfigurationError) -> AgentConfiguration {
         var configuration = try file.map { f throws(ConfigurationError) in try ConfigurationLoader.load(file: f) } ?? .embeddedDefault()
         if let dataDir {
-            let oldDefault = configuration.dataDirectory + "/out"
+            // File outputs at their default place (`<data>/out`, `<data>/out-<name>`) move with the data.
+            let oldDirectory = configuration.dataDirectory
             configuration.dataDirectory = dataDir
-            if case .file(var output) = configuration.output, output.path == oldDefault {
-                output.path = dataDir + "/out"
-                configuration.output = .file(output)
+            for i in configuration.outputs.indices {
+                guard case .file(var output) = configuration.outputs[i].kind, output.path.hasPrefix(oldDirectory + "/out") else { continue }
+                let rest = output.path.dropFirst(oldDirectory.count)
+                guard rest == "/out" || rest == "/out-\(configuration.outputs[i].name)" else { continue }
+                output.path = dataDir + rest
+                configuration.outputs[i].kind = .file(output)
             }
         }
         if let listen {
@@ -76,7 +77,14 @@ struct QuickFlags: ParsableArguments {
             }
         }
         if let outputFile {
-            configuration.output = .file(.init(path: outputFile))
+            if forward != nil {
+                // Both: two outputs over the one stored copy, each with its own cursor. The forwarder stays
+                // the output named default; the archive is the output named file.
+                configuration.outputs.removeAll { $0.name == Self.fileOutputName }
+                configuration.outputs.append(OutputConfiguration(name: Self.fileOutputName, .file(.init(path: outputFile))))
+            } else {
+                configuration.output = .file(.init(path: outputFile))
+            }
         }
         return configuration
     }

@@ -80,7 +80,7 @@ import Testing
         #expect(error("input: { http: { address: nowhere } }")?.contains("input.http.address") == true)
         #expect(error("output: { http: { hosts: [] } }")?.contains("output.http.hosts is empty") == true)
         #expect(error("output: { http: { hosts: [\"a:b:c\"] } }")?.contains("not host:port") == true)
-        #expect(error("output: { http: { hosts: [a] }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("output: { http: { hosts: [a] }, file: { path: x } }")?.contains("an output has one kind") == true)
         #expect(error("input: { http: { tls: { certificate: a.pem, key: a.key, client_auth: required } } }")?.contains("certificate_authorities is empty") == true)
         #expect(error("logging: { level: loud }")?.contains("accepted values: trace") == true)
         #expect(error("queue: [1, 2]")?.contains("queue must be a mapping") == true)
@@ -131,7 +131,7 @@ import Testing
         #expect(error("output: { kafka: { topic: t } }")?.contains("output.kafka needs brokers") == true)
         #expect(error("output: { kafka: { brokers: [a:1] } }")?.contains("needs topic") == true)
         #expect(error("output: { kafka: { brokers: [a:1], topic: t, compression: brotli } }")?.contains("accepted values: none, gzip, snappy, lz4, zstd") == true)
-        #expect(error("output: { kafka: { brokers: [a:1], topic: t }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("output: { kafka: { brokers: [a:1], topic: t }, file: { path: x } }")?.contains("an output has one kind") == true)
         #expect(error("input: { kafka: { brokers: [a:1], topics: [t], sasl: { username: u } } }")?.contains("needs username and password") == true)
         #expect(error("input: { kafka: { brokers: [a:1], topic: t } }")?.contains("unknown key input.kafka.topic") == true)
     }
@@ -152,6 +152,38 @@ import Testing
         #expect(error("input: { http: { fields: { host: x } } }")?.contains("cannot set host") == true)
         #expect(error("input: { http: { fields: { \"@timestamp\": x } } }")?.contains("cannot set @timestamp") == true)
         #expect(error("input: { http: { add_timestamp: maybe } }")?.contains("input.http.add_timestamp is \"maybe\"") == true)
+    }
+
+    @Test func namedOutputsAreReadWithTheirLagPolicies() throws {
+        let yaml = """
+        queue: { path: /var/lib/ferry }
+        output:
+          http: { hosts: ["10.0.0.1:9800"] }
+        outputs:
+          europe:
+            http: { hosts: ["10.1.0.1:9800"], tls: false }
+            when_lagging: block
+            max_lag_bytes: 1GiB
+          archive:
+            file: {}
+            max_lag_age: 3600s
+        """
+        let configuration = try ConfigurationLoader.parse(yaml, environment: [:])
+        #expect(configuration.outputs.map(\.name) == ["default", "europe", "archive"])
+        let europe = configuration.outputs[1]
+        #expect(europe.consumer == ConsumerSettings(name: "europe", whenLagging: .block, maxLagBytes: 1 << 30))
+        let archive = configuration.outputs[2]
+        #expect(archive.kind == .file(FileOutputConfiguration(path: "/var/lib/ferry/out-archive")))
+        #expect(archive.consumer == ConsumerSettings(name: "archive", whenLagging: .drop, maxLagAgeMilliseconds: 3_600_000))
+        // What check-config prints reads back as the same configuration.
+        let reread = try ConfigurationLoader.parse(configuration.redactedYAML, environment: [:])
+        #expect(reread.outputs == configuration.outputs)
+        #expect(reread.queue == configuration.queue)
+        #expect(reread.dataDirectory == configuration.dataDirectory)
+        // Two file outputs on one path would write each other's files.
+        #expect(error("outputs: { a: { file: { path: /x } }, b: { file: { path: /x } } }")?.contains("both write to /x") == true)
+        #expect(error("outputs: { a: { when_lagging: sometimes, file: {} } }")?.contains("drop, block") == true)
+        #expect(error("outputs: [a, b]")?.contains("mapping of output names") == true)
     }
 
     @Test func theHTTPIngestCanBeTurnedOff() throws {
