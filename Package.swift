@@ -115,6 +115,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Syslog (RFC 5424/3164 over TCP, TLS, UDP) and RELP inputs: parser, framing, RELP sessions, NIO servers
+        // over an abstract store (the input seam plugs in there).
+        .target(
+            name: "FerrySyslog",
+            dependencies: [
+                "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The agent: configuration, wiring, lifecycle, admin endpoints.
         .target(
             name: "FerryAgent",
@@ -254,6 +270,20 @@ let package = Package(
                 "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerrySyslogTests",
+            dependencies: [
+                "FerrySyslog", "FerryWire", "FerryTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
