@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
+        .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -236,6 +237,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/KafkaBench",
+            swiftSettings: swiftSettings
+        ),
+        // Syslog benchmark (tools/bench/syslog): parser and TCP server with a counting store, against baselines.
+        .executableTarget(
+            name: "ferry-bench-syslog",
+            dependencies: [
+                "FerrySyslog", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/SyslogBench",
             swiftSettings: swiftSettings
         ),
 

@@ -32,8 +32,8 @@ final class RELPConnectionHandler: ChannelDuplexHandler {
             sourceIP = Array(address.utf8)
             logger[metadataKey: "ferry.input.peer"] = "\(address)"
         }
-        metrics.connectionsAccepted.increment()
-        metrics.connectionsOpen.increment()
+        metrics.connectionsAccepted?.increment()
+        metrics.connectionsOpen?.increment()
         context.fireChannelActive()
     }
 
@@ -52,7 +52,7 @@ final class RELPConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         session.connectionClosed()
-        metrics.connectionsOpen.decrement()
+        metrics.connectionsOpen?.decrement()
         context.fireChannelInactive()
     }
 

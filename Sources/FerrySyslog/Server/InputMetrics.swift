@@ -16,10 +16,12 @@ package import CoreMetrics
 package struct InputMetrics: Sendable {
     package let messages: Counter
     package let bytes: Counter
-    package let connectionsAccepted: Counter
-    package let connectionsOpen: Meter
+    /// Connections: nil for a UDP socket.
+    package let connectionsAccepted: Counter?
+    package let connectionsOpen: Meter?
     package let storeFailures: Counter
-    package let udpDrops: Counter
+    /// Kernel drops: only for a UDP socket.
+    package let udpDrops: Counter?
     private let parseFailures: [SyslogParseFailure: Counter]
     private let invalidUTF8: Counter
     private let refused: [String: Counter]
@@ -28,13 +30,15 @@ package struct InputMetrics: Sendable {
     ///   - prefix: `ferry_input_syslog` or `ferry_input_relp`.
     ///   - dimensions: `input` and, for syslog, `transport`.
     ///   - refusalReasons: the `reason` labels this listener uses.
-    package init(prefix: String, dimensions: [(String, String)], refusalReasons: [String], factory: any MetricsFactory = MetricsSystem.factory) {
+    ///   - datagrams: a UDP socket (kernel drops, no connections) rather than a TCP listener.
+    package init(prefix: String, dimensions: [(String, String)], refusalReasons: [String], datagrams: Bool = false,
+                 factory: any MetricsFactory = MetricsSystem.factory) {
         messages = Counter(label: prefix + "_messages_total", dimensions: dimensions, factory: factory)
         bytes = Counter(label: prefix + "_bytes_total", dimensions: dimensions, factory: factory)
-        connectionsAccepted = Counter(label: prefix + "_connections_total", dimensions: dimensions, factory: factory)
-        connectionsOpen = Meter(label: prefix + "_connections", dimensions: dimensions, factory: factory)
+        connectionsAccepted = datagrams ? nil : Counter(label: prefix + "_connections_total", dimensions: dimensions, factory: factory)
+        connectionsOpen = datagrams ? nil : Meter(label: prefix + "_connections", dimensions: dimensions, factory: factory)
         storeFailures = Counter(label: prefix + "_store_failures_total", dimensions: dimensions, factory: factory)
-        udpDrops = Counter(label: prefix + "_udp_drops_total", dimensions: dimensions, factory: factory)
+        udpDrops = datagrams ? Counter(label: prefix + "_udp_drops_total", dimensions: dimensions, factory: factory) : nil
         var failures: [SyslogParseFailure: Counter] = [:]
         for kind in SyslogParseFailure.allCases {
             failures[kind] = Counter(label: prefix + "_parse_failures_total", dimensions: dimensions + [("kind", kind.rawValue)], factory: factory)
@@ -42,7 +46,7 @@ package struct InputMetrics: Sendable {
         parseFailures = failures
         invalidUTF8 = Counter(label: prefix + "_parse_failures_total", dimensions: dimensions + [("kind", "invalid_utf8")], factory: factory)
         var reasons: [String: Counter] = [:]
-        for reason in refusalReasons + ["connection_limit"] {
+        for reason in refusalReasons + (datagrams ? [] : ["connection_limit"]) {
             reasons[reason] = Counter(label: prefix + "_frames_refused_total", dimensions: dimensions + [("reason", reason)], factory: factory)
         }
         refused = reasons

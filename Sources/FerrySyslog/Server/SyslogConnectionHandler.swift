@@ -43,8 +43,8 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
             sourceIP = Array(address.utf8)
             logger[metadataKey: "ferry.input.peer"] = "\(address)"
         }
-        metrics.connectionsAccepted.increment()
-        metrics.connectionsOpen.increment()
+        metrics.connectionsAccepted?.increment()
+        metrics.connectionsOpen?.increment()
         context.fireChannelActive()
     }
 
@@ -68,7 +68,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
         if !storing, !pending.isEmpty { startStore(context: context) }
-        metrics.connectionsOpen.decrement()
+        metrics.connectionsOpen?.decrement()
         context.fireChannelInactive()
     }
 

@@ -50,6 +50,11 @@ final class SyslogDatagramHandler: ChannelDuplexHandler {
         }
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        dropTimer?.cancel()
+        dropTimer = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
         // The read buffer holds maxMessageSize + 1 bytes: a full one means the datagram was cut.
@@ -104,7 +109,7 @@ final class SyslogDatagramHandler: ChannelDuplexHandler {
                 let handler = bound.value.0
                 let drops = info.values.8  // SK_MEMINFO_DROPS
                 if drops != handler.dropsSeen {
-                    handler.metrics.udpDrops.increment(by: Int(drops &- handler.dropsSeen))
+                    handler.metrics.udpDrops?.increment(by: Int(drops &- handler.dropsSeen))
                     handler.dropsSeen = drops
                 }
             }

@@ -72,7 +72,7 @@ package final class SyslogServer: Service, Sendable {
         var udp: (any Channel)?
         if let address = configuration.udp {
             let metrics = InputMetrics(prefix: "ferry_input_syslog", dimensions: [("input", configuration.name), ("transport", "udp")],
-                                       refusalReasons: refusals, factory: metricsFactory)
+                                       refusalReasons: [SyslogFrameError.Kind.tooLarge.rawValue], datagrams: true, factory: metricsFactory)
             let datagramLogger = logger
             do {
                 udp = try await DatagramBootstrap(group: group)
