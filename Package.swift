@@ -121,7 +121,7 @@ let package = Package(
         .target(
             name: "FerrySyslog",
             dependencies: [
-                "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -136,7 +136,8 @@ let package = Package(
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -289,7 +290,7 @@ let package = Package(
         .testTarget(
             name: "FerrySyslogTests",
             dependencies: [
-                "FerrySyslog", "FerryWire", "FerryTestSupport",
+                "FerrySyslog", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -302,7 +303,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -3,6 +3,7 @@ import FerryIngest
 import FerryKafka
 import FerryPipeline
 import FerryQueue
+import FerrySyslog
 import Foundation
 package import Logging
 import Metrics
@@ -47,6 +48,10 @@ package enum Agent {
                     inputs.append(try IngestServer(configuration: http, intake: intake, logger: logger))
                 case .kafka(let kafka):
                     inputs.append(try KafkaInput(intake: intake, configuration: kafka, logger: logger))
+                case .syslog(let syslog):
+                    inputs.append(try await SyslogServer.bind(configuration: syslog.serverConfiguration(name: input.name), intake: intake, logger: logger))
+                case .relp(let relp):
+                    inputs.append(try await RELPServer.bind(configuration: relp.serverConfiguration(name: input.name), intake: intake, logger: logger))
                 }
             }
             switch configuration.output {
@@ -66,6 +71,9 @@ package enum Agent {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch let error as KafkaConfigurationError {
+            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
+            return 2
+        } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch {

@@ -33,6 +33,12 @@ struct QuickFlags: ParsableArguments {
     @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path).")
     var outputFile: String?
 
+    @Option(help: "Take syslog over TCP and UDP on HOST:PORT (input.syslog.address).")
+    var syslog: String?
+
+    @Option(help: "Take RELP (rsyslog omrelp) on HOST:PORT (input.relp.address).")
+    var relp: String?
+
     func validate() throws {
         if forward != nil && outputFile != nil {
             throw ValidationError("--forward and --output-file both name the output; one queue feeds one output, give one")
@@ -77,6 +83,18 @@ struct QuickFlags: ParsableArguments {
         }
         if let outputFile {
             configuration.output = .file(.init(path: outputFile))
+        }
+        if let syslog {
+            let address = try ConfigurationLoader.address(syslog, key: "input.syslog.address", at: "--syslog")
+            var settings = configuration.syslog ?? SyslogInputSettings()
+            (settings.tcp, settings.udp) = (address, address)
+            configuration.syslog = settings
+        }
+        if let relp {
+            let address = try ConfigurationLoader.address(relp, key: "input.relp.address", at: "--relp")
+            var settings = configuration.relp ?? RELPInputSettings()
+            settings.address = address
+            configuration.relp = settings
         }
         return configuration
     }

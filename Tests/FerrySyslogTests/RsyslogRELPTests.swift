@@ -1,65 +1,101 @@
 @testable import FerrySyslog
+import FerryPipeline
+import FerryQueue
 import FerryTestSupport
+import FerryWire
 import Foundation
-import MetricsTestKit
+import Logging
 import Synchronization
 import Testing
 
 /// rsyslog's `omrelp` (Debian's `rsyslog` and `rsyslog-relp`) as the client of the RELP server, run as a child
-/// with its own configuration, never as the system's syslog. rsyslog conflicts with syslog-ng in Debian and
-/// would become the machine's syslog daemon if installed, so, like `tools/bench/compare`, the tests use the
-/// packages unpacked with `dpkg-deb -x` (compare's cache, or `FERRY_RSYSLOG_ROOT`), or an installed rsyslog.
-/// Skipped when neither is there; `tools/bench/compare --systems rsyslog` fills the cache.
-@Suite(.timeLimit(.minutes(3)), .enabled(if: Rsyslog.find() != nil, "rsyslog with omrelp not found (see the suite's comment)"))
+/// with its own configuration, never as the system's syslog, into a real queue through the input seam.
+/// rsyslog conflicts with syslog-ng in Debian and would become the machine's syslog daemon if installed, so,
+/// like `tools/bench/compare`, the tests use the packages unpacked with `dpkg-deb -x` (`tools/bootstrap`
+/// unpacks them into `~/.cache/ferry-rsyslog`; `FERRY_RSYSLOG_ROOT` names another root), or an installed rsyslog.
+@Suite(.timeLimit(.minutes(3)), .enabled(if: Rsyslog.find() != nil, "rsyslog with omrelp not found: run tools/bootstrap"))
 struct RsyslogRELPTests {
-    @Test func omrelpDeliversEveryMessageAndClosesCleanly() async throws {
+    @Test func omrelpDeliversEveryMessageStoredExactlyOnce() async throws {
         let rsyslog = try #require(Rsyslog.find())
-        let store = MemoryStore()
-        let metrics = TestMetrics()
-        let server = try await RELPServer.bind(configuration: RELPServerConfiguration(name: "rsyslog", address: ListenAddress(host: "127.0.0.1", port: 0)),
-                                               store: store.store, logger: quietLogger, metricsFactory: metrics)
-        let work = try TemporaryDirectory(prefix: "ferry-rsyslog")
-        defer { work.remove() }
-        let inPort = freePort()
-        let configuration = """
-            global(workDirectory="\(work.path)")
-            module(load="imtcp")
-            module(load="omrelp")
-            input(type="imtcp" address="127.0.0.1" port="\(inPort)" ruleset="fwd")
-            ruleset(name="fwd") {
-                action(type="omrelp" target="127.0.0.1" port="\(server.address!.port!)" windowSize="1024"
-                       template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
+        try await withTemporaryQueue(prefix: "ferry-relp-queue") { queue, _ in
+            let intake = Intake(input: "relp", queue: queue, stamp: StampSettings().stamp(host: nil), logger: quietLogger)
+            let server = try await RELPServer.bind(configuration: RELPServerConfiguration(name: "relp", address: ListenAddress(host: "127.0.0.1", port: 0)),
+                                                   intake: intake, logger: quietLogger)
+            try await rsyslog.relaying(toRELPPort: server.address!.port!) { inPort in
+                let lines = (0..<2000).map { "relayed \($0)" }
+                try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "relay", "--msgid", "R1"],
+                                    input: lines.joined(separator: "\n") + "\n")
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events >= 2000 })
+                let events = try storedEvents(queue).map { try fields($0) }
+                #expect(events.count == 2000)
+                #expect(events.map { $0["message"] as? String } == lines)
+                #expect(events.allSatisfy { $0["appname"] as? String == "relay" && $0["msgid"] as? String == "R1" && $0["@timestamp"] != nil })
+                #expect(events.allSatisfy { $0["source_ip"] as? String == "127.0.0.1" })
+                // Group commits: a window of messages per append, not one append per message.
+                #expect(queue.stats.records < 2000)
             }
-            """
-        try configuration.write(toFile: work.appending("rsyslog.conf"), atomically: true, encoding: .utf8)
-        let child = try ChildProcess(executable: rsyslog.binary, arguments: ["-n", "-f", work.appending("rsyslog.conf"), "-i", work.appending("pid")]
-                                     + (rsyslog.modules.map { ["-M", $0] } ?? []), stderrPath: work.appending("rsyslog.log"))
-        let exited = Mutex(false)
-        defer { if !exited.withLock({ $0 }) { child.kill(SIGKILL) } }
-        #expect(try await eventually { connectLoopback(port: inPort).map { close($0); return true } ?? false })
+            await server.shutdown()
+        }
+    }
 
-        let lines = (0..<2000).map { "relayed \($0)" }
-        try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "relay", "--msgid", "R1"],
-                            input: lines.joined(separator: "\n") + "\n")
-        #expect(try await eventually { store.events.count == 2000 })
-        let events = try store.events.map { try fields($0) }
-        #expect(events.map { $0["message"] as? String } == lines)
-        #expect(events.allSatisfy { $0["appname"] as? String == "relay" && $0["msgid"] as? String == "R1" && $0["@timestamp"] != nil })
-        #expect(store.batchSizes.count < 2000)
+    /// A full queue: the message is not answered while it cannot be stored, and is stored and answered
+    /// once an output frees room. Checked with a raw RELP client, which sees exactly when `rsp` comes.
+    @Test func aFullQueueLeavesTheMessageUnansweredUntilRoomIsFreed() async throws {
+        let logs = RecordingLogHandler.Store()
+        try await withTemporaryQueue(prefix: "ferry-relp-full", configuration: QueueConfiguration(maxBytes: 1 << 20)) { queue, _ in
+            let intake = Intake(input: "relp", queue: queue, stamp: StampSettings().stamp(host: nil), logger: logs.logger(),
+                                backoff: Backoff(base: .milliseconds(10), cap: .milliseconds(50)))
+            let server = try await RELPServer.bind(configuration: RELPServerConfiguration(name: "relp", address: ListenAddress(host: "127.0.0.1", port: 0)),
+                                                   intake: intake, logger: quietLogger)
+            // Fill the queue (its output is down): with large batches, then with one small event at a time
+            // until even that is refused.
+            var rng = SeededGenerator(seed: 19)
+            var filler = 0
+            for size in [64, 1] {
+                while true {
+                    let batch = EventBatch(lines: (0..<size).map { i in Array(#"{"filler":\#(i),"pad":"\#(rng.hex(size == 1 ? 10 : 1000))"}"#.utf8) })
+                    do {
+                        try await queue.append(batch)
+                        filler += size
+                    } catch let error as QueueError where error.code == .full {
+                        break
+                    }
+                }
+            }
+            #expect(filler > 0)
 
-        // SIGTERM: omrelp closes its session; the server answers, hints serverclose and closes.
-        let status = try await onThread { child.kill(SIGTERM) }  // sends the signal and waits for the exit
-        exited.withLock { $0 = true }
-        #expect(status == 0)
-        #expect(try await eventually {
-            (try? metrics.expectMeter("ferry_input_relp_connections", [("input", "rsyslog")]).lastValue) == 0
-        })
-        #expect(metrics.counterTotal(label: "ferry_input_relp_frames_refused_total", dimensions: [("input", "rsyslog"), ("reason", "invalid_frame")]) == 0)
-        await server.shutdown()
+            let client = try RELPTestClient(port: server.address!.port!)
+            defer { client.close() }
+            try client.send(frame(1, "open", RELPServerTests.offer))
+            #expect(try await client.next()?.txnr == 1)
+            try client.send(frame(2, "syslog", "<13>1 2026-12-02T11:46:05Z h app - - - while full"))
+            #expect(try await eventually { logs.all.contains { $0.message.hasPrefix("input paused") } }, "the append never met the full queue")
+            #expect(client.nothingReceived(), "answered while the message could not be stored")
+            #expect(queue.stats.events == filler)
+
+            // An output delivers the oldest records: room again; the message is stored, then answered.
+            let lease = try queue.lease(maxRecords: 8)
+            try await queue.acknowledge(lease)
+            #expect(try await client.next() == .init(txnr: 2, command: "rsp", data: "200 OK"))
+            #expect(try storedEvents(queue).last.map { try fields($0)["message"] as? String } == "while full")
+            await server.shutdown()
+        }
     }
 }
 
-/// Where rsyslogd and its modules are: `FERRY_RSYSLOG_ROOT` or tools/bench/compare's cache (unpacked
+/// The events in the queue, oldest first.
+func storedEvents(_ queue: Queue) throws -> [String] {
+    var events: [String] = []
+    var next: UInt64 = 0
+    while true {
+        let page = try queue.peek(from: next, maxRecords: 1000)
+        if page.records.isEmpty { return events }
+        next = page.nextSequence
+        events += try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } }
+    }
+}
+
+/// Where rsyslogd and its modules are: `FERRY_RSYSLOG_ROOT` or `tools/bootstrap`'s cache (unpacked
 /// packages), or the installed package.
 struct Rsyslog {
     let binary: String
@@ -67,8 +103,9 @@ struct Rsyslog {
     let modules: String?
 
     static func find() -> Rsyslog? {
-        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        let roots = [ProcessInfo.processInfo.environment["FERRY_RSYSLOG_ROOT"], cache + "/ferry-bench-compare/rsyslog/root"].compactMap { $0 }
+        let environment = ProcessInfo.processInfo.environment
+        let cache = environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
+        let roots = [environment["FERRY_RSYSLOG_ROOT"], cache + "/ferry-rsyslog/root"].compactMap { $0 }
         for root in roots {
             let modules = root + "/usr/lib/x86_64-linux-gnu/rsyslog"
             if FileManager.default.fileExists(atPath: root + "/usr/sbin/rsyslogd"), FileManager.default.fileExists(atPath: modules + "/omrelp.so") {
@@ -79,5 +116,36 @@ struct Rsyslog {
             return Rsyslog(binary: "/usr/sbin/rsyslogd", modules: nil)
         }
         return nil
+    }
+
+    /// Runs rsyslogd with a configuration of its own that relays what its `imtcp` port receives to
+    /// `omrelp` at `port`, for the length of `body` (given the imtcp port). Then stops it with SIGTERM and
+    /// expects a clean exit within 30 s (omrelp closes its session first); every wait has a deadline.
+    func relaying(toRELPPort port: Int, _ body: (_ inPort: Int) async throws -> Void) async throws {
+        let work = try TemporaryDirectory(prefix: "ferry-rsyslog")
+        defer { work.remove() }
+        let inPort = freePort()
+        let configuration = """
+            global(workDirectory="\(work.path)")
+            module(load="imtcp")
+            module(load="omrelp")
+            input(type="imtcp" address="127.0.0.1" port="\(inPort)" ruleset="fwd")
+            ruleset(name="fwd") {
+                action(type="omrelp" target="127.0.0.1" port="\(port)" windowSize="1024" timeout="20"
+                       template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
+            }
+            """
+        try configuration.write(toFile: work.appending("rsyslog.conf"), atomically: true, encoding: .utf8)
+        let child = try ChildProcess(executable: binary, arguments: ["-n", "-f", work.appending("rsyslog.conf"), "-i", work.appending("pid")]
+                                     + (modules.map { ["-M", $0] } ?? []), stderrPath: work.appending("rsyslog.log"))
+        var stopped = false
+        defer { if !stopped { child.kill(SIGKILL) } }
+        let log = { (try? String(contentsOfFile: work.appending("rsyslog.log"), encoding: .utf8)) ?? "" }
+        try #require(try await eventually(timeout: .seconds(30)) { connectLoopback(port: inPort).map { close($0); return true } ?? false },
+                     "rsyslogd did not listen: \(log())")
+        try await body(inPort)
+        let status = try await child.stop(SIGTERM, timeout: .seconds(30))
+        stopped = true
+        #expect(status == 0, "rsyslogd did not stop cleanly on SIGTERM: \(log())")
     }
 }

@@ -16,14 +16,17 @@ import Synchronization
 package final class RELPServer: Service, Sendable {
     /// Where the listener is bound (the port is the real one when 0 was asked).
     package let address: SocketAddress?
+    /// The listener speaks TLS.
+    let usesTLS: Bool
     private let channel: any Channel
     private let quiescing: ServerQuiescingHelper
     private let group: any EventLoopGroup
     private let logger: Logger
     private let stopped = Mutex(false)
 
-    private init(channel: any Channel, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+    private init(channel: any Channel, tls: Bool, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
         self.channel = channel
+        usesTLS = tls
         address = channel.localAddress
         self.quiescing = quiescing
         self.group = group
@@ -61,7 +64,7 @@ package final class RELPServer: Service, Sendable {
         } catch {
             throw SyslogServerError("cannot listen for RELP on \(configuration.address) (\(error)); check the address and that the port is free")
         }
-        let server = RELPServer(channel: channel, quiescing: quiescing, group: group, logger: logger)
+        let server = RELPServer(channel: channel, tls: tls != nil, quiescing: quiescing, group: group, logger: logger)
         logger.info("Listening for RELP", metadata: ["ferry.input.address": "\(server.address.map { "\($0)" } ?? "-")", "ferry.input.tls": "\(tls != nil)"])
         return server
     }

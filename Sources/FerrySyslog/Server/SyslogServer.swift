@@ -21,6 +21,8 @@ package final class SyslogServer: Service, Sendable {
     /// Where the TCP and UDP listeners are bound (the port is the real one when 0 was asked).
     package let tcpAddress: SocketAddress?
     package let udpAddress: SocketAddress?
+    /// `tls` when the TCP listener speaks TLS (RFC 5425), else `tcp`.
+    let tcpScheme: String
     private let tcpChannel: (any Channel)?
     private let udpChannel: (any Channel)?
     private let quiescing: ServerQuiescingHelper
@@ -28,7 +30,8 @@ package final class SyslogServer: Service, Sendable {
     private let logger: Logger
     private let stopped = Mutex(false)
 
-    private init(tcp: (any Channel)?, udp: (any Channel)?, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+    private init(tcp: (any Channel)?, udp: (any Channel)?, tls: Bool, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+        tcpScheme = tls ? "tls" : "tcp"
         tcpChannel = tcp
         udpChannel = udp
         tcpAddress = tcp?.localAddress
@@ -93,7 +96,7 @@ package final class SyslogServer: Service, Sendable {
                 throw SyslogServerError("cannot listen for syslog over UDP on \(address) (\(error)); check the address and that the port is free")
             }
         }
-        let server = SyslogServer(tcp: tcp, udp: udp, quiescing: quiescing, group: group, logger: logger)
+        let server = SyslogServer(tcp: tcp, udp: udp, tls: tls != nil, quiescing: quiescing, group: group, logger: logger)
         logger.info("Listening for syslog", metadata: [
             "ferry.input.tcp": "\(server.tcpAddress.map { "\($0)" } ?? "-")", "ferry.input.udp": "\(server.udpAddress.map { "\($0)" } ?? "-")",
             "ferry.input.tls": "\(tls != nil)",
