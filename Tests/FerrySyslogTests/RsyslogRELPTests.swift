@@ -21,7 +21,8 @@ struct RsyslogRELPTests {
             let intake = Intake(input: "relp", queue: queue, stamp: StampSettings().stamp(host: nil), logger: quietLogger)
             let server = try await RELPServer.bind(configuration: RELPServerConfiguration(name: "relp", address: ListenAddress(host: "127.0.0.1", port: 0)),
                                                    intake: intake, logger: quietLogger)
-            try await rsyslog.relaying(toRELPPort: server.address!.port!) { inPort in
+            let action = #"type="omrelp" target="127.0.0.1" port="\#(server.address!.port!)" windowSize="1024" timeout="20""#
+            try await rsyslog.relaying(action: action) { inPort in
                 let lines = (0..<2000).map { "relayed \($0)" }
                 try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "relay", "--msgid", "R1"],
                                     input: lines.joined(separator: "\n") + "\n")
@@ -33,6 +34,28 @@ struct RsyslogRELPTests {
                 #expect(events.allSatisfy { $0["source_ip"] as? String == "127.0.0.1" })
                 // Group commits: a window of messages per append, not one append per message.
                 #expect(queue.stats.records < 2000)
+            }
+            await server.shutdown()
+        }
+    }
+
+    /// rsyslog's `omfwd` with RFC 5424 and octet counting (what rsyslog users forward with) into the
+    /// syslog input over TCP.
+    @Test func omfwdOctetCountedIsStoredCompletely() async throws {
+        let rsyslog = try #require(Rsyslog.find())
+        try await withTemporaryQueue(prefix: "ferry-omfwd-queue") { queue, _ in
+            let intake = Intake(input: "syslog", queue: queue, stamp: StampSettings().stamp(host: nil), logger: quietLogger)
+            let server = try await SyslogServer.bind(configuration: SyslogServerConfiguration(name: "syslog", tcp: ListenAddress(host: "127.0.0.1", port: 0)),
+                                                     intake: intake, logger: quietLogger)
+            let action = #"type="omfwd" target="127.0.0.1" port="\#(server.tcpAddress!.port!)" protocol="tcp" TCP_Framing="octet-counted""#
+            try await rsyslog.relaying(action: action) { inPort in
+                let lines = (0..<1000).map { "forwarded \($0) [with a bracket] and \u{00e9}" }
+                try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "fwd", "-p", "local3.warning"],
+                                    input: lines.joined(separator: "\n") + "\n")
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events >= 1000 })
+                let events = try storedEvents(queue).map { try fields($0) }
+                #expect(events.map { $0["message"] as? String } == lines)
+                #expect(events.allSatisfy { $0["appname"] as? String == "fwd" && $0["facility"] as? String == "local3" && $0["severity"] as? String == "warning" })
             }
             await server.shutdown()
         }
@@ -118,10 +141,10 @@ struct Rsyslog {
         return nil
     }
 
-    /// Runs rsyslogd with a configuration of its own that relays what its `imtcp` port receives to
-    /// `omrelp` at `port`, for the length of `body` (given the imtcp port). Then stops it with SIGTERM and
-    /// expects a clean exit within 30 s (omrelp closes its session first); every wait has a deadline.
-    func relaying(toRELPPort port: Int, _ body: (_ inPort: Int) async throws -> Void) async throws {
+    /// Runs rsyslogd with a configuration of its own that relays what its `imtcp` port receives with
+    /// `action` (RFC 5424 format, retried forever), for the length of `body` (given the imtcp port). Then
+    /// stops it with SIGTERM and expects a clean exit within 30 s; every wait has a deadline.
+    func relaying(action: String, _ body: (_ inPort: Int) async throws -> Void) async throws {
         let work = try TemporaryDirectory(prefix: "ferry-rsyslog")
         defer { work.remove() }
         let inPort = freePort()
@@ -131,7 +154,7 @@ struct Rsyslog {
             module(load="omrelp")
             input(type="imtcp" address="127.0.0.1" port="\(inPort)" ruleset="fwd")
             ruleset(name="fwd") {
-                action(type="omrelp" target="127.0.0.1" port="\(port)" windowSize="1024" timeout="20"
+                action(\(action)
                        template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
             }
             """
