@@ -48,6 +48,41 @@ import Testing
         #expect(try await ferry.stop(SIGTERM) == 0)
     }
 
+    /// rsyslog's omrelp streams into `--relp` while the `ferry` process is SIGKILLed and restarted, twice:
+    /// every message is delivered (omrelp sends again what was not answered; duplicates are allowed and
+    /// counted, losses are not).
+    @Test(.enabled(if: Rsyslog.find() != nil, "rsyslog with omrelp not found: run tools/bootstrap"))
+    func omrelpLosesNothingWhenFerryIsSigkilled() async throws {
+        let rsyslog = try #require(Rsyslog.find())
+        let dir = try TemporaryDirectory(prefix: "ferry-relp-kill")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let relpPort = freePort()
+        let ferry = FerryProcess(name: "relp", dir: dir, extra: ["--relp", "127.0.0.1:\(relpPort)", "--output-file", out])
+        defer { ferry.terminate() }
+        try await ferry.start()
+        let action = #"type="omrelp" target="127.0.0.1" port="\#(relpPort)" windowSize="256" timeout="10""#
+        let rounds = 6, perRound = 500
+        try await rsyslog.relaying(action: action) { inPort, log in
+            for round in 0..<rounds {
+                let lines = (0..<perRound).map { "id=r\(round)-\($0)" }
+                try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "kill"],
+                                    input: lines.joined(separator: "\n") + "\n")
+                if round == 1 || round == 3 {
+                    // Killed while rsyslog streams; started again on the same port.
+                    try await ferry.stop(SIGKILL)
+                    try await ferry.start()
+                }
+            }
+            let expected = Set((0..<rounds).flatMap { round in (0..<perRound).map { "id=r\(round)-\($0)" } })
+            let complete = try await eventually(timeout: .seconds(90)) { Set(try outputEvents(out).compactMap(message)).isSuperset(of: expected) }
+            let delivered = try outputEvents(out).compactMap(message)
+            #expect(complete, "missing \(expected.subtracting(delivered).count) of \(expected.count); rsyslog's log:\n\(log())")
+            print("omrelp under SIGKILL: \(expected.count) messages sent, \(delivered.count) delivered, \(delivered.count - Set(delivered).count) duplicates")
+        }
+        #expect(try await ferry.stop(SIGTERM) == 0)
+    }
+
     @Test func aNonLoopbackSyslogAddressWithoutTLSIsRefused() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-syslog-agent")
         defer { dir.remove() }
@@ -67,8 +102,13 @@ func outputEvents(_ dir: String) throws -> [String] {
     }
 }
 
-/// Runs util-linux `logger` with `arguments`.
-func runLogger(_ arguments: [String]) async throws {
-    let result = try await run("/usr/bin/logger", arguments)
+/// The `message` of a stored event.
+func message(_ event: String) -> String? {
+    (try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])?["message"] as? String
+}
+
+/// Runs util-linux `logger` with `arguments`, and `input` on its standard input when given.
+func runLogger(_ arguments: [String], input: String? = nil) async throws {
+    let result = try await run("/usr/bin/logger", arguments, input: input.map { Data($0.utf8) })
     if result.status != 0 { throw TestError("logger exited with \(result.status): \(result.errors)") }
 }

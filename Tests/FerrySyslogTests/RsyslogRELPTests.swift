@@ -22,7 +22,7 @@ struct RsyslogRELPTests {
             let server = try await RELPServer.bind(configuration: RELPServerConfiguration(name: "relp", address: ListenAddress(host: "127.0.0.1", port: 0)),
                                                    intake: intake, logger: quietLogger)
             let action = #"type="omrelp" target="127.0.0.1" port="\#(server.address!.port!)" windowSize="1024" timeout="20""#
-            try await rsyslog.relaying(action: action) { inPort in
+            try await rsyslog.relaying(action: action) { inPort, _ in
                 let lines = (0..<2000).map { "relayed \($0)" }
                 try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "relay", "--msgid", "R1"],
                                     input: lines.joined(separator: "\n") + "\n")
@@ -48,7 +48,7 @@ struct RsyslogRELPTests {
             let server = try await SyslogServer.bind(configuration: SyslogServerConfiguration(name: "syslog", tcp: ListenAddress(host: "127.0.0.1", port: 0)),
                                                      intake: intake, logger: quietLogger)
             let action = #"type="omfwd" target="127.0.0.1" port="\#(server.tcpAddress!.port!)" protocol="tcp" TCP_Framing="octet-counted""#
-            try await rsyslog.relaying(action: action) { inPort in
+            try await rsyslog.relaying(action: action) { inPort, _ in
                 let lines = (0..<1000).map { "forwarded \($0) [with a bracket] and \u{00e9}" }
                 try await runLogger(["-n", "127.0.0.1", "-P", String(inPort), "-T", "--rfc5424", "--octet-count", "-t", "fwd", "-p", "local3.warning"],
                                     input: lines.joined(separator: "\n") + "\n")
@@ -115,60 +115,5 @@ func storedEvents(_ queue: Queue) throws -> [String] {
         if page.records.isEmpty { return events }
         next = page.nextSequence
         events += try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } }
-    }
-}
-
-/// Where rsyslogd and its modules are: `FERRY_RSYSLOG_ROOT` or `tools/bootstrap`'s cache (unpacked
-/// packages), or the installed package.
-struct Rsyslog {
-    let binary: String
-    /// The module directory to pass with `-M`, for unpacked packages.
-    let modules: String?
-
-    static func find() -> Rsyslog? {
-        let environment = ProcessInfo.processInfo.environment
-        let cache = environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        let roots = [environment["FERRY_RSYSLOG_ROOT"], cache + "/ferry-rsyslog/root"].compactMap { $0 }
-        for root in roots {
-            let modules = root + "/usr/lib/x86_64-linux-gnu/rsyslog"
-            if FileManager.default.fileExists(atPath: root + "/usr/sbin/rsyslogd"), FileManager.default.fileExists(atPath: modules + "/omrelp.so") {
-                return Rsyslog(binary: root + "/usr/sbin/rsyslogd", modules: modules)
-            }
-        }
-        if FileManager.default.fileExists(atPath: "/usr/sbin/rsyslogd"), FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/rsyslog/omrelp.so") {
-            return Rsyslog(binary: "/usr/sbin/rsyslogd", modules: nil)
-        }
-        return nil
-    }
-
-    /// Runs rsyslogd with a configuration of its own that relays what its `imtcp` port receives with
-    /// `action` (RFC 5424 format, retried forever), for the length of `body` (given the imtcp port). Then
-    /// stops it with SIGTERM and expects a clean exit within 30 s; every wait has a deadline.
-    func relaying(action: String, _ body: (_ inPort: Int) async throws -> Void) async throws {
-        let work = try TemporaryDirectory(prefix: "ferry-rsyslog")
-        defer { work.remove() }
-        let inPort = freePort()
-        let configuration = """
-            global(workDirectory="\(work.path)")
-            module(load="imtcp")
-            module(load="omrelp")
-            input(type="imtcp" address="127.0.0.1" port="\(inPort)" ruleset="fwd")
-            ruleset(name="fwd") {
-                action(\(action)
-                       template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
-            }
-            """
-        try configuration.write(toFile: work.appending("rsyslog.conf"), atomically: true, encoding: .utf8)
-        let child = try ChildProcess(executable: binary, arguments: ["-n", "-f", work.appending("rsyslog.conf"), "-i", work.appending("pid")]
-                                     + (modules.map { ["-M", $0] } ?? []), stderrPath: work.appending("rsyslog.log"))
-        var stopped = false
-        defer { if !stopped { child.kill(SIGKILL) } }
-        let log = { (try? String(contentsOfFile: work.appending("rsyslog.log"), encoding: .utf8)) ?? "" }
-        try #require(try await eventually(timeout: .seconds(30)) { connectLoopback(port: inPort).map { close($0); return true } ?? false },
-                     "rsyslogd did not listen: \(log())")
-        try await body(inPort)
-        let status = try await child.stop(SIGTERM, timeout: .seconds(30))
-        stopped = true
-        #expect(status == 0, "rsyslogd did not stop cleanly on SIGTERM: \(log())")
     }
 }
