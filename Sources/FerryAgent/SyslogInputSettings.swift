@@ -162,9 +162,10 @@ extension SyslogLimits {
 }
 
 extension AgentConfiguration {
-    /// The `tls` lines of a listening input for `check-config`, the keystore password redacted.
-    func listenerTLS(_ tls: IngestConfiguration.TLS?, quote: (String) -> String) -> [String] {
-        guard let tls else { return ["    tls: false"] }
+    /// The `tls` lines of a listening input for `check-config`, the keystore password redacted; `tls: false`
+    /// only when it was given (it allows clear text on a non-loopback address).
+    func listenerTLS(_ tls: IngestConfiguration.TLS?, allowPlaintext: Bool, quote: (String) -> String) -> [String] {
+        guard let tls else { return allowPlaintext ? ["    tls: false"] : [] }
         var lines = ["    tls:"]
         switch tls.identity {
         case .pem(let certificate, let key):
