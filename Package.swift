@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
+        .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -115,11 +116,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Syslog (RFC 5424/3164 over TCP, TLS, UDP) and RELP inputs: parser, framing, RELP sessions, NIO servers
+        // over an abstract store (the input seam plugs in there).
+        .target(
+            name: "FerrySyslog",
+            dependencies: [
+                "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The agent: configuration, wiring, lifecycle, admin endpoints.
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -222,6 +240,18 @@ let package = Package(
             path: "Benchmarks/KafkaBench",
             swiftSettings: swiftSettings
         ),
+        // Syslog benchmark (tools/bench/syslog): parser and TCP server with a counting store, against baselines.
+        .executableTarget(
+            name: "ferry-bench-syslog",
+            dependencies: [
+                "FerrySyslog", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/SyslogBench",
+            swiftSettings: swiftSettings
+        ),
 
         .testTarget(
             name: "FerryWireTests",
@@ -258,8 +288,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerrySyslogTests",
+            dependencies: [
+                "FerrySyslog", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

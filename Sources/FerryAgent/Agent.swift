@@ -4,6 +4,7 @@ import FerryKafka
 import FerryPipeline
 import FerryQueue
 import FerryWire
+import FerrySyslog
 import Foundation
 package import Logging
 import Metrics
@@ -49,6 +50,10 @@ package enum Agent {
                     inputs.append(try IngestServer(configuration: http, intake: intake, logger: logger))
                 case .kafka(let kafka):
                     inputs.append(try KafkaInput(intake: intake, configuration: kafka, logger: logger))
+                case .syslog(let syslog):
+                    inputs.append(try await SyslogServer.bind(configuration: syslog.serverConfiguration(name: input.name), intake: intake, logger: logger))
+                case .relp(let relp):
+                    inputs.append(try await RELPServer.bind(configuration: relp.serverConfiguration(name: input.name), intake: intake, logger: logger))
                 }
             }
             for output in configuration.outputs {
@@ -74,6 +79,9 @@ package enum Agent {
         } catch let error as QueueError {
             logger.critical("cannot start", metadata: ["error": "\(error.message)"])
             return 1
+        } catch let error as ConfigurationError {
+            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
+            return 2
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1

@@ -105,6 +105,10 @@ package struct InputConfiguration: Sendable, Hashable {
         case http(IngestConfiguration)
         /// `input.kafka`: a Kafka consumer group member.
         case kafka(KafkaInputConfiguration)
+        /// `input.syslog`: syslog over TCP, TLS and UDP.
+        case syslog(SyslogInputSettings)
+        /// `input.relp`: RELP, answered after the commit.
+        case relp(RELPInputSettings)
     }
 
     package var source: Source
@@ -120,6 +124,8 @@ package struct InputConfiguration: Sendable, Hashable {
         switch source {
         case .http: "http"
         case .kafka: "kafka"
+        case .syslog: "syslog"
+        case .relp: "relp"
         }
     }
 
@@ -127,7 +133,7 @@ package struct InputConfiguration: Sendable, Hashable {
     /// Events that arrive over the network (HTTP, Kafka) come from elsewhere and carry their own.
     package var knowsHost: Bool {
         switch source {
-        case .http, .kafka: false
+        case .http, .kafka, .syslog, .relp: false
         }
     }
 }

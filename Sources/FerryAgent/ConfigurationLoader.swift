@@ -54,7 +54,7 @@ package enum ConfigurationLoader {
         configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp"])
             var inputs: [InputConfiguration] = []
             if let http = i["http"] {
                 // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
@@ -71,6 +71,8 @@ package enum ConfigurationLoader {
                 let (settings, stamp) = try kafkaInput(kafka, reader: reader)
                 inputs.append(InputConfiguration(.kafka(settings), stamp: stamp))
             }
+            if let syslog = i["syslog"] { inputs.append(try syslogInput(syslog, reader: reader)) }
+            if let relp = i["relp"] { inputs.append(try relpInput(relp, reader: reader)) }
             configuration.inputs = inputs
         }
         var outputs: [OutputConfiguration] = []
@@ -177,36 +179,8 @@ package enum ConfigurationLoader {
             (c.host, c.port) = (a.host, a.port)
         }
         if let tls = h["tls"] {
-            if case .scalar = tls {
-                // `tls: false` disables TLS on purpose (required for a non-loopback address); `true` alone has no identity.
-                guard try reader.bool(tls, path: "input.http.tls") == false else {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls: true needs an identity; give certificate and key, or keystore and keystore_password")
-                }
-                c.tls = nil
-                c.allowPlaintext = true
-            } else {
-                let t = try reader.mapping(tls, path: "input.http.tls", keys: ["certificate", "key", "keystore", "keystore_password", "client_auth", "certificate_authorities"])
-                let identity: IngestConfiguration.TLS.Identity
-                if let keystore = t["keystore"] {
-                    identity = .pkcs12(path: try reader.string(keystore, path: "input.http.tls.keystore"),
-                                       password: try t["keystore_password"].map { n throws(ConfigurationError) in try reader.string(n, path: "input.http.tls.keystore_password") } ?? "")
-                } else if let certificate = t["certificate"], let key = t["key"] {
-                    identity = .pem(certificate: try reader.string(certificate, path: "input.http.tls.certificate"), key: try reader.string(key, path: "input.http.tls.key"))
-                } else {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls needs certificate and key, or keystore (and keystore_password)")
-                }
-                var settings = IngestConfiguration.TLS(identity: identity)
-                if let auth = t["client_auth"] {
-                    settings.clientAuth = try reader.choice(auth, path: "input.http.tls.client_auth", ["none", "optional", "required"]).flatMap(IngestConfiguration.TLS.ClientAuth.init(rawValue:))!
-                }
-                if let cas = t["certificate_authorities"] {
-                    settings.certificateAuthorities = try reader.strings(cas, path: "input.http.tls.certificate_authorities")
-                }
-                if settings.clientAuth != .none && settings.certificateAuthorities.isEmpty {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls.client_auth is \(settings.clientAuth.rawValue) but certificate_authorities is empty; list the CA files that sign client certificates")
-                }
-                c.tls = settings
-            }
+            c.tls = try listenerTLS(tls, path: "input.http.tls", reader: reader)
+            c.allowPlaintext = c.tls == nil
         }
         if let auth = h["auth"] {
             let a = try reader.mapping(auth, path: "input.http.auth", keys: ["username", "password"])
@@ -245,6 +219,39 @@ package enum ConfigurationLoader {
         if let path = f["path"] { c.path = try reader.string(path, path: "\(path).file.path") }
         if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "\(path).file.rotate_bytes") }
         return .file(c)
+    }
+
+    /// The `tls` block of a listening input (`input.http`, `input.syslog`, `input.relp`): an identity and
+    /// client authentication, or `false` (nil), which allows clear text on a non-loopback address on purpose.
+    static func listenerTLS(_ tls: Node, path: String, reader: Reader) throws(ConfigurationError) -> IngestConfiguration.TLS? {
+        if case .scalar = tls {
+            // `tls: false` disables TLS on purpose (required for a non-loopback address); `true` alone has no identity.
+            guard try reader.bool(tls, path: path) == false else {
+                throw ConfigurationError("\(reader.location(tls)): \(path): true needs an identity; give certificate and key, or keystore and keystore_password")
+            }
+            return nil
+        }
+        let t = try reader.mapping(tls, path: path, keys: ["certificate", "key", "keystore", "keystore_password", "client_auth", "certificate_authorities"])
+        let identity: IngestConfiguration.TLS.Identity
+        if let keystore = t["keystore"] {
+            identity = .pkcs12(path: try reader.string(keystore, path: "\(path).keystore"),
+                               password: try t["keystore_password"].map { n throws(ConfigurationError) in try reader.string(n, path: "\(path).keystore_password") } ?? "")
+        } else if let certificate = t["certificate"], let key = t["key"] {
+            identity = .pem(certificate: try reader.string(certificate, path: "\(path).certificate"), key: try reader.string(key, path: "\(path).key"))
+        } else {
+            throw ConfigurationError("\(reader.location(tls)): \(path) needs certificate and key, or keystore (and keystore_password)")
+        }
+        var settings = IngestConfiguration.TLS(identity: identity)
+        if let auth = t["client_auth"] {
+            settings.clientAuth = try reader.choice(auth, path: "\(path).client_auth", ["none", "optional", "required"]).flatMap(IngestConfiguration.TLS.ClientAuth.init(rawValue:))!
+        }
+        if let cas = t["certificate_authorities"] {
+            settings.certificateAuthorities = try reader.strings(cas, path: "\(path).certificate_authorities")
+        }
+        if settings.clientAuth != .none && settings.certificateAuthorities.isEmpty {
+            throw ConfigurationError("\(reader.location(tls)): \(path).client_auth is \(settings.clientAuth.rawValue) but certificate_authorities is empty; list the CA files that sign client certificates")
+        }
+        return settings
     }
 
     static func httpOutput(_ node: Node, path: String = "output.http", reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {

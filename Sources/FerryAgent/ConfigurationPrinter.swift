@@ -46,6 +46,17 @@ extension AgentConfiguration {
                 lines.append("    group_id: \(quote(kafka.groupID))")
                 lines.append("    start_from: \(kafka.startFrom.rawValue)")
                 lines.append("    max_events_per_append: \(kafka.maxEventsPerAppend)")
+            case .syslog(let syslog):
+                lines.append("  syslog:")
+                if let tcp = syslog.tcp { lines.append("    tcp: \(quote(tcp.description))") }
+                if let udp = syslog.udp { lines.append("    udp: \(quote(udp.description))") }
+                lines += listenerTLS(syslog.tls, allowPlaintext: syslog.allowPlaintext, quote: quote)
+                lines.append("    \(syslog.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
+            case .relp(let relp):
+                lines.append("  relp:")
+                lines.append("    address: \(quote(relp.address.description))")
+                lines += listenerTLS(relp.tls, allowPlaintext: relp.allowPlaintext, quote: quote)
+                lines.append("    \(relp.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
             }
             lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
             if !input.stamp.fields.isEmpty {

@@ -6,7 +6,7 @@ import HummingbirdCore
 import HummingbirdTLS
 package import Logging
 import NIOCore
-import NIOSSL
+package import NIOSSL
 package import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
@@ -105,7 +105,9 @@ package final class IngestServer: Input, Sendable {
         }
     }
 
-    static func makeTLS(_ tls: IngestConfiguration.TLS) throws(IngestConfigurationError) -> TLSConfiguration {
+    /// The server TLS configuration of a listener's `tls` block (`path`: its key, for errors); the syslog
+    /// and RELP inputs take the same block.
+    package static func makeTLS(_ tls: IngestConfiguration.TLS, path: String = "input.http.tls") throws(IngestConfigurationError) -> TLSConfiguration {
         var configuration: TLSConfiguration
         do {
             switch tls.identity {
@@ -122,19 +124,19 @@ package final class IngestServer: Input, Sendable {
                 )
             }
         } catch {
-            throw IngestConfigurationError("cannot load the TLS identity of input.http.tls (\(error)); check the certificate, key or keystore paths and the keystore password")
+            throw IngestConfigurationError("cannot load the TLS identity of \(path) (\(error)); check the certificate, key or keystore paths and the keystore password")
         }
         switch tls.clientAuth {
         case .none:
             configuration.certificateVerification = .none
         case .optional, .required:
             guard !tls.certificateAuthorities.isEmpty else {
-                throw IngestConfigurationError("input.http.tls.client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
+                throw IngestConfigurationError("\(path).client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
             }
             do {
                 configuration.trustRoots = .certificates(try tls.certificateAuthorities.flatMap { try NIOSSLCertificate.fromPEMFile($0) })
             } catch {
-                throw IngestConfigurationError("cannot load input.http.tls.certificate_authorities (\(error)); check the paths")
+                throw IngestConfigurationError("cannot load \(path).certificate_authorities (\(error)); check the paths")
             }
             // `.noHostnameVerification` requires a client certificate on a server; `.optionalVerification`
             // verifies one if presented and accepts a client without.

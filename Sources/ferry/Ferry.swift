@@ -36,6 +36,13 @@ struct QuickFlags: ParsableArguments {
     /// The name of the file output that `--output-file` adds next to `--forward`.
     static let fileOutputName = "file"
 
+    @Option(help: "Take syslog over TCP and UDP on HOST:PORT (input.syslog.address).")
+    var syslog: String?
+
+    @Option(help: "Take RELP (rsyslog omrelp) on HOST:PORT (input.relp.address).")
+    var relp: String?
+
+
     /// The configuration file (or the embedded default) with these flags applied to its values, checked
     /// by the same rules as the keys they stand for.
     func configuration(file: String?) throws(ConfigurationError) -> AgentConfiguration {
@@ -85,6 +92,18 @@ struct QuickFlags: ParsableArguments {
             } else {
                 configuration.output = .file(.init(path: outputFile))
             }
+        }
+        if let syslog {
+            let address = try ConfigurationLoader.address(syslog, key: "input.syslog.address", at: "--syslog")
+            var settings = configuration.syslog ?? SyslogInputSettings()
+            (settings.tcp, settings.udp) = (address, address)
+            configuration.syslog = settings
+        }
+        if let relp {
+            let address = try ConfigurationLoader.address(relp, key: "input.relp.address", at: "--relp")
+            var settings = configuration.relp ?? RELPInputSettings()
+            settings.address = address
+            configuration.relp = settings
         }
         return configuration
     }
