@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
+        .executable(name: "ferry-bench-file", targets: ["ferry-bench-file"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -107,6 +108,20 @@ let package = Package(
             name: "FerryKafka",
             dependencies: [
                 "CRdKafka", "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The file input: follows log files (inotify), one identity per device/inode/fingerprint, the read
+        // position stored with the events read up to it.
+        .target(
+            name: "FerryFile",
+            dependencies: [
+                "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -223,6 +238,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // File input benchmark (tools/bench/file): the multiline matchers, and a pre-written log into the queue
+        // against gzip -1 on the same events.
+        .executableTarget(
+            name: "ferry-bench-file",
+            dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/FileBench",
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(
+            name: "FerryFileTests",
+            dependencies: [
+                "FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FerryWireTests",
             dependencies: ["FerryWire", "FerryTestSupport"],
