@@ -259,9 +259,9 @@ import Testing
         for n in 0..<1000 { write(dir.appending("f\(n).log"), "file \(n) line 0\n") }
         let sink = MemorySink()
         try await running(try makeInput([dir.appending("*.log")], sink: sink)) {
-            try await expectEventually("a line of each") { sink.messages.count == 1000 }
+            try await expectEventually("a line of each") { sink.stored.events.count == 1000 }
             for n in stride(from: 0, to: 1000, by: 37) { write(dir.appending("f\(n).log"), "file \(n) line 1\n") }
-            try await expectEventually("the appended lines") { sink.messages.count == 1000 + 28 }
+            try await expectEventually("the appended lines") { sink.stored.events.count == 1000 + 28 }
         }
         #expect(Set(sink.messages).count == 1028)
         #expect(sink.states.count == 1000)

@@ -475,9 +475,10 @@ package struct FileTracker {
         //    position, its last bytes are the original's bytes at the same offsets.
         let count = min(FileReader.windowBytes, Int(observation.size))
         let at = observation.size - Int64(count)
-        for original in entries.values.sorted(by: { $0.state.id < $1.state.id })
-        where [.following, .draining, .restored].contains(original.phase)
-            && FileTracker.compatible(original.state.fingerprint, observation.fingerprint) {
+        let originals = entries.values.filter {
+            [.following, .draining, .restored].contains($0.phase) && FileTracker.compatible($0.state.fingerprint, observation.fingerprint)
+        }
+        for original in originals.sorted(by: { $0.state.id < $1.state.id }) {
             let position = original.state.position.offset
             let window = original.state.window
             let isCopy: Bool
