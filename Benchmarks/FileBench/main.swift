@@ -2,10 +2,11 @@
 //   --matchers   the multiline start pattern on 1M log lines: glibc POSIX regexec on the bytes in place
 //                (what Ferry uses) against Swift Regex (with and without making the String), two patterns;
 //   --pipeline   a pre-written log of ~140-byte lines read by the file input into a real queue (fsynced
-//                appends), against `gzip -1` on the same events as Ferry stored them (the target: ≥ 0.5).
-// Without a flag both run. Ratios are to baselines measured in the same run.
+//                appends), against `gzip -1` on the same events as Ferry stored them (the target: ≥ 0.5);
+//   --idle       1,000 followed files, quiet: the input's CPU over 30 s (three rescans) and the RSS.
+// Without a flag all run. Ratios are to baselines measured in the same run.
 //
-//   tools/bench/file [--matchers] [--pipeline] [--lines N] [--bytes N] [--dir DIR]
+//   tools/bench/file [--matchers] [--pipeline] [--idle] [--lines N] [--bytes N] [--files N] [--dir DIR]
 import FerryFile
 import FerryQueue
 import FerryTestSupport
@@ -17,6 +18,8 @@ import Synchronization
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 var runMatchers = false
 var runPipeline = false
+var runIdle = false
+var idleFiles = 1000
 var matcherLines = 1_000_000
 var logBytes = 1 << 30
 var base = NSTemporaryDirectory()
@@ -25,6 +28,8 @@ while let argument = arguments.next() {
     switch argument {
     case "--matchers": runMatchers = true
     case "--pipeline": runPipeline = true
+    case "--idle": runIdle = true
+    case "--files": idleFiles = Int(arguments.next() ?? "") ?? idleFiles
     case "--lines": matcherLines = Int(arguments.next() ?? "") ?? matcherLines
     case "--bytes": logBytes = Int(arguments.next() ?? "") ?? logBytes
     case "--dir": base = arguments.next() ?? base
@@ -33,7 +38,7 @@ while let argument = arguments.next() {
         exit(2)
     }
 }
-if !runMatchers && !runPipeline { runMatchers = true; runPipeline = true }
+if !runMatchers && !runPipeline && !runIdle { runMatchers = true; runPipeline = true; runIdle = true }
 
 /// Writes a line at once (no stdio buffering), so a long run shows each row as it is measured.
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
@@ -198,5 +203,51 @@ func benchPipeline(bytes: Int, base: String) async throws {
     say(String(format: "  ratio ferry / gzip -1: %.2f (target >= 0.5)", ferryRate / gzipRate))
 }
 
+// MARK: Idle
+
+/// Resident and peak resident memory of this process, MiB.
+func rss() -> (current: Int, peak: Int) {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    func field(_ name: String) -> Int {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "0") ?? 0
+    }
+    return (field("VmRSS:") / 1024, field("VmHWM:") / 1024)
+}
+
+/// Counts events, keeps nothing.
+final class CountingSink: FileEventSink {
+    let events = Atomic<Int>(0)
+    func appendWaiting(_ batch: FileEvents, positions: [FilePositionUpdate]) async -> Bool {
+        events.add(batch.count, ordering: .relaxed)
+        return true
+    }
+}
+
+func benchIdle(files: Int, base: String) async throws {
+    let dir = base + "/ferry-bench-file-idle-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for n in 0..<files { _ = FileManager.default.createFile(atPath: dir + "/f\(n).log", contents: Data("file \(n) line 0\n".utf8)) }
+    let before = rss().current
+    let sink = CountingSink()
+    let input = try FileInput(name: "idle", configuration: FileInputConfiguration(paths: [dir + "/*.log"]), storedPositions: [], sink: sink, logger: quiet)
+    try await withServices([input]) {
+        let start = ContinuousClock.now
+        guard try await eventually(timeout: .seconds(600), every: .milliseconds(5), { sink.events.load(ordering: .relaxed) >= files }) else {
+            throw CancellationError()
+        }
+        let ready = seconds(ContinuousClock.now - start)
+        let cpu = cpuSeconds()
+        try await Task.sleep(for: .seconds(30))  // the idle period being measured
+        let idle = cpuSeconds() - cpu
+        let memory = rss()
+        say("idle: \(files) followed files (one line each, read in \(String(format: "%.2f", ready)) s), then 30 s quiet with the default 10 s rescan")
+        say(String(format: "  cpu %.3f s over 30 s (%.2f %% of one core); RSS %d MiB (%d MiB before the input), peak %d MiB",
+                   idle, idle / 30 * 100, memory.current, before, memory.peak))
+    }
+}
+
 if runMatchers { try benchMatchers(lines: matcherLines) }
+if runIdle { try await benchIdle(files: idleFiles, base: base) }
 if runPipeline { try await benchPipeline(bytes: logBytes, base: base) }
