@@ -51,10 +51,9 @@ func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
     return (value, seconds(ContinuousClock.now - start))
 }
 
-/// Log lines like a Java service's: 4 in 5 start with a timestamp, the others are stack-trace lines.
+/// Log lines like a Java service's (~140 bytes): 4 in 5 start with a timestamp, the others are stack-trace lines.
 struct LogLines: IteratorProtocol {
     var state: UInt64 = 0x2545F4914F6CDD1D
-    var index = 0
     mutating func random() -> UInt64 {
         state ^= state >> 12
         state ^= state << 25
@@ -63,14 +62,15 @@ struct LogLines: IteratorProtocol {
     }
     let levels = ["INFO ", "INFO ", "INFO ", "DEBUG", "WARN ", "ERROR"]
     let classes = ["c.e.shop.OrderService", "c.e.shop.PaymentClient", "c.e.shop.StockCache", "o.a.kafka.Producer"]
+    func two(_ n: UInt64) -> String { n < 10 ? "0\(n)" : "\(n)" }
     mutating func next() -> String? {
-        index += 1
         if random() % 5 == 0 {
-            return "\tat com.example.shop.payment.PaymentService.charge(PaymentService.java:\(random() % 400))"
+            return "\tat com.example.shop.payment.PaymentService.charge(PaymentService.java:\(random() % 400)) ~[shop-payment-4.2.1.jar:4.2.1]"
         }
         let ms = random() % 86_400_000
-        let time = String(format: "2026-12-02 %02d:%02d:%02d.%03d", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
-        return "\(time) \(levels[Int(random() % 6)]) [worker-\(random() % 32)] \(classes[Int(random() % 4)]) - order \(random() % 100_000) placed by user \(random() % 10_000) in \(random() % 500) ms"
+        let millis = ms % 1000
+        let time = "2026-12-02 \(two(ms / 3_600_000)):\(two(ms / 60_000 % 60)):\(two(ms / 1000 % 60)).\(millis < 100 ? "0" : "")\(two(millis))"
+        return "\(time) \(levels[Int(random() % 6)]) [worker-\(random() % 32)] \(classes[Int(random() % 4)]) - order \(random() % 100_000) placed by user \(random() % 10_000) in \(random() % 500) ms trace=\(String(random(), radix: 16))"
     }
 }
 
@@ -153,7 +153,7 @@ func benchPipeline(bytes: Int, base: String) async throws {
     }
     handle.write(Data(chunk.utf8))
     try handle.close()
-    say("pipeline: \(lines) lines, \(written / (1 << 20)) MiB, \(written / lines) bytes per line on average")
+    say("pipeline: \(lines) lines, \(written / (1 << 20)) MiB, \(written / lines) bytes per line on average (written; reading starts)")
 
     let queue = try Queue.open(at: dir + "/queue", configuration: QueueConfiguration(maxBytes: 8 << 30), logger: quiet)
     defer { queue.close() }
