@@ -121,7 +121,7 @@ let package = Package(
         .target(
             name: "FerryFile",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerryFile",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -187,6 +187,12 @@ let package = Package(
         .executableTarget(
             name: "ferry-crash-appender",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the file input's SIGKILL test: follows files into a queue, prints each append.
+        .executableTarget(
+            name: "ferry-file-follower",
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -250,7 +256,7 @@ let package = Package(
         .testTarget(
             name: "FerryFileTests",
             dependencies: [
-                "FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],

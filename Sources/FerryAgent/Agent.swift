@@ -1,3 +1,4 @@
+import FerryFile
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -47,6 +48,8 @@ package enum Agent {
                     inputs.append(try IngestServer(configuration: http, intake: intake, logger: logger))
                 case .kafka(let kafka):
                     inputs.append(try KafkaInput(intake: intake, configuration: kafka, logger: logger))
+                case .file(let file):
+                    inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
                 }
             }
             switch configuration.output {
@@ -68,6 +71,9 @@ package enum Agent {
         } catch let error as KafkaConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
+        } catch let error as FileInputError {
+            logger.critical(error.code == .system ? "cannot start" : "invalid configuration", metadata: ["error": "\(error.message)"])
+            return error.code == .system ? 1 : 2
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1

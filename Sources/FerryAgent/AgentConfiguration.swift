@@ -1,3 +1,4 @@
+package import FerryFile
 package import FerryForward
 package import FerryIngest
 package import FerryKafka
@@ -88,6 +89,8 @@ package struct InputConfiguration: Sendable, Hashable {
         case http(IngestConfiguration)
         /// `input.kafka`: a Kafka consumer group member.
         case kafka(KafkaInputConfiguration)
+        /// `input.file`: follows log files.
+        case file(FileInputConfiguration)
     }
 
     package var source: Source
@@ -103,6 +106,7 @@ package struct InputConfiguration: Sendable, Hashable {
         switch source {
         case .http: "http"
         case .kafka: "kafka"
+        case .file: "file"
         }
     }
 
@@ -111,6 +115,7 @@ package struct InputConfiguration: Sendable, Hashable {
     package var knowsHost: Bool {
         switch source {
         case .http, .kafka: false
+        case .file: true
         }
     }
 }

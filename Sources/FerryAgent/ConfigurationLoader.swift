@@ -54,7 +54,7 @@ package enum ConfigurationLoader {
         configuration.output = .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out"))
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "file"])
             var inputs: [InputConfiguration] = []
             if let http = i["http"] {
                 // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
@@ -70,6 +70,10 @@ package enum ConfigurationLoader {
             if let kafka = i["kafka"] {
                 let (settings, stamp) = try kafkaInput(kafka, reader: reader)
                 inputs.append(InputConfiguration(.kafka(settings), stamp: stamp))
+            }
+            if let file = i["file"] {
+                let (settings, stamp) = try fileInput(file, reader: reader)
+                inputs.append(InputConfiguration(.file(settings), stamp: stamp))
             }
             configuration.inputs = inputs
         }

@@ -1,3 +1,4 @@
+import FerryFile
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -46,6 +47,8 @@ extension AgentConfiguration {
                 lines.append("    group_id: \(quote(kafka.groupID))")
                 lines.append("    start_from: \(kafka.startFrom.rawValue)")
                 lines.append("    max_events_per_append: \(kafka.maxEventsPerAppend)")
+            case .file(let file):
+                lines += fileInput(file, quote: quote)
             }
             lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
             if !input.stamp.fields.isEmpty {
@@ -103,6 +106,20 @@ extension AgentConfiguration {
         lines.append("  level: \(logging.level)")
         lines.append("  format: \(logging.format.rawValue)")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The lines of `input.file` but its stamp keys.
+    private func fileInput(_ file: FileInputConfiguration, quote: (String) -> String) -> [String] {
+        var lines = ["  file:", "    paths: [\(file.paths.map(quote).joined(separator: ", "))]"]
+        if !file.exclude.isEmpty { lines.append("    exclude: [\(file.exclude.map(quote).joined(separator: ", "))]") }
+        lines.append("    start_at: \(file.startAt.rawValue)")
+        lines.append("    format: \(file.format.rawValue)")
+        lines.append("    max_line_bytes: \(file.maxLineBytes)")
+        if let multiline = file.multiline {
+            let ms = multiline.flushTimeout.components.seconds * 1000 + multiline.flushTimeout.components.attoseconds / 1_000_000_000_000_000
+            lines.append("    multiline: { start_pattern: \(quote(multiline.startPattern)), flush_timeout: \(ms)ms }")
+        }
+        return lines
     }
 
     /// The lines of a kafka connection, passwords (and properties that look like secrets) redacted.

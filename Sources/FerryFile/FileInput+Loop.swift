@@ -78,6 +78,7 @@ final class ReadingLoop {
             if now >= nextRescan {
                 rescan(now: now)
                 nextRescan = now + milliseconds(input.configuration.rescanInterval)
+                input.firstScan.open()
             }
             if now >= nextTick {
                 // Drain idleness and pruning count in seconds: once a second is often enough.
@@ -337,6 +338,7 @@ final class ReadingLoop {
             file.fingerprint = Array(file.fingerprint.prefix(Int(offset))) + data.prefix(FileState.fingerprintBytes - Int(offset))
         }
         file.reader.feed(data, now: now, into: &events)
+        events.sourceBytes += data.count
         let counts = file.reader.counts
         input.metrics.add(counts, since: file.reported)
         file.reported = counts

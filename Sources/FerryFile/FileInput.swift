@@ -1,3 +1,5 @@
+package import FerryPipeline
+import FerryQueue
 import FerryWire
 package import Logging
 import Metrics
@@ -20,7 +22,7 @@ import Synchronization
 ///
 /// Failure modes: a stored position that cannot be decoded is logged, counted and deleted (that file is read
 /// as a new one: duplicates); a file that cannot be opened or read is skipped until it changes again.
-package final class FileInput: Service, Sendable {
+package final class FileInput: Input, Sendable {
     /// The input's name: the `input` label of its metrics, part of its position keys.
     package let name: String
     let configuration: FileInputConfiguration
@@ -33,6 +35,8 @@ package final class FileInput: Service, Sendable {
     let logger: Logger
     let clock: @Sendable () -> Int64
     let metrics: FileInputMetrics
+    /// Opened once the first scan of the globs is done (or the input stopped before): `started()`.
+    let firstScan = Latch()
 
     /// An input named `name` whose stored positions (`Queue.positions(prefix: FileState.keyPrefix(input:))`)
     /// are `storedPositions`. Throws `FileInputError` on an invalid configuration.
@@ -65,9 +69,35 @@ package final class FileInput: Service, Sendable {
         self.damagedKeys = damaged
     }
 
+    /// The input of the agent: events go through `intake` (stamped, appended with the positions, paused
+    /// while the queue is full), positions are restored from `intake.queue`. Throws `FileInputError` on an
+    /// invalid configuration or when the stored positions cannot be read.
+    package convenience init(intake: Intake, configuration: FileInputConfiguration, logger: Logger) throws(FileInputError) {
+        let stored: [InputPosition]
+        do {
+            stored = try intake.queue.positions(withPrefix: FileState.keyPrefix(input: intake.input))
+        } catch {
+            throw FileInputError(.system, "the file input cannot read its stored positions: \(error.message); check the queue with ferry-tools verify")
+        }
+        // A deleted position is never returned; the optional is the queue's shape for writes.
+        try self.init(name: intake.input, configuration: configuration,
+                      storedPositions: stored.compactMap { position in position.value.map { (position.key, $0) } },
+                      sink: IntakeSink(intake: intake), logger: logger)
+    }
+
+    /// Returns once the globs were scanned the first time: the files found then are followed (their reading
+    /// may still be going on). The line says which globs are followed.
+    package func started() async -> String {
+        await firstScan.wait()
+        var line = "Also read:    files \(configuration.paths.joined(separator: ", "))"
+        if !configuration.exclude.isEmpty { line += " (except \(configuration.exclude.joined(separator: ", ")))" }
+        return line
+    }
+
     /// Follows the files until graceful shutdown or cancellation. Events read but not yet taken by the sink
     /// when it stops are simply not stored: their position is not either, so they are read again next start.
     package func run() async throws {
+        defer { firstScan.open() }
         let watcher = try DirectoryWatcher()
         let wake = WakeSignal()
         let inbox = WatchInbox()
@@ -83,6 +113,30 @@ package final class FileInput: Service, Sendable {
         }
         loop.closeAll()
         await watcher.stop()
+    }
+}
+
+/// A gate opened once, for any number of waiters.
+final class Latch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 ///
 /// Built and validated once at start (the agent's loader maps YAML keys to these fields and names the key in
 /// its errors); `validated()` checks what a loader cannot know, such as the start pattern compiling.
-package struct FileInputConfiguration: Sendable {
+package struct FileInputConfiguration: Sendable, Hashable {
     /// Where new files start: `beginning` (the default) or `end`. Applies to files found by the first scan
     /// that have no stored position; a file that appears later is read from its beginning (otherwise the
     /// lines written between its creation and its discovery would be lost).
@@ -12,7 +12,7 @@ package struct FileInputConfiguration: Sendable {
     }
 
     /// The multiline settings: `start_pattern` and `flush_timeout`.
-    package struct Multiline: Sendable {
+    package struct Multiline: Sendable, Hashable {
         /// A line matching this POSIX extended regular expression starts a new event (see `StartPattern`).
         package var startPattern: String
         /// A pending event (and a partial last line) is emitted once no byte came for this long. Default 5 s.

@@ -33,6 +33,9 @@ struct QuickFlags: ParsableArguments {
     @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path).")
     var outputFile: String?
 
+    @Option(name: .customLong("tail"), help: "Follow the files matching GLOB (input.file.paths); repeat for more globs.")
+    var tail: [String] = []
+
     func validate() throws {
         if forward != nil && outputFile != nil {
             throw ValidationError("--forward and --output-file both name the output; one queue feeds one output, give one")
@@ -78,6 +81,7 @@ struct QuickFlags: ParsableArguments {
         if let outputFile {
             configuration.output = .file(.init(path: outputFile))
         }
+        ConfigurationLoader.tail(tail, into: &configuration)
         return configuration
     }
 }

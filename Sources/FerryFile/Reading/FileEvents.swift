@@ -13,6 +13,9 @@ package struct FileEvents: Sendable {
     }
 
     package private(set) var bytes: [UInt8] = []
+    /// Bytes read from files for these events (the seam's `ferry_input_bytes_total`), newlines and skipped
+    /// bytes included.
+    package var sourceBytes = 0
     private var ends: [Int] = []
     private var kinds: [Kind] = []
 
@@ -51,6 +54,7 @@ package struct FileEvents: Sendable {
         bytes.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)
         kinds.removeAll(keepingCapacity: true)
+        sourceBytes = 0
     }
 
     /// The events as NDJSON lines packed into records (benchmarks and tests; the agent goes through the seam).
