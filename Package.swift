@@ -248,7 +248,7 @@ let package = Package(
         // against gzip -1 on the same events.
         .executableTarget(
             name: "ferry-bench-file",
-            dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/FileBench",
             swiftSettings: swiftSettings
         ),

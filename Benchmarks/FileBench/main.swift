@@ -8,6 +8,7 @@
 //
 //   tools/bench/file [--matchers] [--pipeline] [--idle] [--lines N] [--bytes N] [--files N] [--dir DIR]
 import FerryFile
+import FerryPipeline
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -103,25 +104,19 @@ func benchMatchers(lines count: Int) throws {
 
 // MARK: Pipeline
 
-/// Appends each batch to the queue as one fsynced append (the seam's job in the agent).
+/// The agent's sink: the seam stamps each event (`@timestamp`, `host`) and appends it with the file's position
+/// in one fsynced transaction. Counts the events stored.
 final class QueueSink: FileEventSink {
-    let queue: Queue
+    let sink: IntakeSink
     let events = Atomic<Int>(0)
-    init(queue: Queue) { self.queue = queue }
+    init(queue: Queue) {
+        sink = IntakeSink(intake: Intake(input: "file", queue: queue, stamp: StampSettings().stamp(host: currentHostname()), logger: quiet))
+    }
 
     func appendWaiting(_ batch: FileEvents, positions: [FilePositionUpdate]) async -> Bool {
-        if batch.isEmpty { return true }
-        let records = batch.batch()
-        while true {
-            do {
-                _ = try await queue.append(records)
-                events.add(batch.count, ordering: .relaxed)
-                return true
-            } catch {
-                FileHandle.standardError.write(Data("append failed: \(error)\n".utf8))
-                try? await Task.sleep(for: .milliseconds(100))
-            }
-        }
+        guard await sink.appendWaiting(batch, positions: positions) else { return false }
+        events.add(batch.count, ordering: .relaxed)
+        return true
     }
 }
 
