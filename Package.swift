@@ -159,7 +159,7 @@ let package = Package(
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryFile", "FerryQueue", "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -303,7 +303,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryToolsTests",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
