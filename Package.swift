@@ -155,7 +155,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // `ferry-tools`: inspect and repair a queue. Links the queue and the codec, never Hummingbird or AsyncHTTPClient.
+        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec and FerryFile (positions), never Hummingbird or AsyncHTTPClient.
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
