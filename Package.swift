@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
         .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
+        .executable(name: "ferry-bench-file", targets: ["ferry-bench-file"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -116,7 +117,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Syslog (RFC 5424/3164 over TCP, TLS, UDP) and RELP inputs: parser, framing, RELP sessions, NIO servers
         // over an abstract store (the input seam plugs in there).
         .target(
             name: "FerrySyslog",
@@ -132,11 +132,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // position stored with the events read up to it.
+        .target(
+            name: "FerryFile",
+            dependencies: [
+                "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The agent: configuration, wiring, lifecycle, admin endpoints.
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -158,11 +171,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // `ferry-tools`: inspect and repair a queue. Links the queue and the codec, never Hummingbird or AsyncHTTPClient.
+        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec and FerryFile (positions), never Hummingbird or AsyncHTTPClient.
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryFile", "FerryQueue", "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -190,6 +203,12 @@ let package = Package(
         .executableTarget(
             name: "ferry-crash-appender",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the file input's SIGKILL test: follows files into a queue, prints each append.
+        .executableTarget(
+            name: "ferry-file-follower",
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -253,6 +272,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // File input benchmark (tools/bench/file): the multiline matchers, and a pre-written log into the queue
+        // against gzip -1 on the same events.
+        .executableTarget(
+            name: "ferry-bench-file",
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/FileBench",
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(
+            name: "FerryFileTests",
+            dependencies: [
+                "FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FerryWireTests",
             dependencies: ["FerryWire", "FerryTestSupport"],
@@ -303,12 +340,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerryToolsTests",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import FerryFile
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -54,6 +55,8 @@ package enum Agent {
                     inputs.append(try await SyslogServer.bind(configuration: syslog.serverConfiguration(name: input.name), intake: intake, logger: logger))
                 case .relp(let relp):
                     inputs.append(try await RELPServer.bind(configuration: relp.serverConfiguration(name: input.name), intake: intake, logger: logger))
+                case .file(let file):
+                    inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
                 }
             }
             for output in configuration.outputs {
@@ -82,6 +85,9 @@ package enum Agent {
         } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
+        } catch let error as FileInputError {
+            logger.critical(error.code == .system ? "cannot start" : "invalid configuration", metadata: ["error": "\(error.message)"])
+            return error.code == .system ? 1 : 2
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1

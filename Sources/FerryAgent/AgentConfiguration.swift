@@ -1,3 +1,4 @@
+package import FerryFile
 package import FerryForward
 package import FerryIngest
 package import FerryKafka
@@ -109,6 +110,8 @@ package struct InputConfiguration: Sendable, Hashable {
         case syslog(SyslogInputSettings)
         /// `input.relp`: RELP, answered after the commit.
         case relp(RELPInputSettings)
+        /// `input.file`: follows log files.
+        case file(FileInputConfiguration)
     }
 
     package var source: Source
@@ -126,6 +129,7 @@ package struct InputConfiguration: Sendable, Hashable {
         case .kafka: "kafka"
         case .syslog: "syslog"
         case .relp: "relp"
+        case .file: "file"
         }
     }
 
@@ -134,6 +138,7 @@ package struct InputConfiguration: Sendable, Hashable {
     package var knowsHost: Bool {
         switch source {
         case .http, .kafka, .syslog, .relp: false
+        case .file: true
         }
     }
 }

@@ -54,7 +54,7 @@ package enum ConfigurationLoader {
         configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file"])
             var inputs: [InputConfiguration] = []
             if let http = i["http"] {
                 // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
@@ -73,6 +73,10 @@ package enum ConfigurationLoader {
             }
             if let syslog = i["syslog"] { inputs.append(try syslogInput(syslog, reader: reader)) }
             if let relp = i["relp"] { inputs.append(try relpInput(relp, reader: reader)) }
+            if let file = i["file"] {
+                let (settings, stamp) = try fileInput(file, reader: reader)
+                inputs.append(InputConfiguration(.file(settings), stamp: stamp))
+            }
             configuration.inputs = inputs
         }
         var outputs: [OutputConfiguration] = []

@@ -1,3 +1,4 @@
+import FerryFile
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -57,6 +58,8 @@ extension AgentConfiguration {
                 lines.append("    address: \(quote(relp.address.description))")
                 lines += listenerTLS(relp.tls, allowPlaintext: relp.allowPlaintext, quote: quote)
                 lines.append("    \(relp.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
+            case .file(let file):
+                lines += fileInput(file, quote: quote)
             }
             lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
             if !input.stamp.fields.isEmpty {
@@ -135,6 +138,20 @@ extension AgentConfiguration {
             lines.append(indent + "  compression: \(kafka.compression)")
             lines.append(indent + "  max_events_per_batch: \(kafka.maxEventsPerBatch)")
             lines.append(indent + "  batches_in_flight: \(kafka.batchesInFlight)")
+        }
+        return lines
+    }
+
+    /// The lines of `input.file` but its stamp keys.
+    private func fileInput(_ file: FileInputConfiguration, quote: (String) -> String) -> [String] {
+        var lines = ["  file:", "    paths: [\(file.paths.map(quote).joined(separator: ", "))]"]
+        if !file.exclude.isEmpty { lines.append("    exclude: [\(file.exclude.map(quote).joined(separator: ", "))]") }
+        lines.append("    start_at: \(file.startAt.rawValue)")
+        lines.append("    format: \(file.format.rawValue)")
+        lines.append("    max_line_bytes: \(file.maxLineBytes)")
+        if let multiline = file.multiline {
+            let ms = multiline.flushTimeout.components.seconds * 1000 + multiline.flushTimeout.components.attoseconds / 1_000_000_000_000_000
+            lines.append("    multiline: { start_pattern: \(quote(multiline.startPattern)), flush_timeout: \(ms)ms }")
         }
         return lines
     }

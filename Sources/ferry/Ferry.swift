@@ -42,6 +42,9 @@ struct QuickFlags: ParsableArguments {
     @Option(help: "Take RELP (rsyslog omrelp) on HOST:PORT (input.relp.address).")
     var relp: String?
 
+    @Option(name: .customLong("tail"), help: "Follow the files matching GLOB (input.file.paths); repeat for more globs.")
+    var tail: [String] = []
+
 
     /// The configuration file (or the embedded default) with these flags applied to its values, checked
     /// by the same rules as the keys they stand for.
@@ -105,6 +108,7 @@ struct QuickFlags: ParsableArguments {
             settings.address = address
             configuration.relp = settings
         }
+        ConfigurationLoader.tail(tail, into: &configuration)
         return configuration
     }
 }

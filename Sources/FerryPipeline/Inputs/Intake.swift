@@ -94,7 +94,14 @@ package final class Intake: Sendable {
                 if Task.isCancelled || Task.isShuttingDownGracefully || error.code == .closed { return nil }
                 attempt += 1
                 metrics.rejected(Self.reason(error))
-                if attempt == 1 {
+                if attempt == 1 && error.code == .batchTooLarge {
+                    // Retrying cannot help, and skipping would lose acknowledged-by-position data: stay paused,
+                    // loudly, until the operator raises the bound (read at the next start).
+                    metrics.pauses.increment()
+                    logger.error("input stopped: one batch of its events is larger than the whole queue; raise queue.max_bytes and restart Ferry", metadata: [
+                        "ferry.input": "\(input)", "ferry.queue.error": "\(error.message)",
+                    ])
+                } else if attempt == 1 {
                     metrics.pauses.increment()
                     logger.warning("input paused: the queue cannot take its events; it reads on once they are stored", metadata: [
                         "ferry.input": "\(input)", "ferry.queue.error": "\(error.message)",
