@@ -67,6 +67,8 @@ package enum Agent {
                 let first = Mutex<(any Service)?>(try makeOutput(output.kind, consumer: consumer, logger: outputLogger))
                 outputs.append(SupervisedOutput(name: output.name, logger: outputLogger) {
                     if let made = first.withLock({ made in defer { made = nil }; return made }) { return made }
+                    // The failed instance's leases die with it: the new one gets its records again.
+                    consumer.restartLeases()
                     return try makeOutput(output.kind, consumer: consumer, logger: outputLogger)
                 })
             }

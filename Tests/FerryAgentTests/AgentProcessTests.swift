@@ -203,6 +203,13 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         // Still taking events.
         #expect(try await post(["d-after"], to: edge.url))
         #expect(try await eventually { try deliveredIDs(out)["d-after"] == 1 })
+
+        // Space returns: the archive's output catches up with everything, by its own cursor.
+        let remount = try await run("/usr/bin/mount", ["-o", "remount,size=16m", archive])
+        try #require(remount.status == 0, "remount failed: \(remount.errors)")
+        #expect(try await eventually(timeout: .seconds(120)) {
+            Set(try deliveredIDs(archive).keys).isSuperset(of: sent + ["d-after"])
+        }, "the archive did not catch up once its disk had room")
     }
 
     @Test func acknowledgedEventsSurviveASigkilledEdge() async throws {

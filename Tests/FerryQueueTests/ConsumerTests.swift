@@ -164,6 +164,26 @@ import Testing
         #expect(queue.stats.outputs.first { $0.name == "main" }?.pendingEvents == 1000)
     }
 
+    /// An output restarted after a failure gets again what its dead instance had leased and not settled;
+    /// the other outputs' leases are untouched.
+    @Test func restartedLeasesHandOutWhatTheFailedInstanceHeld() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let queue = try openQueue(at: dir.path, configuration: configuration([ConsumerSettings(name: "a"), ConsumerSettings(name: "b")]))
+        defer { queue.close() }
+        try await appendSingleEvents(queue, generator, count: 6)
+        let a = try queue.consumer(named: "a"), b = try queue.consumer(named: "b")
+        let held = try a.lease(maxRecords: 4)
+        try await a.acknowledge([held.sequences[0]])
+        let heldByB = try b.lease(maxRecords: 6)
+        #expect(try a.lease(maxRecords: 10).sequences.count == 2)  // the rest; now a holds all
+        #expect(try a.lease(maxRecords: 10).isEmpty)
+        a.restartLeases()
+        #expect(try a.lease(maxRecords: 10).sequences == Array(held.sequences.dropFirst()) + [held.sequences.last! + 1, held.sequences.last! + 2])
+        #expect(try b.lease(maxRecords: 10).isEmpty, "b's own leases stay outstanding")
+        #expect(heldByB.sequences.count == 6)
+    }
+
     /// Requeueing for one output delivers to that output only; the others never see the copy.
     @Test func requeueForOneOutputRedeliversToItOnly() async throws {
         let dir = try TemporaryDirectory()

@@ -27,6 +27,17 @@ public struct Consumer: Sendable {
     /// Gives every record of `lease` back.
     public func release(_ lease: Lease) { release(lease.sequences) }
 
+    /// Forgets every outstanding lease of this consumer, as a restart of Ferry would: what it has not
+    /// settled is leased again, remembered batches first. For an output that failed and is started again:
+    /// the records its dead instance held would otherwise never be handed out until Ferry restarts.
+    /// Settling a record twice is a no-op, so a late acknowledgement of the dead instance harms nothing.
+    public func restartLeases() {
+        queue.leases.withLock { planners in
+            guard let old = planners[id] else { return }
+            planners[id] = LeasePlanner(remembered: old.remembered, from: 0)
+        }
+    }
+
     /// Settles delivered records for this consumer, durably (returns after the commit). A record every
     /// consumer is done with is deleted in the same transaction. Records already settled or gone are
     /// skipped. Returns how many were settled.
