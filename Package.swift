@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
         .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
         .executable(name: "ferry-bench-file", targets: ["ferry-bench-file"]),
+        .executable(name: "ferry-bench-journald", targets: ["ferry-bench-journald"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -43,6 +44,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // librdkafka for the kafka output and input (and its mock cluster for tests).
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // libsystemd's sd-journal for the journald input.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
         // Record format, gzip/NDJSON codec, batch ids. No I/O.
         .target(
@@ -137,6 +140,19 @@ let package = Package(
             name: "FerryFile",
             dependencies: [
                 "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The journald input: the systemd journal through sd-journal, the cursor stored with the entries.
+        .target(
+            name: "FerryJournald",
+            dependencies: [
+                "CSystemd", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -272,6 +288,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Journald benchmark (tools/bench/journald): sd-journal -> events against `journalctl -o json`.
+        .executableTarget(
+            name: "ferry-bench-journald",
+            dependencies: ["FerryJournald", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/JournaldBench",
+            swiftSettings: swiftSettings
+        ),
+
         // File input benchmark (tools/bench/file): the multiline matchers, and a pre-written log into the queue
         // against gzip -1 on the same events.
         .executableTarget(
@@ -332,6 +356,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryJournaldTests",
+            dependencies: [
+                "FerryJournald", "FerryWire", "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
