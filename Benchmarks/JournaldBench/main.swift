@@ -6,7 +6,10 @@
 // Each is run 3 times after a warm-up (page cache), alternating; the median is reported with its ratio to
 // the baseline's median. The issue's target, with the queue (phase 2), is >= 0.5 of journalctl.
 //
-//   tools/bench/journald [--entries N] [--dir DIR] [--keep]
+// With --idle S, it measures instead how often the input's journal thread wakes up while it follows a journal
+// that nobody writes to, for S seconds (the issue's target: none beyond the journal's own).
+//
+//   tools/bench/journald [--entries N] [--dir DIR] [--keep] [--idle S]
 import FerryJournald
 import FerryTestSupport
 import FerryWire
@@ -18,14 +21,16 @@ let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 var entries = 1_000_000
 var base = NSTemporaryDirectory()
 var keep = false
+var idle: Int?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--entries": entries = Int(arguments.next() ?? "") ?? entries
     case "--dir": base = arguments.next() ?? base
     case "--keep": keep = true
+    case "--idle": idle = Int(arguments.next() ?? "") ?? 10
     default:
-        FileHandle.standardError.write(Data("usage: ferry-bench-journald [--entries N] [--dir DIR] [--keep]\n".utf8))
+        FileHandle.standardError.write(Data("usage: ferry-bench-journald [--entries N] [--dir DIR] [--keep] [--idle SECONDS]\n".utf8))
         exit(2)
     }
 }
@@ -95,18 +100,23 @@ func writeExport(count: Int, to handle: FileHandle) {
     handle.write(Data(chunk))
 }
 
-/// Runs `executable` with stdout to /dev/null; returns its wall time and its CPU time.
+/// Runs `executable` with stdout and stderr to /dev/null; returns its wall time and its CPU time (from
+/// `wait4`, so the child is spawned and reaped here, not by Foundation's `Process`).
 func timeChild(_ executable: String, _ arguments: [String]) throws -> (seconds: Double, cpu: Double) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
     let start = ContinuousClock.now
-    try process.run()
+    let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    precondition(rc == 0, "cannot start \(executable): \(String(cString: strerror(rc)))")
     var status: Int32 = 0
     var usage = rusage()
-    while wait4(process.processIdentifier, &status, 0, &usage) < 0 && errno == EINTR {}
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
     let elapsed = seconds(ContinuousClock.now - start)
     precondition(status == 0, "\(executable) failed with status \(status)")
     let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
@@ -202,7 +212,7 @@ func bench(entries: Int, base: String, keep: Bool) async throws {
     let baseRate = Double(entries) / median(baseline)
     func row(_ name: String, _ times: [Double], _ cpu: [Double]) {
         let rate = Double(entries) / median(times)
-        say(name.padding(toLength: 46, withPad: " ", startingAt: 0)
+        say(name.padding(toLength: 50, withPad: " ", startingAt: 0)
             + String(format: " %10.0f entries/s   %6.2f s   cpu %6.2f s   ratio %.2f", rate, median(times), median(cpu), rate / baseRate))
     }
     row("baseline: journalctl -o json --file > /dev/null", baseline, cpuBaseline)
@@ -211,4 +221,50 @@ func bench(entries: Int, base: String, keep: Bool) async throws {
     if keep { say("journal kept in \(dir)") }
 }
 
-try await bench(entries: entries, base: base, keep: keep)
+/// Voluntary context switches (wake-ups after a block) of this process's threads named `TP-#…`: the
+/// input's own one-thread pool (the benchmark starts no other NIOThreadPool).
+func poolThreadWakeUps() -> (threads: Int, wakeUps: Int) {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    return tasks.reduce((0, 0)) { total, task in
+        guard let name = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8), name.hasPrefix("TP-#"),
+              let status = try? String(contentsOfFile: "/proc/self/task/\(task)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") }),
+              let count = Int(line.split(separator: "\t").last ?? "") else { return total }
+        return (total.0 + 1, total.1 + count)
+    }
+}
+
+func benchIdle(seconds: Int, base: String) async throws {
+    let dir = base + "/ferry-bench-journald-idle-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let remote = Process()
+    remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
+    remote.arguments = ["--output=\(dir)/idle.journal", "-"]
+    let pipe = Pipe()
+    remote.standardInput = pipe
+    remote.standardError = FileHandle.nullDevice
+    try remote.run()
+    writeExport(count: 1000, to: pipe.fileHandleForWriting)
+    try pipe.fileHandleForWriting.close()
+    remote.waitUntilExit()
+
+    let sink = CountingSink()
+    let input = try JournaldInput(name: "idle", configuration: JournaldInputConfiguration(source: .directory(dir), startAt: .beginning),
+                                  storedPosition: nil, sink: sink, logger: quiet)
+    try await withServices([input]) {
+        guard try await eventually(timeout: .seconds(60), { sink.stored.current >= 1000 }) else { throw CancellationError() }
+        try await Task.sleep(for: .milliseconds(200))  // settle: the last read finds nothing and the thread blocks
+        let before = poolThreadWakeUps()
+        try await Task.sleep(for: .seconds(seconds))  // the measured idle window
+        let after = poolThreadWakeUps()
+        precondition(before.threads == 1 && after.threads == 1, "expected one journal thread, found \(after.threads)")
+        say("journald idle: \(after.wakeUps - before.wakeUps) wake-ups of the journal thread in \(seconds) s of a quiet journal (\(before.wakeUps) while reading the first 1000 entries)")
+    }
+}
+
+if let idle {
+    try await benchIdle(seconds: idle, base: base)
+} else {
+    try await bench(entries: entries, base: base, keep: keep)
+}

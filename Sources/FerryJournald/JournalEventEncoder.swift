@@ -68,10 +68,12 @@ struct JournalEventEncoder {
     /// Adds one field as sd-journal gives it, `NAME=value` (the value may hold any bytes). Copied: sd-journal's
     /// pointer is valid only until its next call.
     mutating func add(field data: UnsafeRawBufferPointer) {
-        guard let equals = data.firstIndex(of: UInt8(ascii: "=")), equals > 0 else {
+        guard let base = data.baseAddress, let found = memchr(base, Int32(UInt8(ascii: "=")), data.count),
+              base.distance(to: UnsafeRawPointer(found)) > 0 else {
             malformedFields += 1
             return
         }
+        let equals = base.distance(to: UnsafeRawPointer(found))
         let start = arena.count
         arena.append(contentsOf: data)
         let index = fields.count
@@ -94,7 +96,7 @@ struct JournalEventEncoder {
         out.append(UInt8(ascii: "{"))
         var needsComma = false
         if let realtime {
-            out.append(contentsOf: #""@timestamp":""#.utf8)
+            out.append(contentsOf: Self.timestampKey)
             let micros = Int64(clamping: realtime)
             Timestamp.appendRFC3339(seconds: micros / 1_000_000, fraction: Int(micros % 1_000_000), digits: 6, to: &out)
             out.append(UInt8(ascii: "\""))
@@ -122,12 +124,10 @@ struct JournalEventEncoder {
                     needsComma = true
                     return true
                 case .priority:
-                    guard value.count == 1, let name = SyslogNames.severity(Int(value[0]) - 0x30) else { return false }
+                    guard value.count == 1, value[0] >= 0x30, value[0] <= 0x37 else { return false }
                     if needsComma { out.append(UInt8(ascii: ",")) }
                     out.append(contentsOf: Self.keys[which.rawValue])
-                    out.append(UInt8(ascii: "\""))
-                    out.append(contentsOf: name.utf8)
-                    out.append(UInt8(ascii: "\""))
+                    out.append(contentsOf: Self.severities[Int(value[0] - 0x30)])
                     needsComma = true
                     return true
                 }
@@ -142,15 +142,22 @@ struct JournalEventEncoder {
                 out.append(UInt8(ascii: ","))
             } else {
                 if needsComma { out.append(UInt8(ascii: ",")) }
-                out.append(contentsOf: #""journald":{"#.utf8)
+                out.append(contentsOf: Self.journaldKey)
                 openedJournald = true
             }
             let field = fields[index]
             out.append(UInt8(ascii: "\""))
             arena.withUnsafeBytes { bytes in
-                JSONString.appendEscaped(UnsafeRawBufferPointer(rebasing: bytes[field.start..<(field.start + field.nameLength)]), to: &out)
+                let name = UnsafeRawBufferPointer(rebasing: bytes[field.start..<(field.start + field.nameLength)])
+                // journald's names are A-Z, 0-9 and _; a damaged file's may be anything, and a key must be text.
+                switch Self.classify(name) {
+                case .plain: out.append(contentsOf: name)
+                case .text: JSONString.appendEscaped(name, to: &out)
+                case .binary: JSONString.appendEscaped(String(decoding: name, as: UTF8.self).utf8, to: &out)
+                }
             }
-            out.append(contentsOf: #"":"#.utf8)
+            out.append(UInt8(ascii: "\""))
+            out.append(UInt8(ascii: ":"))
             if field.count == 1 {
                 appendValue(of: field, to: &out)
             } else {
@@ -169,20 +176,26 @@ struct JournalEventEncoder {
 
     // MARK: - Values
 
+    /// `"emerg"` … `"debug"`, quotes included, by severity.
+    private static let severities = SyslogNames.severities.map { Array("\"\($0)\"".utf8) }
+    private static let timestampKey = Array(#""@timestamp":""#.utf8)
+    private static let journaldKey = Array(#""journald":{"#.utf8)
+    private static let base64Open = Array(#"{"base64":""#.utf8)
     private static let keys: [[UInt8]] = [
         Array(#""message":"#.utf8), Array(#""unit":"#.utf8), Array(#""identifier":"#.utf8),
         Array(#""pid":"#.utf8), Array(#""severity":"#.utf8),
     ]
 
+    private static let mappedNames: [(Mapped, [UInt8])] = [
+        (.pid, Array("_PID".utf8)), (.message, Array("MESSAGE".utf8)), (.priority, Array("PRIORITY".utf8)),
+        (.unit, Array("_SYSTEMD_UNIT".utf8)), (.identifier, Array("SYSLOG_IDENTIFIER".utf8)),
+    ]
+
     private static func mappedName(_ name: UnsafeRawBufferPointer) -> Mapped? {
-        switch name.count {
-        case 4 where name.elementsEqual("_PID".utf8): .pid
-        case 7 where name.elementsEqual("MESSAGE".utf8): .message
-        case 8 where name.elementsEqual("PRIORITY".utf8): .priority
-        case 13 where name.elementsEqual("_SYSTEMD_UNIT".utf8): .unit
-        case 17 where name.elementsEqual("SYSLOG_IDENTIFIER".utf8): .identifier
-        default: nil
+        for (which, bytes) in mappedNames where bytes.count == name.count {
+            if bytes.withUnsafeBytes({ memcmp($0.baseAddress!, name.baseAddress!, name.count) }) == 0 { return which }
         }
+        return nil
     }
 
     private func mappedIndex(of index: Int) -> Int? {
@@ -211,9 +224,10 @@ struct JournalEventEncoder {
                 out.append(UInt8(ascii: "\""))
                 return false
             case .binary:
-                out.append(contentsOf: #"{"base64":""#.utf8)
+                out.append(contentsOf: Self.base64Open)
                 Base64.append(value, to: &out)
-                out.append(contentsOf: #""}"#.utf8)
+                out.append(UInt8(ascii: "\""))
+                out.append(UInt8(ascii: "}"))
                 return true
             }
         }
@@ -243,11 +257,17 @@ struct JournalEventEncoder {
     /// `plain`: printable ASCII without `"` or `\` (copied as it is); `text`: valid UTF-8 without NUL (escaped);
     /// `binary`: anything else.
     static func classify(_ value: UnsafeRawBufferPointer) -> Kind {
+        guard let base = value.baseAddress else { return .plain }
         var special = false
         var nonASCII = false
-        for byte in value {
-            if byte < 0x20 || byte == 0x22 || byte == 0x5C { special = true; if byte == 0 { return .binary } }
-            if byte >= 0x80 { nonASCII = true }
+        for index in 0..<value.count {
+            let byte = base.load(fromByteOffset: index, as: UInt8.self)
+            if byte >= 0x80 {
+                nonASCII = true
+            } else if byte < 0x20 || byte == 0x22 || byte == 0x5C {
+                if byte == 0 { return .binary }
+                special = true
+            }
         }
         if nonASCII { return UTF8Validation.firstInvalidOffset(value) == nil ? .text : .binary }
         return special ? .text : .plain

@@ -1,7 +1,7 @@
 package import Metrics
 package import Logging
 import NIOPosix
-package import ServiceLifecycle
+import ServiceLifecycle
 
 /// Where the journald input puts what it read. Shaped like the input seam's
 /// `Intake.appendWaiting(_:positions:)`: the agent's adapter adds each event to an `IntakeBatch` and passes

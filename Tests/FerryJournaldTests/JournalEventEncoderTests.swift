@@ -107,9 +107,12 @@ import Testing
         var encoder = JournalEventEncoder()
         for _ in 0..<2000 {
             let fields = (0..<Int.random(in: 0...12, using: &generator)).map { _ -> [UInt8] in
-                let name = ["MESSAGE", "_PID", "PRIORITY", "FOO", "_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "BAR"].randomElement(using: &generator)!
+                let known = ["MESSAGE", "_PID", "PRIORITY", "FOO", "_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "BAR"].randomElement(using: &generator)!
+                // Now and then a name from a damaged file: any bytes but `=`.
+                let name = Int.random(in: 0..<10, using: &generator) > 0 ? Array(known.utf8)
+                    : (0..<Int.random(in: 1...6, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }.map { $0 == 0x3D ? 0x41 : $0 }
                 let value = (0..<Int.random(in: 0...24, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                return Array(name.utf8) + [UInt8(ascii: "=")] + value
+                return name + [UInt8(ascii: "=")] + value
             }
             let event = try encode(fields, realtime: UInt64.random(in: 0...2_000_000_000_000_000, using: &generator), encoder: &encoder)
             _ = try parse(Array(event.utf8))
