@@ -152,7 +152,7 @@ let package = Package(
         .target(
             name: "FerryJournald",
             dependencies: [
-                "CSystemd", "FerryQueue", "FerryWire",
+                "CSystemd", "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +165,7 @@ let package = Package(
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile", "FerryJournald",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -225,6 +225,12 @@ let package = Package(
         .executableTarget(
             name: "ferry-file-follower",
             dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the journald input's SIGKILL test: follows a journal directory into a queue, prints each append.
+        .executableTarget(
+            name: "ferry-journald-follower",
+            dependencies: ["FerryJournald", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -365,7 +371,7 @@ let package = Package(
         .testTarget(
             name: "FerryJournaldTests",
             dependencies: [
-                "FerryJournald", "FerryWire", "FerryTestSupport",
+                "FerryJournald", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -374,7 +380,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryJournald", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

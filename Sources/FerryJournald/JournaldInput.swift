@@ -1,7 +1,9 @@
+package import FerryPipeline
 package import Metrics
 package import Logging
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Where the journald input puts what it read. Shaped like the input seam's
 /// `Intake.appendWaiting(_:positions:)`: the agent's adapter adds each event to an `IntakeBatch` and passes
@@ -26,7 +28,7 @@ package protocol JournaldSink: Sendable {
 ///
 /// Metrics (dimension `input`): `ferry_journald_entries_total` (entries stored), `ferry_journald_gaps_total`,
 /// `ferry_journald_binary_fields_total`, `ferry_journald_damaged_entries_total`.
-package final class JournaldInput: Service, Sendable {
+package final class JournaldInput: Input, Sendable {
     /// The input's name: the `input` dimension of its metrics and the key of its position.
     package let name: String
     private let configuration: JournaldInputConfiguration
@@ -35,6 +37,8 @@ package final class JournaldInput: Service, Sendable {
     private let reader: JournalReader
     private let logger: Logger
     private let metrics: Metrics
+    /// Opened once the start position is found (or the input stopped first): `started()`.
+    private let startedLatch = StartLatch()
 
     struct Metrics: Sendable {
         let entries: Counter
@@ -69,7 +73,43 @@ package final class JournaldInput: Service, Sendable {
         }
     }
 
+    /// The input of the agent: events go through `intake` (stamped, appended with the cursor in one transaction,
+    /// paused while the queue is full); the cursor is restored from `intake.queue`. Throws `JournaldError` on an
+    /// invalid configuration, a stored position it cannot read, or a journal that cannot be opened.
+    package convenience init(intake: Intake, configuration: JournaldInputConfiguration, logger: Logger,
+                             metricsFactory: any MetricsFactory = MetricsSystem.factory) throws(JournaldError) {
+        try configuration.validate()
+        let key = JournalPosition.key(input: intake.input)
+        let stored: [UInt8]?
+        do {
+            // The prefix could match another input whose name extends this one: the key is compared whole.
+            stored = try intake.queue.positions(withPrefix: key).first { $0.key == key }?.value
+        } catch {
+            throw JournaldError(.cannotOpen, "the journald input cannot read its stored cursor: \(error.message); check the queue with ferry-tools verify")
+        }
+        try self.init(name: intake.input, configuration: configuration, storedPosition: stored, sink: JournaldIntakeSink(intake: intake),
+                      logger: logger, metricsFactory: metricsFactory)
+    }
+
+    /// Returns once the start position is found (after the stored cursor, the oldest entry, or the end); the
+    /// line says which journal is read.
+    package func started() async -> String {
+        await startedLatch.wait()
+        let journal: String
+        switch configuration.source {
+        case .system: journal = "the system journal"
+        case .directory(let path): journal = "the journal in \(path)"
+        case .files(let paths): journal = "the journal files \(paths.joined(separator: ", "))"
+        }
+        var filters: [String] = []
+        if !configuration.units.isEmpty { filters.append("units \(configuration.units.joined(separator: ", "))") }
+        if !configuration.identifiers.isEmpty { filters.append("identifiers \(configuration.identifiers.joined(separator: ", "))") }
+        if !configuration.matches.isEmpty { filters.append("matches \(configuration.matches.joined(separator: ", "))") }
+        return "Also read:    \(journal)" + (filters.isEmpty ? "" : " (\(filters.joined(separator: "; ")))")
+    }
+
     package func run() async throws {
+        defer { startedLatch.open() }
         // One thread of its own: sd-journal wants one thread at a time, and `wait` blocks it for as long as the
         // journal is quiet, which must not hold a thread of a shared pool.
         let thread = NIOThreadPool(numberOfThreads: 1)
@@ -112,6 +152,7 @@ package final class JournaldInput: Service, Sendable {
                 guard await sink.appendWaiting(JournalEvents(), position: JournalPosition(input: name, cursor: cursor)) else { return }
             }
         }
+        startedLatch.open()
 
         let (maxEntries, maxBytes) = (configuration.maxEntriesPerAppend, configuration.maxBytesPerAppend)
         let read: @Sendable () throws -> JournalReader.Batch = { try reader.read(maxEntries: maxEntries, maxBytes: maxBytes) }
@@ -151,6 +192,30 @@ package final class JournaldInput: Service, Sendable {
                                metadata: ["ferry.input.journald.entries": "\(batch.damagedEntries)"])
             }
             batch = next
+        }
+    }
+}
+
+/// A gate opened once, for any number of waiters.
+final class StartLatch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
         }
     }
 }
