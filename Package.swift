@@ -187,11 +187,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec and FerryFile (positions), never Hummingbird or AsyncHTTPClient.
+        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec, FerryFile and FerryJournald (positions, journal lag), never Hummingbird or AsyncHTTPClient.
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
-                "FerryFile", "FerryQueue", "FerryWire",
+                "FerryFile", "FerryJournald", "FerryQueue", "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func theDefaultsAreTheSystemJournalFromItsEnd() throws {
-        let c = try ConfigurationLoader.parse("input: { journald: {} }", environment: [:])
+        let c = try ConfigurationLoader.parse("input: { http: false, journald: {} }", environment: [:])
         guard case .journald(let journald) = c.inputs.last?.source else { Issue.record("no journald input"); return }
         #expect(journald == JournaldInputConfiguration())
         #expect(journald.source == .system && journald.startAt == .end)
