@@ -156,6 +156,39 @@ import Testing
         }
     }
 
+    @Test func aFullQueuePausesReadingAndLosesNothing() async throws {
+        let journal = try TemporaryDirectory(prefix: "ferry-journald")
+        defer { journal.remove() }
+        let count = 3000
+        // Random text: the queue compresses records, and repeated text would fit in it whole.
+        var rng = SystemRandomNumberGenerator()
+        let texts = (0..<count).map { i in "m\(i) " + (0..<20).map { _ in String(rng.next(), radix: 36) }.joined(separator: " ") }
+        try await JournalFiles.write((0..<count).map { TestEntry.message(texts[$0], at: $0) }, to: journal.appending("x.journal"))
+        let logs = RecordingLogHandler.Store()
+        // Room for a few appends only: the input must wait for the consumer below.
+        try await withTemporaryQueue(prefix: "ferry-journald-queue", configuration: QueueConfiguration(maxBytes: 96 << 10), logs: logs) { queue, _ in
+            var consumed: [String] = []
+            try await withServices([try queueInput(journal, queue: queue, maxEntries: 50, logs: logs)]) { () async throws in
+                #expect(try await eventually(timeout: .seconds(20)) { logs.all.contains { $0.message.hasPrefix("input paused") } })
+                // Nothing was read past the full queue.
+                #expect(queue.stats.events < UInt64(count))
+                let deadline = ContinuousClock.now + .seconds(60)
+                while consumed.count < count && ContinuousClock.now < deadline {
+                    let lease = try queue.lease(maxRecords: 64)
+                    if lease.records.isEmpty {
+                        await queue.waitForAppend(timeout: .milliseconds(200))
+                        continue
+                    }
+                    for stored in lease.records {
+                        for line in try stored.record.events() { consumed.append(try parse(Array(String(buffer: line).utf8))["message"] as? String ?? "<none>") }
+                    }
+                    try await queue.acknowledge(lease)
+                }
+            }
+            #expect(consumed == texts, "every entry once, in order")
+        }
+    }
+
     @Test func aJournalThatCannotBeOpenedRefusesToStart() async throws {
         try await withTemporaryQueue(prefix: "ferry-journald-queue") { queue, dir in
             let intake = Intake(input: "journald", queue: queue, stamp: StampSettings().stamp(host: nil), logger: RecordingLogHandler.Store().logger())
