@@ -39,7 +39,7 @@ final class RecordingSink: JournaldSink {
 }
 
 /// The journald input as a service: start, follow, resume from the stored position, gaps, stop.
-@Suite(.timeLimit(.minutes(2))) struct JournaldInputTests {
+@Suite(.timeLimit(.minutes(4))) struct JournaldInputTests {
     func input(_ dir: TemporaryDirectory, name: String = "test", startAt: JournaldInputConfiguration.StartAt = .beginning,
                stored: [UInt8]? = nil, sink: RecordingSink, maxEntries: Int = 4096, logs: RecordingLogHandler.Store = .init(),
                metrics: TestMetrics = TestMetrics()) throws -> JournaldInput {
@@ -55,13 +55,13 @@ final class RecordingSink: JournaldSink {
         let sink = RecordingSink()
         let metrics = TestMetrics()
         try await withServices([try input(dir, startAt: .end, sink: sink, metrics: metrics)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { sink.appends.count == 1 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.appends.count == 1 })
             #expect(sink.appends[0].events.isEmpty)
             #expect(sink.appends[0].position.key == Array("journald/test".utf8))
             #expect(sink.cursor == (try await JournalFiles.journalctl(directory: dir.path)).last?["__CURSOR"] as? String)
 
             try await JournalFiles.write((3..<8).map { TestEntry.message("new \($0)", at: $0) }, to: path)
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 5 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 5 })
             #expect(sink.messages == ["new 3", "new 4", "new 5", "new 6", "new 7"])
             #expect(sink.cursor == (try await JournalFiles.journalctl(directory: dir.path)).last?["__CURSOR"] as? String)
         }
@@ -75,10 +75,10 @@ final class RecordingSink: JournaldSink {
         let sink = RecordingSink()
         let metrics = TestMetrics()
         try await withServices([try input(dir, sink: sink, metrics: metrics)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 3 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 3 })
             // As journald's rotation does: a new file appears (sd-journal reports the file set changed).
             try await JournalFiles.write((3..<6).map { TestEntry.message("b\($0)", at: $0) }, to: dir.appending("b.journal"))
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 6 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 6 })
         }
         #expect(sink.messages == ["a0", "a1", "a2", "b3", "b4", "b5"])
         #expect(try metrics.expectCounter("ferry_journald_gaps_total", [("input", "test")]).totalValue == 0)
@@ -91,7 +91,7 @@ final class RecordingSink: JournaldSink {
         try await JournalFiles.write((0..<100).map { TestEntry.message("e\($0)", at: $0) }, to: path)
         let first = RecordingSink()
         try await withServices([try input(dir, sink: first, maxEntries: 7)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { first.messages.count == 100 })
+            #expect(try await eventually(timeout: .seconds(60)) { first.messages.count == 100 })
         }
         #expect(first.appends.count == 15)  // 14 × 7 + 2: each append carries the cursor of its last entry
         try await JournalFiles.write((100..<150).map { TestEntry.message("e\($0)", at: $0) }, to: path)
@@ -99,7 +99,7 @@ final class RecordingSink: JournaldSink {
         let second = RecordingSink()
         let logs = RecordingLogHandler.Store()
         try await withServices([try input(dir, stored: first.appends.last!.position.value, sink: second, logs: logs)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { second.messages.count == 50 })
+            #expect(try await eventually(timeout: .seconds(60)) { second.messages.count == 50 })
         }
         #expect(first.messages + second.messages == (0..<150).map { "e\($0)" })
         #expect(logs.all.contains { $0.message.contains("resumes after the stored cursor") })
@@ -119,7 +119,7 @@ final class RecordingSink: JournaldSink {
         let logs = RecordingLogHandler.Store()
         let stored = JournalPosition(input: "test", cursor: lost).value
         try await withServices([try input(dir, startAt: .end, stored: stored, sink: sink, logs: logs, metrics: metrics)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 3 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 3 })
         }
         #expect(sink.messages == ["kept 10", "kept 11", "kept 12"])  // start_at end does not apply: a cursor was stored
         #expect(try metrics.expectCounter("ferry_journald_gaps_total", [("input", "test")]).totalValue == 1)
@@ -135,11 +135,11 @@ final class RecordingSink: JournaldSink {
         let sink = RecordingSink()
         let metrics = TestMetrics()
         try await withServices([try input(dir, sink: sink, metrics: metrics)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 3 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 3 })
             // The file holding the last entry read goes, and a new one comes: the position is gone with it.
             try FileManager.default.removeItem(atPath: dir.appending("a.journal"))
             try await JournalFiles.write((5..<7).map { TestEntry.message("b\($0)", at: $0) }, to: dir.appending("b.journal"))
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 5 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 5 })
         }
         #expect(sink.messages == ["a0", "a1", "a2", "b5", "b6"])
         #expect(try metrics.expectCounter("ferry_journald_gaps_total", [("input", "test")]).totalValue == 1)
@@ -154,7 +154,7 @@ final class RecordingSink: JournaldSink {
         let sink = RecordingSink()
         let metrics = TestMetrics()
         try await withServices([try input(dir, sink: sink, metrics: metrics)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { sink.messages.count == 2 })
+            #expect(try await eventually(timeout: .seconds(60)) { sink.messages.count == 2 })
         }
         #expect(try metrics.expectCounter("ferry_journald_binary_fields_total", [("input", "test")]).totalValue == 2)
     }

@@ -9,7 +9,7 @@ import Testing
 
 /// The input through the seam into a real queue (LMDB on disk): events stamped, the cursor stored in the
 /// transaction of the entries, restarts after reopening the queue resuming from it, a full queue pausing reading.
-@Suite(.timeLimit(.minutes(3))) struct JournaldQueueTests {
+@Suite(.timeLimit(.minutes(5))) struct JournaldQueueTests {
     /// A journald input named `journald` on `queue`, through the seam, reading the journal in `journal`.
     func queueInput(_ journal: TemporaryDirectory, queue: Queue, stamp: StampSettings = StampSettings(),
                     startAt: JournaldInputConfiguration.StartAt = .beginning, maxEntries: Int = 4096,
@@ -37,7 +37,7 @@ import Testing
         try await withTemporaryQueue(prefix: "ferry-journald-queue") { queue, _ in
             let stamp = StampSettings(fields: [.init(key: "env", value: "prod"), .init(key: "message", value: "not-this")])
             try await withServices([try queueInput(journal, queue: queue, stamp: stamp)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 2 })
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 2 })
             }
             let events = try storedEvents(queue).map { try parse(Array($0.utf8)) }
             try #require(events.count == 2)
@@ -100,7 +100,7 @@ import Testing
             let queue = try Queue.open(at: data.path, configuration: QueueConfiguration())
             defer { queue.close() }
             try await withServices([try queueInput(journal, queue: queue)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 5 })
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 5 })
             }
         }
         // Written while Ferry is stopped: read at the next start, after what was stored.
@@ -108,9 +108,9 @@ import Testing
         let queue = try Queue.open(at: data.path, configuration: QueueConfiguration())
         defer { queue.close() }
         try await withServices([try queueInput(journal, queue: queue)]) { () async throws in
-            #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 8 })
+            #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 8 })
             try await JournalFiles.write([TestEntry.message("c8", at: 8)], to: path)
-            #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 9 })
+            #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 9 })
         }
         let messages = try storedEvents(queue).map { try parse(Array($0.utf8))["message"] as? String ?? "<none>" }
         #expect(messages == ["a0", "a1", "a2", "a3", "a4", "b5", "b6", "b7", "c8"])
@@ -123,12 +123,12 @@ import Testing
         try await JournalFiles.write((0..<3).map { TestEntry.message("old\($0)", at: $0) }, to: path)
         try await withTemporaryQueue(prefix: "ferry-journald-queue") { queue, _ in
             try await withServices([try queueInput(journal, queue: queue, startAt: .end)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { (try? storedCursor(queue)) != nil })
+                #expect(try await eventually(timeout: .seconds(60)) { (try? storedCursor(queue)) != nil })
             }
             #expect(queue.stats.events == 0)
             try await JournalFiles.write([TestEntry.message("while stopped", at: 3)], to: path)
             try await withServices([try queueInput(journal, queue: queue, startAt: .end)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 1 })
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 1 })
             }
             #expect(try storedEvents(queue).map { try parse(Array($0.utf8))["message"] as? String } == ["while stopped"])
         }
@@ -140,7 +140,7 @@ import Testing
         try await JournalFiles.write((0..<3).map { TestEntry.message("gone\($0)", at: $0) }, to: journal.appending("a.journal"))
         try await withTemporaryQueue(prefix: "ferry-journald-queue") { queue, _ in
             try await withServices([try queueInput(journal, queue: queue)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 3 })
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 3 })
             }
             // Vacuumed while Ferry was stopped: the file with the stored cursor is gone, newer entries remain.
             try FileManager.default.removeItem(atPath: journal.appending("a.journal"))
@@ -148,7 +148,7 @@ import Testing
             let logs = RecordingLogHandler.Store()
             let metrics = TestMetrics()
             try await withServices([try queueInput(journal, queue: queue, logs: logs, metrics: metrics)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { queue.stats.events == 5 })
+                #expect(try await eventually(timeout: .seconds(60)) { queue.stats.events == 5 })
             }
             #expect(try metrics.expectCounter("ferry_journald_gaps_total", [("input", "journald")]).totalValue == 1)
             #expect(logs.all.contains { $0.level == .warning && $0.message.contains("no longer in the journal") })
@@ -169,7 +169,7 @@ import Testing
         try await withTemporaryQueue(prefix: "ferry-journald-queue", configuration: QueueConfiguration(maxBytes: 96 << 10), logs: logs) { queue, _ in
             var consumed: [String] = []
             try await withServices([try queueInput(journal, queue: queue, maxEntries: 50, logs: logs)]) { () async throws in
-                #expect(try await eventually(timeout: .seconds(20)) { logs.all.contains { $0.message.hasPrefix("input paused") } })
+                #expect(try await eventually(timeout: .seconds(60)) { logs.all.contains { $0.message.hasPrefix("input paused") } })
                 // Nothing was read past the full queue.
                 #expect(queue.stats.events < UInt64(count))
                 let deadline = ContinuousClock.now + .seconds(60)
