@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
         .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
         .executable(name: "ferry-bench-file", targets: ["ferry-bench-file"]),
+        .executable(name: "ferry-bench-journald", targets: ["ferry-bench-journald"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -43,6 +44,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // librdkafka for the kafka output and input (and its mock cluster for tests).
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // libsystemd's sd-journal for the journald input.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
         // Record format, gzip/NDJSON codec, batch ids. No I/O.
         .target(
@@ -145,11 +148,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The journald input: the systemd journal through sd-journal, the cursor stored with the entries.
+        .target(
+            name: "FerryJournald",
+            dependencies: [
+                "CSystemd", "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The agent: configuration, wiring, lifecycle, admin endpoints.
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile", "FerryJournald",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -171,11 +187,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec and FerryFile (positions), never Hummingbird or AsyncHTTPClient.
+        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec, FerryFile and FerryJournald (positions, journal lag), never Hummingbird or AsyncHTTPClient.
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
-                "FerryFile", "FerryQueue", "FerryWire",
+                "FerryFile", "FerryJournald", "FerryQueue", "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -209,6 +225,12 @@ let package = Package(
         .executableTarget(
             name: "ferry-file-follower",
             dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the journald input's SIGKILL test: follows a journal directory into a queue, prints each append.
+        .executableTarget(
+            name: "ferry-journald-follower",
+            dependencies: ["FerryJournald", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -269,6 +291,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/SyslogBench",
+            swiftSettings: swiftSettings
+        ),
+
+        // Journald benchmark (tools/bench/journald): sd-journal -> events against `journalctl -o json`.
+        .executableTarget(
+            name: "ferry-bench-journald",
+            dependencies: ["FerryJournald", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/JournaldBench",
             swiftSettings: swiftSettings
         ),
 
@@ -339,8 +369,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerryJournaldTests",
+            dependencies: [
+                "FerryJournald", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryJournald", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

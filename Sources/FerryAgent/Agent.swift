@@ -1,4 +1,5 @@
 import FerryFile
+import FerryJournald
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -57,6 +58,8 @@ package enum Agent {
                     inputs.append(try await RELPServer.bind(configuration: relp.serverConfiguration(name: input.name), intake: intake, logger: logger))
                 case .file(let file):
                     inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
+                case .journald(let journald):
+                    inputs.append(try JournaldInput(intake: intake, configuration: journald, logger: logger))
                 }
             }
             for output in configuration.outputs {
@@ -90,6 +93,11 @@ package enum Agent {
         } catch let error as FileInputError {
             logger.critical(error.code == .system ? "cannot start" : "invalid configuration", metadata: ["error": "\(error.message)"])
             return error.code == .system ? 1 : 2
+        } catch let error as JournaldError {
+            // A journal that cannot be opened or read is the host's state (permissions, no journal), not a typo.
+            let configuration = error.code == .invalidConfiguration || error.code == .unreadablePosition
+            logger.critical(configuration ? "invalid configuration" : "cannot start", metadata: ["error": "\(error.message)"])
+            return configuration ? 2 : 1
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1

@@ -1,4 +1,5 @@
 package import FerryFile
+package import FerryJournald
 package import FerryForward
 package import FerryIngest
 package import FerryKafka
@@ -112,6 +113,8 @@ package struct InputConfiguration: Sendable, Hashable {
         case relp(RELPInputSettings)
         /// `input.file`: follows log files.
         case file(FileInputConfiguration)
+        /// `input.journald`: reads the systemd journal.
+        case journald(JournaldInputConfiguration)
     }
 
     package var source: Source
@@ -130,6 +133,7 @@ package struct InputConfiguration: Sendable, Hashable {
         case .syslog: "syslog"
         case .relp: "relp"
         case .file: "file"
+        case .journald: "journald"
         }
     }
 
@@ -138,7 +142,7 @@ package struct InputConfiguration: Sendable, Hashable {
     package var knowsHost: Bool {
         switch source {
         case .http, .kafka, .syslog, .relp: false
-        case .file: true
+        case .file, .journald: true
         }
     }
 }

@@ -54,7 +54,7 @@ package enum ConfigurationLoader {
         configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file", "journald"])
             var inputs: [InputConfiguration] = []
             if let http = i["http"] {
                 // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
@@ -76,6 +76,10 @@ package enum ConfigurationLoader {
             if let file = i["file"] {
                 let (settings, stamp) = try fileInput(file, reader: reader)
                 inputs.append(InputConfiguration(.file(settings), stamp: stamp))
+            }
+            if let journald = i["journald"] {
+                let (settings, stamp) = try journaldInput(journald, reader: reader)
+                inputs.append(InputConfiguration(.journald(settings), stamp: stamp))
             }
             configuration.inputs = inputs
         }

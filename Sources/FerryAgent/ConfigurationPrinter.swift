@@ -1,4 +1,5 @@
 import FerryFile
+import FerryJournald
 import FerryForward
 import FerryIngest
 import FerryKafka
@@ -60,6 +61,8 @@ extension AgentConfiguration {
                 lines.append("    \(relp.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
             case .file(let file):
                 lines += fileInput(file, quote: quote)
+            case .journald(let journald):
+                lines += journaldInput(journald, quote: quote)
             }
             lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
             if !input.stamp.fields.isEmpty {
@@ -153,6 +156,21 @@ extension AgentConfiguration {
             let ms = multiline.flushTimeout.components.seconds * 1000 + multiline.flushTimeout.components.attoseconds / 1_000_000_000_000_000
             lines.append("    multiline: { start_pattern: \(quote(multiline.startPattern)), flush_timeout: \(ms)ms }")
         }
+        return lines
+    }
+
+    /// The lines of `input.journald` but its stamp keys.
+    private func journaldInput(_ journald: JournaldInputConfiguration, quote: (String) -> String) -> [String] {
+        var lines = ["  journald:"]
+        switch journald.source {
+        case .system: break
+        case .directory(let path): lines.append("    directory: \(quote(path))")
+        case .files(let paths): lines.append("    files: [\(paths.map(quote).joined(separator: ", "))]")
+        }
+        if !journald.units.isEmpty { lines.append("    units: [\(journald.units.map(quote).joined(separator: ", "))]") }
+        if !journald.identifiers.isEmpty { lines.append("    identifiers: [\(journald.identifiers.map(quote).joined(separator: ", "))]") }
+        if !journald.matches.isEmpty { lines.append("    matches: [\(journald.matches.map(quote).joined(separator: ", "))]") }
+        lines.append("    start_at: \(journald.startAt.rawValue)")
         return lines
     }
 

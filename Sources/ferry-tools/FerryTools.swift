@@ -16,7 +16,7 @@ struct FerryTools: AsyncParsableCommand {
         dlq requeue/purge) need the agent stopped and say so if it is not.
         """,
         subcommands: [Stats.self, Peek.self, Tail.self, Export.self, Import.self, Verify.self, Repair.self,
-                      Compact.self, Purge.self, DLQ.self, Files.self]
+                      Compact.self, Purge.self, DLQ.self, Files.self, JournalCommand.self]
     )
 }
 

@@ -45,6 +45,9 @@ struct QuickFlags: ParsableArguments {
     @Option(name: .customLong("tail"), help: "Follow the files matching GLOB (input.file.paths); repeat for more globs.")
     var tail: [String] = []
 
+    @Flag(name: .customLong("journald"), help: "Read the system journal (input.journald, from its end at the first start).")
+    var journald = false
+
 
     /// The configuration file (or the embedded default) with these flags applied to its values, checked
     /// by the same rules as the keys they stand for.
@@ -109,6 +112,7 @@ struct QuickFlags: ParsableArguments {
             configuration.relp = settings
         }
         ConfigurationLoader.tail(tail, into: &configuration)
+        ConfigurationLoader.journald(journald, into: &configuration)
         return configuration
     }
 }
