@@ -118,6 +118,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // systemd integration: the notify protocol (READY, STOPPING, STATUS, WATCHDOG, RELOADING) spoken
+        // over an AF_UNIX datagram socket, and the watchdog's decision. swift-log only: no NIO, no libsystemd.
+        .target(
+            name: "FerryService",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // `ferry run | check-config | version`: a thin command line over FerryAgent.
         .executableTarget(
             name: "ferry",
@@ -154,6 +161,17 @@ let package = Package(
         .executableTarget(
             name: "ferry-crash-appender",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the notify tests: FerryService's notifier and watchdog over a real NIO event loop
+        // group, with a fake queue writer that can be told to stall.
+        .executableTarget(
+            name: "ferry-notify-child",
+            dependencies: [
+                "FerryService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -248,6 +266,11 @@ let package = Package(
         .testTarget(
             name: "FerryToolsTests",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryServiceTests",
+            dependencies: ["FerryService", "FerryAgent", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
