@@ -104,6 +104,14 @@ package struct Watchdog: Sendable {
         package var changed: Bool
         /// When to check next, in the same clock as `now`.
         package var nextCheck: UInt64
+
+        package init(ping: Bool, problem: Problem?, sendProbe: Bool, changed: Bool, nextCheck: UInt64) {
+            self.ping = ping
+            self.problem = problem
+            self.sendProbe = sendProbe
+            self.changed = changed
+            self.nextCheck = nextCheck
+        }
     }
 
     package let configuration: Configuration

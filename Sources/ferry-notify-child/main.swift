@@ -6,18 +6,14 @@
 // Sends READY=1, runs the watchdog over a real NIO event loop group with a fake queue writer (which
 // loops until it has been asked N times, then reports work waiting and stops looping), prints each
 // watchdog decision on stdout, answers SIGHUP with RELOADING=1 … READY=1 and SIGTERM with STOPPING=1.
-import Dispatch
 import FerryService
+import Foundation
 import Glibc
 import Logging
 import NIOPosix
 import Synchronization
 
-let arguments = CommandLine.arguments
-let stallAfter = arguments.firstIndex(of: "--stall-writer-after").flatMap { Int(arguments[$0 + 1]) } ?? Int.max
-
-var logger = Logger(label: "ferry-notify-child")
-logger.logLevel = .warning
+blockSignals()
 
 /// How many times the watchdog has read the fake writer's heartbeat.
 final class Counter: Sendable {
@@ -25,60 +21,94 @@ final class Counter: Sendable {
     func next() -> Int { count.withLock { $0 += 1; return $0 } }
 }
 
+/// One line on stdout, written at once (no buffering between the child and the test that reads it).
 func say(_ line: String) {
-    print(line)
-    fflush(stdout)
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
 
-do {
-    guard let notifier = try ServiceNotifier.fromEnvironment(logger: logger) else {
-        say("no NOTIFY_SOCKET")
-        exit(3)
-    }
-    var watchdog = try Watchdog.Configuration.fromEnvironment(pid: getpid())
-    // A 1 ms pickup bound: the fake writer's stall is seen at the first check after it begins.
-    watchdog?.maxPickup = 1_000_000
+/// SIGTERM and SIGHUP, which `blockSignals` blocks and `serveSignals` waits for.
+func handledSignals() -> sigset_t {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    sigaddset(&signals, SIGTERM)
+    sigaddset(&signals, SIGHUP)
+    return signals
+}
 
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    let probe = EventLoopProbe(loops: group.makeIterator().map { loop in { work in loop.execute(work) } })
-    let started = monotonicNanoseconds()
-    let asked = Counter()
-    let writer: @Sendable () -> WriterHeartbeat = {
-        let count = asked.next()
-        if count <= stallAfter { return WriterHeartbeat(loops: UInt64(count)) }
-        return WriterHeartbeat(loops: UInt64(stallAfter), waitingSince: started)
-    }
-    let monitor = ServiceMonitor(
-        notifier: notifier, watchdog: watchdog, eventLoops: probe, writer: writer,
-        status: { "ready; queue 0 records" }, logger: logger,
-        observe: { decision in say(decision.ping ? "check ping" : "check withheld \(decision.problem!)") })
+/// Blocks the handled signals in this thread; threads made later inherit the mask, so only
+/// `serveSignals`' thread takes them.
+func blockSignals() {
+    var signals = handledSignals()
+    pthread_sigmask(SIG_BLOCK, &signals, nil)
+}
 
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGHUP, SIG_IGN)
-    let terminate = DispatchSource.makeSignalSource(signal: SIGTERM)
-    let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP)
-    hangUp.setEventHandler {
-        notifier.notify(.reloading(monotonicMicroseconds: monotonicNanoseconds() / 1000, status: "reloading"))
-        notifier.notify(.ready(status: "reloaded"))
-        say("reloaded")
-    }
-    hangUp.resume()
-
-    try notifier.send(.ready(status: "ready"))
-    let task = Task { await monitor.run() }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        terminate.setEventHandler {
-            terminate.cancel()
-            continuation.resume()
+/// Serves the handled signals on a thread of their own with sigwait: SIGHUP runs `reload`; the first
+/// SIGTERM ends the returned stream.
+func serveSignals(reload: @escaping @Sendable () -> Void) -> AsyncStream<Void> {
+    let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+    let thread = Thread {
+        var set = handledSignals()
+        var received: Int32 = 0
+        while sigwait(&set, &received) == 0 {
+            if received == SIGHUP {
+                reload()
+            } else {
+                continuation.finish()
+                return
+            }
         }
-        terminate.resume()
     }
-    task.cancel()
-    await task.value
-    try notifier.send(.stopping(status: "stopping"))
-    try await group.shutdownGracefully()
-    say("stopped")
-} catch {
-    say("error \(error)")
-    exit(1)
+    thread.start()
+    return stream
 }
+
+func main() async -> Int32 {
+    let arguments = CommandLine.arguments
+    let stallAfter = arguments.firstIndex(of: "--stall-writer-after").flatMap { Int(arguments[$0 + 1]) } ?? Int.max
+    var logger = Logger(label: "ferry-notify-child")
+    logger.logLevel = .warning
+    do {
+        guard let notifier = try ServiceNotifier.fromEnvironment(logger: logger) else {
+            say("no NOTIFY_SOCKET")
+            return 3
+        }
+        var watchdog = try Watchdog.Configuration.fromEnvironment(pid: getpid())
+        // A 1 ms pickup bound: the fake writer's stall is seen at the first check after it begins.
+        watchdog?.maxPickup = 1_000_000
+
+        let terminated = serveSignals {
+            notifier.notify(.reloading(monotonicMicroseconds: monotonicNanoseconds() / 1000, status: "reloading"))
+            notifier.notify(.ready(status: "reloaded"))
+            say("reloaded")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let probe = EventLoopProbe(loops: group.makeIterator().map { loop in { work in loop.execute(work) } })
+        let started = monotonicNanoseconds()
+        let asked = Counter()
+        let writer: @Sendable () -> WriterHeartbeat = {
+            let count = asked.next()
+            if count <= stallAfter { return WriterHeartbeat(loops: UInt64(count)) }
+            return WriterHeartbeat(loops: UInt64(stallAfter), waitingSince: started)
+        }
+        let monitor = ServiceMonitor(
+            notifier: notifier, watchdog: watchdog, eventLoops: probe, writer: writer,
+            status: { "ready; queue 0 records" }, logger: logger,
+            observe: { decision in say(decision.ping ? "check ping" : "check withheld \(decision.problem!)") })
+
+        try notifier.send(.ready(status: "ready"))
+        let task = Task { await monitor.run() }
+        for await _ in terminated {}
+        task.cancel()
+        await task.value
+        try notifier.send(.stopping(status: "stopping"))
+        try await group.shutdownGracefully()
+        say("stopped")
+        return 0
+    } catch {
+        say("error \(error)")
+        return 1
+    }
+}
+
+exit(await main())
