@@ -13,8 +13,6 @@ import Logging
 import NIOPosix
 import Synchronization
 
-blockSignals()
-
 /// How many times the watchdog has read the fake writer's heartbeat.
 final class Counter: Sendable {
     private let count = Mutex(0)
@@ -27,31 +25,31 @@ func say(_ line: String) {
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
 
-/// SIGTERM and SIGHUP, which `blockSignals` blocks and `serveSignals` waits for.
-func handledSignals() -> sigset_t {
-    var signals = sigset_t()
-    sigemptyset(&signals)
-    sigaddset(&signals, SIGTERM)
-    sigaddset(&signals, SIGHUP)
-    return signals
-}
+/// The write end of the pipe that the signal handler writes signal numbers to.
+nonisolated(unsafe) var signalPipeWriter: Int32 = -1
 
-/// Blocks the handled signals in this thread; threads made later inherit the mask, so only
-/// `serveSignals`' thread takes them.
-func blockSignals() {
-    var signals = handledSignals()
-    pthread_sigmask(SIG_BLOCK, &signals, nil)
-}
-
-/// Serves the handled signals on a thread of their own with sigwait: SIGHUP runs `reload`; the first
+/// Serves SIGHUP and SIGTERM through a self-pipe: the handler (async-signal-safe: one `write`) runs on
+/// whichever thread the kernel picks, a thread of ours reads the pipe. SIGHUP runs `reload`; the first
 /// SIGTERM ends the returned stream.
 func serveSignals(reload: @escaping @Sendable () -> Void) -> AsyncStream<Void> {
+    var fds: [Int32] = [0, 0]
+    precondition(pipe(&fds) == 0, "pipe failed")
+    signalPipeWriter = fds[1]
+    let handler: @convention(c) (Int32) -> Void = { number in
+        var byte = UInt8(truncatingIfNeeded: number)
+        _ = write(signalPipeWriter, &byte, 1)
+    }
+    signal(SIGHUP, handler)
+    signal(SIGTERM, handler)
     let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+    let reader = fds[0]
     let thread = Thread {
-        var set = handledSignals()
-        var received: Int32 = 0
-        while sigwait(&set, &received) == 0 {
-            if received == SIGHUP {
+        var byte: UInt8 = 0
+        while true {
+            let n = read(reader, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            if Int32(byte) == SIGHUP {
                 reload()
             } else {
                 continuation.finish()
