@@ -20,6 +20,8 @@ let package = Package(
         .executable(name: "ferry-bench-forward", targets: ["ferry-bench-forward"]),
         .executable(name: "ferry-bench-tools", targets: ["ferry-bench-tools"]),
         .executable(name: "ferry-bench-kafka", targets: ["ferry-bench-kafka"]),
+        .executable(name: "ferry-bench-syslog", targets: ["ferry-bench-syslog"]),
+        .executable(name: "ferry-bench-file", targets: ["ferry-bench-file"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -58,11 +60,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What inputs and outputs share: the input seam (`Intake`: stamping, backpressure, counting), the
+        // lease loop and slots of the outputs, the one backoff, the listening port of servers.
+        .target(
+            name: "FerryPipeline",
+            dependencies: [
+                "FerryQueue", "FerryWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP ingest: Logstash-compatible POST /, acknowledged only after the queue's fsync.
         .target(
             name: "FerryIngest",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -80,7 +94,7 @@ let package = Package(
         .target(
             name: "FerryForward",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,7 +108,35 @@ let package = Package(
         .target(
             name: "FerryKafka",
             dependencies: [
-                "CRdKafka", "FerryQueue", "FerryWire", "FerryForward",
+                "CRdKafka", "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // over an abstract store (the input seam plugs in there).
+        .target(
+            name: "FerrySyslog",
+            dependencies: [
+                "FerryPipeline", "FerryQueue", "FerryWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // position stored with the events read up to it.
+        .target(
+            name: "FerryFile",
+            dependencies: [
+                "FerryPipeline", "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -107,7 +149,8 @@ let package = Package(
         .target(
             name: "FerryAgent",
             dependencies: [
-                "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka",
+                "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -129,17 +172,17 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryAgent",
+                "FerryAgent", "FerryForward", "FerryIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
-        // `ferry-tools`: inspect and repair a queue. Links the queue and the codec, never Hummingbird or AsyncHTTPClient.
+        // `ferry-tools`: inspect and repair a queue. Links the queue, the codec and FerryFile (positions), never Hummingbird or AsyncHTTPClient.
         .executableTarget(
             name: "ferry-tools",
             dependencies: [
-                "FerryQueue", "FerryWire",
+                "FerryFile", "FerryQueue", "FerryWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -157,6 +200,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // librdkafka's mock cluster, for the Kafka tests and benchmark: test tooling, not production code.
+        .target(
+            name: "FerryKafkaTestSupport",
+            dependencies: ["CRdKafka", "FerryKafka", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // Child process of the crash-safety test: appends concurrently, prints what was acknowledged.
         .executableTarget(
             name: "ferry-crash-appender",
@@ -172,6 +221,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the file input's SIGKILL test: follows files into a queue, prints each append.
+        .executableTarget(
+            name: "ferry-file-follower",
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Queue benchmark (run through tools/bench/queue, release build).
@@ -215,14 +270,44 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench-kafka",
             dependencies: [
-                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryKafka", "FerryKafkaTestSupport", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/KafkaBench",
             swiftSettings: swiftSettings
         ),
+        // Syslog benchmark (tools/bench/syslog): parser and TCP server with a counting store, against baselines.
+        .executableTarget(
+            name: "ferry-bench-syslog",
+            dependencies: [
+                "FerrySyslog", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/SyslogBench",
+            swiftSettings: swiftSettings
+        ),
 
+        // File input benchmark (tools/bench/file): the multiline matchers, and a pre-written log into the queue
+        // against gzip -1 on the same events.
+        .executableTarget(
+            name: "ferry-bench-file",
+            dependencies: ["FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/FileBench",
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(
+            name: "FerryFileTests",
+            dependencies: [
+                "FerryFile", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FerryWireTests",
             dependencies: ["FerryWire", "FerryTestSupport"],
@@ -231,19 +316,18 @@ let package = Package(
         .testTarget(
             name: "FerryIngestTests",
             dependencies: [
-                "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryIngest", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerryForwardTests",
             dependencies: [
-                "FerryForward", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryForward", "FerryPipeline", "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -252,20 +336,34 @@ let package = Package(
         .testTarget(
             name: "FerryKafkaTests",
             dependencies: [
-                "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
+                "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport", "CRdKafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerrySyslogTests",
+            dependencies: [
+                "FerrySyslog", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryAgentTests",
-            dependencies: ["FerryAgent", "FerryKafka", "FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryAgent", "FerryKafka", "FerryKafkaTestSupport", "FerryPipeline", "FerryQueue", "FerrySyslog", "FerryFile", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerryToolsTests",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -275,7 +373,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryQueueTests",
-            dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport"],
+            dependencies: ["FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

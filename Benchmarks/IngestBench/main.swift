@@ -93,12 +93,25 @@ struct Scenario {
     let eventsPerRequest: Int
     let body: String
     let gzip: Bool
+    /// What the input seam adds to each event. `.none` stores events exactly as sent (the comparison with
+    /// earlier versions); `EventStamp()` is the default of a configured input: `@timestamp` added to every
+    /// event here, since the benchmark's events carry none.
+    var stamp: EventStamp = .none
 }
 
 let scenarios = [
     Scenario(name: "1000-event gzip", connections: 8, threads: 1, eventsPerRequest: 1000, body: work + "/batch.ndjson.gz", gzip: true),
+    Scenario(name: "1000-event gzip +ts", connections: 8, threads: 1, eventsPerRequest: 1000, body: work + "/batch.ndjson.gz", gzip: true, stamp: EventStamp()),
     Scenario(name: "1-event", connections: 64, threads: 2, eventsPerRequest: 1, body: work + "/single.ndjson", gzip: false),
+    Scenario(name: "1-event +ts", connections: 64, threads: 2, eventsPerRequest: 1, body: work + "/single.ndjson", gzip: false, stamp: EventStamp()),
 ]
+
+/// CPU seconds (user + system) this process has used.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
 
 // MARK: Baseline: the same batches appended to the queue directly, same concurrency, same run.
 
@@ -130,20 +143,23 @@ func directAppendRate(appenders: Int, eventsPerBatch: Int, seconds: Int) async t
 print("ferry-bench-ingest: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(seconds) s per scenario, wrk on loopback, data in \(baseDir)")
 print("events: \(pool.reduce(0) { $0 + $1.count } / pool.count) bytes on average; 1000-event body \(gzipBody.readableBytes) bytes gzip")
 print("")
-print("scenario          conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  direct-append-events/s  http/direct")
+print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct")
+var cpuPerEvent: [String: Double] = [:]
 for scenario in scenarios {
     let dir = work + "/queue-\(scenario.connections)"
     let queue = try Queue.open(at: dir, configuration: QueueConfiguration(maxBytes: 32 << 30), logger: quiet)
-    let server = try IngestServer(configuration: IngestConfiguration(port: 0), queue: queue, logger: quiet)
+    let server = try IngestServer(configuration: IngestConfiguration(port: 0), queue: queue, stamp: scenario.stamp, logger: quiet)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: quiet))
     let runTask = Task { try await group.run() }
     let port = await server.listeningPort()
     let script = work + "/script-\(scenario.connections).lua"
     try luaScript(body: scenario.body, gzip: scenario.gzip).write(toFile: script, atomically: true, encoding: .utf8)
     resetPeakRSS()
+    let cpuBefore = cpuSeconds()
     let result = try await run("/usr/bin/wrk", ["-t\(scenario.threads)", "-c\(scenario.connections)", "-d\(seconds)s",
                                                 "--timeout", "10s", "-s", script, "http://127.0.0.1:\(port)/"])
     let rss = peakRSSMiB()
+    let cpu = cpuSeconds() - cpuBefore
     await group.triggerGracefulShutdown()
     _ = try? await runTask.value
     let stored = queue.stats.appendedEvents
@@ -156,8 +172,9 @@ for scenario in scenarios {
     let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     let (requests, duration, errors, p50, p99) = (fields[0], fields[1] / 1e6, fields[2], fields[3] / 1000, fields[4] / 1000)
     let events = requests * Double(scenario.eventsPerRequest)
+    cpuPerEvent[scenario.name] = cpu / events * 1e6
     let direct = try await directAppendRate(appenders: scenario.connections, eventsPerBatch: scenario.eventsPerRequest, seconds: seconds)
-    print(scenario.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+    print(scenario.name.padding(toLength: 21, withPad: " ", startingAt: 0)
         + String(scenario.connections).padding(toLength: 7, withPad: " ", startingAt: 0)
         + f(requests / duration).padding(toLength: 12, withPad: " ", startingAt: 0)
         + f(events / duration).padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -165,10 +182,17 @@ for scenario in scenarios {
         + f(p99, 2).padding(toLength: 8, withPad: " ", startingAt: 0)
         + f(errors).padding(toLength: 8, withPad: " ", startingAt: 0)
         + String(rss).padding(toLength: 14, withPad: " ", startingAt: 0)
+        + f(cpu / events * 1e6, 2).padding(toLength: 14, withPad: " ", startingAt: 0)
         + f(direct).padding(toLength: 24, withPad: " ", startingAt: 0)
         + f(events / duration / direct, 2))
     // Every 200 wrk counted was a durable append: the queue must hold at least that many events.
     if Double(stored) < events - errors * Double(scenario.eventsPerRequest) {
         print("  WARNING: the queue holds \(stored) events, fewer than the \(Int(events)) acknowledged")
+    }
+}
+print("")
+for (plain, stamped) in [("1000-event gzip", "1000-event gzip +ts"), ("1-event", "1-event +ts")] {
+    if let a = cpuPerEvent[plain], let b = cpuPerEvent[stamped] {
+        print("@timestamp added to every event: \(f(b / a, 3))x the CPU per event of \(plain) (\(f(a, 2)) -> \(f(b, 2)) us)")
     }
 }

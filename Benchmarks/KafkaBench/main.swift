@@ -7,6 +7,7 @@
 //
 //   tools/bench/kafka [--events N] [--dir DIR]
 import FerryKafka
+import FerryKafkaTestSupport
 import FerryQueue
 import FerryTestSupport
 import FerryWire

@@ -4,6 +4,9 @@
 // disk's fsync rate swings widely between runs on shared machines.
 //
 //   tools/bench/queue [--seconds S] [--open-backlog-gib G] [--dir DIR]
+//   tools/bench/queue --outputs [--seconds S] [--rounds N]: named outputs, each figure a ratio to one output
+//   measured in the same run (alternating rounds, median): ingest with 3 outputs draining, drain of a
+//   backlog by 2 outputs, and disk bytes per stored byte.
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -17,6 +20,9 @@ struct Options {
     var dir = NSTemporaryDirectory()
     /// Run only this append scenario, `APPENDERSxEVENTS` (for profiling).
     var only: String?
+    /// Run the named-outputs figures instead.
+    var outputs = false
+    var rounds = 3
 
     init(_ arguments: [String]) {
         var i = 1
@@ -31,6 +37,8 @@ struct Options {
             case "--open-backlog-gib": openBacklogGiB = Double(value()) ?? { usage() }()
             case "--dir": dir = value()
             case "--only": only = value()
+            case "--outputs": outputs = true
+            case "--rounds": rounds = Int(value()) ?? { usage() }()
             default: usage()
             }
             i += 1
@@ -39,7 +47,7 @@ struct Options {
 }
 
 func usage() -> Never {
-    FileHandle.standardError.write(Data("usage: ferry-bench-queue [--seconds S] [--open-backlog-gib G] [--dir DIR] [--only APPENDERSxEVENTS]\n".utf8))
+    FileHandle.standardError.write(Data("usage: ferry-bench-queue [--seconds S] [--open-backlog-gib G] [--dir DIR] [--only APPENDERSxEVENTS] | --outputs [--seconds S] [--rounds N] [--dir DIR]\n".utf8))
     exit(2)
 }
 
@@ -213,6 +221,131 @@ func openWithBacklog(gib: Double) async throws -> (bytes: UInt64, records: Int, 
         reopened.close()
     }
     return (stats.bytes, stats.records, fill, opens.sorted())
+}
+
+// MARK: 5. Named outputs
+
+/// A queue with `count` outputs (o0, o1, ...).
+func openWithOutputs(_ path: String, _ count: Int) throws -> Queue {
+    var configuration = QueueConfiguration(maxBytes: 16 << 30)
+    configuration.consumers = (0..<count).map { ConsumerSettings(name: "o\($0)") }
+    return try Queue.open(at: path, configuration: configuration, logger: quiet)
+}
+
+/// Leases and acknowledges for `consumer` until `stop()` and nothing is left; returns the events it got.
+func follow(_ consumer: Consumer, until stop: @escaping @Sendable () -> Bool) async throws -> Int {
+    var events = 0
+    while true {
+        let lease = try consumer.lease(maxRecords: 1024, maxBytes: 8 << 20)
+        if lease.isEmpty {
+            if stop() { return events }
+            await consumer.waitForAppend(timeout: .milliseconds(10))
+            continue
+        }
+        events += lease.eventCount
+        try await consumer.acknowledge(lease)
+    }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    func get() -> Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// 64 appenders of 1-event batches (the single-event ingest's path) for `seconds`, while `outputs` outputs
+/// follow the queue. Returns events appended per second.
+func ingestWithOutputs(_ outputs: Int, seconds: Double) async throws -> Double {
+    let path = makeDir("outputs-ingest-\(outputs)")
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let queue = try openWithOutputs(path, outputs)
+    defer { queue.close() }
+    let pool = realisticEventLines(count: 10_000)
+    let done = Flag()
+    let start = now()
+    let deadline = start + seconds
+    let appended = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+        for o in 0..<outputs {
+            let consumer = try queue.consumer(named: "o\(o)")
+            group.addTask { (try await follow(consumer) { done.get() }, false) }
+        }
+        for task in 0..<64 {
+            group.addTask {
+                var count = 0
+                var offset = task * 97 % pool.count
+                while now() < deadline {
+                    var builder = RecordBuilder()
+                    builder.append(line: pool[offset])
+                    offset = (offset + 1) % pool.count
+                    _ = try await queue.append(builder.finish())
+                    count += 1
+                }
+                return (count, true)
+            }
+        }
+        var appended = 0, appenders = 64
+        for try await (count, isAppender) in group where isAppender {
+            appended += count
+            appenders -= 1
+            if appenders == 0 { done.set() }
+        }
+        return appended
+    }
+    return Double(appended) / (now() - start)
+}
+
+/// A backlog of 1000-event records, then `outputs` outputs drain it concurrently. Returns the events per
+/// second each output delivered (its whole backlog over the time until all were done), and the disk
+/// bytes used per stored byte before the drain.
+func drainWithOutputs(_ outputs: Int, events: Int) async throws -> (perOutput: Double, diskPerStored: Double) {
+    let path = makeDir("outputs-drain-\(outputs)")
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let queue = try openWithOutputs(path, outputs)
+    defer { queue.close() }
+    let pool = realisticEventLines(count: 10_000)
+    var offset = 0
+    for _ in 0..<(events / 1000) {
+        var builder = RecordBuilder()
+        for _ in 0..<1000 { builder.append(line: pool[offset]); offset = (offset + 1) % pool.count }
+        _ = try await queue.append(builder.finish())
+    }
+    let stats = queue.stats
+    let diskPerStored = Double(stats.mapUsedBytes) / Double(max(stats.bytes, 1))
+    let start = now()
+    let delivered = try await withThrowingTaskGroup(of: Int.self) { group in
+        for o in 0..<outputs {
+            let consumer = try queue.consumer(named: "o\(o)")
+            group.addTask { try await follow(consumer) { true } }
+        }
+        return try await group.reduce(0, +)
+    }
+    precondition(delivered == events * outputs, "delivered \(delivered) of \(events * outputs)")
+    return (Double(events) / (now() - start), diskPerStored)
+}
+
+if options.outputs {
+    print("ferry-bench-queue --outputs: \(ProcessInfo.processInfo.activeProcessorCount) cores, data in \(options.dir), \(f(options.seconds, 1)) s per ingest scenario, \(options.rounds) rounds")
+    var ingest: [(one: Double, three: Double)] = []
+    var drain: [(one: Double, two: Double)] = []
+    var disk: [(one: Double, two: Double)] = []
+    for round in 1...options.rounds {
+        let one = try await ingestWithOutputs(1, seconds: options.seconds)
+        let three = try await ingestWithOutputs(3, seconds: options.seconds)
+        ingest.append((one, three))
+        let d1 = try await drainWithOutputs(1, events: 400_000)
+        let d2 = try await drainWithOutputs(2, events: 400_000)
+        drain.append((d1.perOutput, d2.perOutput))
+        disk.append((d1.diskPerStored, d2.diskPerStored))
+        print("round \(round): ingest 64x1 events/s with 1 output \(f(one)), with 3 \(f(three)); drain events/s per output, 1 output \(f(d1.perOutput)), 2 outputs \(f(d2.perOutput)); disk/stored 1 output \(f(d1.diskPerStored, 3)), 2 outputs \(f(d2.diskPerStored, 3))")
+    }
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    print("")
+    print("median of \(options.rounds) rounds, as ratios to one output in the same run:")
+    print("ingest (64 appenders, 1-event batches) with 3 outputs following / with 1: \(f(median(ingest.map { $0.three / $0.one }), 3))")
+    print("drain of a 400k-event backlog, per output, 2 outputs at once / 1 alone:   \(f(median(drain.map { $0.two / $0.one }), 3))")
+    print("disk bytes per stored byte, 2 outputs / 1 (one copy, whatever the outputs): \(f(median(disk.map { $0.two / $0.one }), 3))")
+    exit(0)
 }
 
 // MARK: Run

@@ -1,5 +1,6 @@
 import FerryForward
 import FerryIngest
+import FerryPipeline
 import FerryQueue
 import FerryWire
 import Hummingbird
@@ -15,17 +16,17 @@ final class AdminServer: Service, Sendable {
     let address: AgentConfiguration.Address
     let queue: Queue
     let registry: PrometheusCollectorRegistry
-    let hostStatus: @Sendable () -> [HostStatus]
+    let outputs: [SupervisedOutput]
     let isReady: @Sendable () -> Bool
     let logger: Logger
     private let listening = ListeningPort()
 
     init(address: AgentConfiguration.Address, queue: Queue, registry: PrometheusCollectorRegistry,
-         hostStatus: @escaping @Sendable () -> [HostStatus], isReady: @escaping @Sendable () -> Bool, logger: Logger) {
+         outputs: [SupervisedOutput], isReady: @escaping @Sendable () -> Bool, logger: Logger) {
         self.address = address
         self.queue = queue
         self.registry = registry
-        self.hostStatus = hostStatus
+        self.outputs = outputs
         self.isReady = isReady
         self.logger = logger
     }
@@ -43,7 +44,7 @@ final class AdminServer: Service, Sendable {
         }
         router.get("/queue") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
-                     body: .init(byteBuffer: ByteBuffer(string: queue.stats.json(agentID: queue.agentID, path: queue.path) + "\n")))
+                     body: .init(byteBuffer: ByteBuffer(string: queue.stats.json(agentID: queue.agentID, path: queue.path, outputState: outputState) + "\n")))
         }
         router.get("/metrics") { [self] _, _ in
             updateGauges()
@@ -74,6 +75,14 @@ final class AdminServer: Service, Sendable {
         "ferry_queue_fill_ratio": "Stored bytes over queue.max_bytes.",
         "ferry_queue_map_used_bytes": "Bytes of LMDB's map in use.",
         "ferry_queue_oldest_age_seconds": "Age of the oldest waiting record.",
+        "ferry_output_up": "1 while the output runs, 0 after it failed (it restarts after a backoff).",
+        "ferry_output_restarts": "Times the output failed and was restarted since Ferry started.",
+        "ferry_output_pending_events": "Events the output has not delivered yet.",
+        "ferry_output_lag_bytes": "Stored bytes of the records the output has not delivered yet.",
+        "ferry_output_lag_seconds": "Age of the oldest record the output has not delivered yet.",
+        "ferry_output_delivered_events": "Events the output delivered since the queue was made.",
+        "ferry_output_dead_records": "Records in the output's dead set.",
+        "ferry_output_dropped_events": "Events the output never got: reason lagging (when_lagging: drop) or full (when_full: drop_oldest).",
         "ferry_output_host_healthy": "1 when the downstream host takes requests.",
         "ferry_output_host_open": "1 when the host's circuit is open.",
         "ferry_output_host_in_flight": "Requests in flight to the host.",
@@ -101,15 +110,42 @@ final class AdminServer: Service, Sendable {
         gauge("ferry_queue_map_used_bytes", Double(stats.mapUsedBytes))
         let age = stats.oldestCreatedAt.map { Double(max(0, currentTimeMilliseconds() - $0)) / 1000 } ?? 0
         gauge("ferry_queue_oldest_age_seconds", age)
-        for host in hostStatus() {
-            let labels = [("host", host.endpoint)]
-            gauge("ferry_output_host_healthy", host.state == "healthy" ? 1 : 0, labels)
-            gauge("ferry_output_host_open", host.state == "open" ? 1 : 0, labels)
-            gauge("ferry_output_host_in_flight", Double(host.inFlight), labels)
-            gauge("ferry_output_host_requests_sent", Double(host.sent), labels)
-            gauge("ferry_output_host_requests_failed", Double(host.failed), labels)
-            gauge("ferry_output_host_hedges_sent", Double(host.hedges), labels)
-            gauge("ferry_output_host_latency_seconds", host.latencySeconds ?? 0, labels)
+        let now = currentTimeMilliseconds()
+        for output in stats.outputs {
+            let labels = [("output", output.name)]
+            let status = outputs.first { $0.name == output.name }?.status
+            gauge("ferry_output_up", status?.state == .failed ? 0 : 1, labels)
+            gauge("ferry_output_restarts", Double(status?.restarts ?? 0), labels)
+            gauge("ferry_output_pending_events", Double(output.pendingEvents), labels)
+            gauge("ferry_output_lag_bytes", Double(output.pendingBytes), labels)
+            gauge("ferry_output_lag_seconds", output.oldestPendingCreatedAt.map { Double(max(0, now - $0)) / 1000 } ?? 0, labels)
+            gauge("ferry_output_delivered_events", Double(output.deliveredEvents), labels)
+            gauge("ferry_output_dead_records", Double(output.deadRecords), labels)
+            gauge("ferry_output_dropped_events", Double(output.droppedLaggingEvents), labels + [("reason", "lagging")])
+            gauge("ferry_output_dropped_events", Double(output.droppedFullEvents), labels + [("reason", "full")])
         }
+        for output in outputs {
+            guard let forwarder = output.current as? HTTPForwarder else { continue }
+            for host in forwarder.hostStatus() {
+                hostGauges(host, labels: [("output", output.name), ("host", host.endpoint)], gauge)
+            }
+        }
+    }
+
+    /// The run state of each output, for `/queue`.
+    private func outputState(_ name: String) -> [(String, String)] {
+        guard let status = outputs.first(where: { $0.name == name })?.status else { return [] }
+        return [("state", QueueStats.string(status.state.rawValue)), ("restarts", "\(status.restarts)"),
+                ("last_error", status.lastError.map(QueueStats.string) ?? "null")]
+    }
+
+    private func hostGauges(_ host: HostStatus, labels: [(String, String)], _ gauge: (String, Double, [(String, String)]) -> Void) {
+        gauge("ferry_output_host_healthy", host.state == "healthy" ? 1 : 0, labels)
+        gauge("ferry_output_host_open", host.state == "open" ? 1 : 0, labels)
+        gauge("ferry_output_host_in_flight", Double(host.inFlight), labels)
+        gauge("ferry_output_host_requests_sent", Double(host.sent), labels)
+        gauge("ferry_output_host_requests_failed", Double(host.failed), labels)
+        gauge("ferry_output_host_hedges_sent", Double(host.hedges), labels)
+        gauge("ferry_output_host_latency_seconds", host.latencySeconds ?? 0, labels)
     }
 }

@@ -1,9 +1,13 @@
+import FerryFile
 import FerryForward
 import FerryIngest
 import FerryKafka
-public import FerryQueue
+import FerryPipeline
+import FerryQueue
+import FerryWire
+import FerrySyslog
 import Foundation
-public import Logging
+package import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -16,50 +20,55 @@ import UnixSignals
 /// output stops, leaving undelivered records queued; the queue is closed cleanly. A second signal, or
 /// `shutdownTimeout`, ends the process at once — still without losing anything acknowledged, since
 /// acknowledged means fsynced.
-public enum Agent {
-    public static let version = "0.1.0-dev"
-
-    /// What the agent runs, built from a configuration: each part can fail with a clear message.
-    public struct Parts: Sendable {
-        public let queue: Queue
-        let ingest: IngestServer
-        let output: any Service
-        let admin: AdminServer?
-        let hostStatus: @Sendable () -> [HostStatus]
-    }
+package enum Agent {
+    package static let version = ferryVersion
 
     /// Runs until a signal stops it. Returns the process exit status.
-    public static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30)) async -> Int32 {
+    package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30)) async -> Int32 {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let queue: Queue
         do {
-            queue = try Queue.open(at: configuration.dataDirectory, configuration: configuration.queue, logger: logger.child("ferry.queue"))
+            var queueConfiguration = configuration.queue
+            queueConfiguration.consumers = configuration.consumers
+            queue = try Queue.open(at: configuration.dataDirectory, configuration: queueConfiguration, logger: logger.child("ferry.queue"))
         } catch {
             logger.critical("cannot open the queue", metadata: ["error": "\(error.message)"])
             return 1
         }
         defer { queue.close() }
 
-        let ingest: IngestServer
-        let output: any Service
-        var kafkaInput: KafkaInput?
-        var hostStatus: @Sendable () -> [HostStatus] = { [] }
+        var outputs: [SupervisedOutput] = []
+        var inputs: [any Input] = []
         do {
-            ingest = try IngestServer(configuration: configuration.ingest, queue: queue, logger: logger.child("ferry.ingest"))
-            switch configuration.output {
-            case .http(let http):
-                let forwarder = try HTTPForwarder(queue: queue, configuration: http, logger: logger.child("ferry.output.http"))
-                hostStatus = { forwarder.hostStatus() }
-                output = forwarder
-            case .file(let file):
-                output = try FileForwarder(queue: queue, configuration: file, logger: logger.child("ferry.output.file"))
-            case .kafka(let kafka):
-                output = try KafkaOutput(queue: queue, configuration: kafka, logger: logger.child("ferry.output.kafka"))
+            let hostname = currentHostname()
+            for input in configuration.inputs {
+                let logger = logger.child("ferry.input.\(input.name)")
+                let intake = Intake(input: input.name, queue: queue, stamp: input.stamp.stamp(host: input.knowsHost ? hostname : nil), logger: logger)
+                switch input.source {
+                case .http(let http):
+                    inputs.append(try IngestServer(configuration: http, intake: intake, logger: logger))
+                case .kafka(let kafka):
+                    inputs.append(try KafkaInput(intake: intake, configuration: kafka, logger: logger))
+                case .syslog(let syslog):
+                    inputs.append(try await SyslogServer.bind(configuration: syslog.serverConfiguration(name: input.name), intake: intake, logger: logger))
+                case .relp(let relp):
+                    inputs.append(try await RELPServer.bind(configuration: relp.serverConfiguration(name: input.name), intake: intake, logger: logger))
+                case .file(let file):
+                    inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
+                }
             }
-            if let kafka = configuration.kafkaInput {
-                kafkaInput = try KafkaInput(queue: queue, configuration: kafka, logger: logger.child("ferry.input.kafka"))
+            for output in configuration.outputs {
+                let consumer = try queue.consumer(named: output.name)
+                let outputLogger = logger.child("ferry.output.\(output.name)")
+                // Made once now, so that a bad setting stops the start with exit status 2; made again by
+                // the supervisor for each restart after a failure.
+                let first = Mutex<(any Service)?>(try makeOutput(output.kind, consumer: consumer, logger: outputLogger))
+                outputs.append(SupervisedOutput(name: output.name, logger: outputLogger) {
+                    if let made = first.withLock({ made in defer { made = nil }; return made }) { return made }
+                    return try makeOutput(output.kind, consumer: consumer, logger: outputLogger)
+                })
             }
         } catch let error as IngestConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
@@ -70,24 +79,32 @@ public enum Agent {
         } catch let error as KafkaConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
+        } catch let error as QueueError {
+            logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            return 1
+        } catch let error as ConfigurationError {
+            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
+            return 2
+        } catch let error as FileInputError {
+            logger.critical(error.code == .system ? "cannot start" : "invalid configuration", metadata: ["error": "\(error.message)"])
+            return error.code == .system ? 1 : 2
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             return 1
         }
 
         let state = RunState()
-        let statusSource = hostStatus
+        let supervised = outputs
         let admin = configuration.admin.map { address in
-            AdminServer(address: address, queue: queue, registry: registry, hostStatus: statusSource,
-                        isReady: { state.ingestListening.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
+            AdminServer(address: address, queue: queue, registry: registry, outputs: supervised,
+                        isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
         }
 
-        // Shut down in reverse order: the inputs first (their in-flight commits complete), then the output, then admin.
+        // Shut down in reverse order: the inputs first (their in-flight commits complete), then the outputs, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let admin { services.append(.init(service: admin)) }
-        services.append(.init(service: output))
-        if let kafkaInput { services.append(.init(service: kafkaInput)) }
-        services.append(.init(service: ingest))
+        for output in outputs { services.append(.init(service: output)) }
+        for input in inputs.reversed() { services.append(.init(service: input)) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger.child("ferry.lifecycle"))
         groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout
         groupConfiguration.maximumCancellationDuration = .seconds(5)
@@ -104,10 +121,11 @@ public enum Agent {
                 }
                 return true
             }
-            tasks.addTask {
-                let port = await ingest.listeningPort()
-                state.ingestListening.store(true, ordering: .releasing)
-                banner(configuration, ingestPort: port, adminPort: await admin?.listeningPort(), logger: logger)
+            tasks.addTask { [inputs] in
+                var lines: [String] = []
+                for input in inputs { lines.append(await input.started()) }
+                state.inputsStarted.store(true, ordering: .releasing)
+                banner(configuration, inputs: lines, adminPort: await admin?.listeningPort(), logger: logger)
                 return false
             }
             tasks.addTask {
@@ -133,35 +151,44 @@ public enum Agent {
         return state.exitStatus.withLock { $0 }
     }
 
+    /// The output service of one configured output, delivering what `consumer` has not settled.
+    static func makeOutput(_ kind: AgentConfiguration.Output, consumer: Consumer, logger: Logger) throws -> any Service {
+        switch kind {
+        case .http(let http): try HTTPForwarder(consumer: consumer, configuration: http, logger: logger)
+        case .file(let file): try FileForwarder(consumer: consumer, configuration: file, logger: logger)
+        case .kafka(let kafka): try KafkaOutput(consumer: consumer, configuration: kafka, logger: logger)
+        }
+    }
+
     /// State shared by the agent's tasks.
     final class RunState: Sendable {
-        let ingestListening = Atomic<Bool>(false)
+        /// Every input takes events (listens, or has its source open): `/ready`.
+        let inputsStarted = Atomic<Bool>(false)
         let exitStatus = Mutex<Int32>(0)
     }
 
-    static func banner(_ configuration: AgentConfiguration, ingestPort: Int, adminPort: Int?, logger: Logger) {
-        let scheme = configuration.ingest.tls == nil ? "http" : "https"
-        let host = configuration.ingest.host.contains(":") ? "[\(configuration.ingest.host)]" : configuration.ingest.host
-        let destination: String
-        switch configuration.output {
-        case .http(let http): destination = "forwarded to \(http.hosts.joined(separator: ", "))"
-        case .file(let file): destination = "written to \(file.path) (file output); to forward them instead, start with --forward host:port[,host:port]"
-        case .kafka(let kafka): destination = "produced to Kafka topic \(kafka.topic) on \(kafka.connection.brokers.joined(separator: ", "))"
+    static func banner(_ configuration: AgentConfiguration, inputs: [String], adminPort: Int?, logger: Logger) {
+        let destinations = configuration.outputs.map { output -> String in
+            let name = configuration.outputs.count > 1 ? "\(output.name): " : ""
+            switch output.kind {
+            case .http(let http): return name + "forwarded to \(http.hosts.joined(separator: ", "))"
+            case .file(let file):
+                return name + "written to \(file.path) (file output)" + (configuration.outputs.count == 1 ? "; to forward them instead, start with --forward host:port[,host:port]" : "")
+            case .kafka(let kafka): return name + "produced to Kafka topic \(kafka.topic) on \(kafka.connection.brokers.joined(separator: ", "))"
+            }
         }
-        var lines = [
-            "Ferry \(version) is running.",
-            "  Send events:  POST \(scheme)://\(host):\(ingestPort)/  (NDJSON, JSON or text; gzip welcome)",
-            "  Queue:        \(configuration.dataDirectory) (events are fsynced before the 200)",
-            "  Events are    \(destination)",
+        var lines = ["Ferry \(version) is running."]
+        lines += inputs.map { "  \($0)" }
+        if inputs.isEmpty { lines.append("  No input is configured: nothing comes in.") }
+        lines += [
+            "  Queue:        \(configuration.dataDirectory) (events are fsynced before they are acknowledged)",
+            "  Events are    \(destinations.joined(separator: "\n                "))",
         ]
-        if let kafka = configuration.kafkaInput {
-            lines.append("  Also read:    Kafka topics \(kafka.topics.joined(separator: ", ")) on \(kafka.connection.brokers.joined(separator: ", ")) (group \(kafka.groupID))")
-        }
         if let admin = configuration.admin, let adminPort {
             lines.append("  Admin:        http://\(admin.host):\(adminPort)/health /ready /metrics /queue")
         }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-        logger.info("ferry started", metadata: ["ferry.ingest.port": "\(ingestPort)"])
+        logger.info("ferry started", metadata: ["ferry.inputs": "\(configuration.inputs.map(\.name).joined(separator: ","))"])
     }
 }
 

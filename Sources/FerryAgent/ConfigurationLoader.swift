@@ -1,23 +1,25 @@
 import FerryForward
 import FerryIngest
 import FerryKafka
+import FerryPipeline
 import FerryQueue
+import FerryWire
 import Foundation
 import Yams
 
 /// A configuration Ferry refuses to start with: the message names the key (and the line) and the
 /// accepted values. `ferry` exits with status 2 on it.
-public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
 /// checked (unknown keys refused with their path), every value checked (bad ones refused with the
 /// accepted values), defaults from `AgentConfiguration.embeddedDefault`.
-public enum ConfigurationLoader {
-    public static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
+package enum ConfigurationLoader {
+    package static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
         let environment = environment ?? ProcessInfo.processInfo.environment
         let text: String
         do {
@@ -28,7 +30,7 @@ public enum ConfigurationLoader {
         return try parse(text, environment: environment, source: file)
     }
 
-    public static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
+    package static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -38,7 +40,7 @@ public enum ConfigurationLoader {
         var configuration = AgentConfiguration.embeddedDefault()
         guard let root else { return configuration }
         let reader = Reader(environment: environment ?? ProcessInfo.processInfo.environment, source: source)
-        let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "admin", "logging"])
+        let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "outputs", "admin", "logging"])
 
         if let queue = top["queue"] {
             let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full"])
@@ -49,26 +51,79 @@ public enum ConfigurationLoader {
             }
         }
         // The file output's default path follows the data directory.
-        configuration.output = .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out"))
+        configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka"])
-            if let http = i["http"] { configuration.ingest = try ingest(http, reader: reader) }
-            if let kafka = i["kafka"] { configuration.kafkaInput = try kafkaInput(kafka, reader: reader) }
-        }
-        if let output = top["output"] {
-            let o = try reader.mapping(output, path: "output", keys: ["http", "file", "kafka"])
-            if o.count > 1 {
-                throw ConfigurationError("\(reader.location(output)): output has \(o.keys.sorted().joined(separator: " and ")); one queue feeds one output, keep one")
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file"])
+            var inputs: [InputConfiguration] = []
+            if let http = i["http"] {
+                // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
+                if case .scalar = http {
+                    if try reader.bool(http, path: "input.http") { inputs.append(InputConfiguration(.http(IngestConfiguration()))) }
+                } else {
+                    let (settings, stamp) = try ingest(http, reader: reader)
+                    inputs.append(InputConfiguration(.http(settings), stamp: stamp))
+                }
+            } else {
+                inputs.append(InputConfiguration(.http(IngestConfiguration())))
             }
-            if let kafka = o["kafka"] { configuration.output = .kafka(try kafkaOutput(kafka, reader: reader)) }
-            if let http = o["http"] { configuration.output = .http(try httpOutput(http, reader: reader)) }
-            if let file = o["file"] {
-                let f = try reader.mapping(file, path: "output.file", keys: ["path", "rotate_bytes"])
-                var c = FileOutputConfiguration(path: configuration.dataDirectory + "/out")
-                if let path = f["path"] { c.path = try reader.string(path, path: "output.file.path") }
-                if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "output.file.rotate_bytes") }
-                configuration.output = .file(c)
+            if let kafka = i["kafka"] {
+                let (settings, stamp) = try kafkaInput(kafka, reader: reader)
+                inputs.append(InputConfiguration(.kafka(settings), stamp: stamp))
+            }
+            if let syslog = i["syslog"] { inputs.append(try syslogInput(syslog, reader: reader)) }
+            if let relp = i["relp"] { inputs.append(try relpInput(relp, reader: reader)) }
+            if let file = i["file"] {
+                let (settings, stamp) = try fileInput(file, reader: reader)
+                inputs.append(InputConfiguration(.file(settings), stamp: stamp))
+            }
+            configuration.inputs = inputs
+        }
+        var outputs: [OutputConfiguration] = []
+        if let output = top["output"] {
+            // `output:` is the output named default, as in every configuration before named outputs.
+            let o = try reader.mapping(output, path: "output", keys: outputKinds)
+            outputs.append(OutputConfiguration(name: ConsumerSettings.defaultName, try outputKind(output, o, path: "output", name: ConsumerSettings.defaultName,
+                                                                                               dataDirectory: configuration.dataDirectory, reader: reader)))
+        }
+        if let named = top["outputs"] {
+            guard case .mapping(let mapping) = named, !mapping.isEmpty else {
+                throw ConfigurationError("\(reader.location(named)): outputs must be a mapping of output names to outputs, e.g. { aggregators: { http: { hosts: [...] } }, archive: { file: { path: /var/lib/ferry/archive } } }")
+            }
+            for (keyNode, node) in mapping {
+                let name = keyNode.string ?? ""
+                let path = "outputs.\(name)"
+                let allowed = name.utf8.allSatisfy { byte in
+                    (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == 0x5F || byte == 0x2D || byte == 0x2E
+                }
+                guard allowed, (1...64).contains(name.utf8.count) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): output name \"\(name)\" must be 1 to 64 letters, digits, '_', '-' or '.'")
+                }
+                guard !outputs.contains(where: { $0.name == name }) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path): the output \(name) is given twice\(name == ConsumerSettings.defaultName ? " (output: is the output named default)" : ""); rename one")
+                }
+                let o = try reader.mapping(node, path: path, keys: outputKinds.union(["start_from", "when_lagging", "max_lag_bytes", "max_lag_age"]))
+                var consumer = ConsumerSettings(name: name)
+                if let v = o["start_from"] {
+                    consumer.startFrom = try reader.choice(v, path: "\(path).start_from", ConsumerSettings.StartFrom.allCases.map(\.rawValue)).flatMap(ConsumerSettings.StartFrom.init(rawValue:))!
+                }
+                if let v = o["when_lagging"] {
+                    consumer.whenLagging = try reader.choice(v, path: "\(path).when_lagging", ConsumerSettings.WhenLagging.allCases.map(\.rawValue)).flatMap(ConsumerSettings.WhenLagging.init(rawValue:))!
+                }
+                if let v = o["max_lag_bytes"] { consumer.maxLagBytes = try reader.bytes(v, path: "\(path).max_lag_bytes") }
+                if let v = o["max_lag_age"] { consumer.maxLagAgeMilliseconds = try reader.seconds(v, path: "\(path).max_lag_age") * 1000 }
+                outputs.append(OutputConfiguration(name: name, try outputKind(node, o, path: path, name: name, dataDirectory: configuration.dataDirectory, reader: reader),
+                                                   consumer: consumer))
+            }
+        }
+        if !outputs.isEmpty { configuration.outputs = outputs }
+        var filePaths: [String: String] = [:]
+        for output in configuration.outputs {
+            if case .file(let file) = output.kind {
+                if let other = filePaths[file.path] {
+                    throw ConfigurationError("\(source): the file outputs \(other) and \(output.name) both write to \(file.path); give each its own path")
+                }
+                filePaths[file.path] = output.name
             }
         }
         if let admin = top["admin"] {
@@ -91,44 +146,45 @@ public enum ConfigurationLoader {
         return configuration
     }
 
-    static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> IngestConfiguration {
-        let h = try reader.mapping(node, path: "input.http", keys: ["address", "tls", "auth", "limits"])
+    /// The keys every input takes besides its own: how its events are stamped.
+    static let stampKeys: Set<String> = ["fields", "add_timestamp"]
+
+    /// `fields` (a mapping of constant string fields) and `add_timestamp` of the input at `path`.
+    static func stamp(_ h: [String: Node], path: String, reader: Reader) throws(ConfigurationError) -> StampSettings {
+        var settings = StampSettings()
+        if let v = h["add_timestamp"] { settings.addTimestamp = try reader.bool(v, path: "\(path).add_timestamp") }
+        if let fields = h["fields"] {
+            guard case .mapping(let mapping) = fields else {
+                throw ConfigurationError("\(reader.location(fields)): \(path).fields must be a mapping of constant fields, e.g. { env: prod, site: \"${SITE}\" }")
+            }
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? ""
+                guard !key.isEmpty else { throw ConfigurationError("\(reader.location(keyNode)): \(path).fields has an empty key") }
+                guard !settings.fields.contains(where: { $0.key == key }) else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path).fields names \(key) twice; keep one")
+                }
+                guard key != EventStamp.timestampKey && key != "host" else {
+                    throw ConfigurationError("\(reader.location(keyNode)): \(path).fields cannot set \(key): the input sets it; choose another name")
+                }
+                settings.fields.append(.init(key: key, value: try reader.string(value, path: "\(path).fields.\(key)")))
+            }
+            guard settings.fields.count <= 60 else {
+                throw ConfigurationError("\(reader.location(fields)): \(path).fields has \(settings.fields.count) fields; at most 60 are allowed")
+            }
+        }
+        return settings
+    }
+
+    static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> (IngestConfiguration, StampSettings) {
+        let h = try reader.mapping(node, path: "input.http", keys: stampKeys.union(["address", "tls", "auth", "limits"]))
         var c = IngestConfiguration()
         if let address = h["address"] {
             let a = try reader.address(address, path: "input.http.address")
             (c.host, c.port) = (a.host, a.port)
         }
         if let tls = h["tls"] {
-            if case .scalar = tls {
-                // `tls: false` disables TLS on purpose (required for a non-loopback address); `true` alone has no identity.
-                guard try reader.bool(tls, path: "input.http.tls") == false else {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls: true needs an identity; give certificate and key, or keystore and keystore_password")
-                }
-                c.tls = nil
-                c.allowPlaintext = true
-            } else {
-                let t = try reader.mapping(tls, path: "input.http.tls", keys: ["certificate", "key", "keystore", "keystore_password", "client_auth", "certificate_authorities"])
-                let identity: IngestConfiguration.TLS.Identity
-                if let keystore = t["keystore"] {
-                    identity = .pkcs12(path: try reader.string(keystore, path: "input.http.tls.keystore"),
-                                       password: try t["keystore_password"].map { n throws(ConfigurationError) in try reader.string(n, path: "input.http.tls.keystore_password") } ?? "")
-                } else if let certificate = t["certificate"], let key = t["key"] {
-                    identity = .pem(certificate: try reader.string(certificate, path: "input.http.tls.certificate"), key: try reader.string(key, path: "input.http.tls.key"))
-                } else {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls needs certificate and key, or keystore (and keystore_password)")
-                }
-                var settings = IngestConfiguration.TLS(identity: identity)
-                if let auth = t["client_auth"] {
-                    settings.clientAuth = try reader.choice(auth, path: "input.http.tls.client_auth", ["none", "optional", "required"]).flatMap(IngestConfiguration.TLS.ClientAuth.init(rawValue:))!
-                }
-                if let cas = t["certificate_authorities"] {
-                    settings.certificateAuthorities = try reader.strings(cas, path: "input.http.tls.certificate_authorities")
-                }
-                if settings.clientAuth != .none && settings.certificateAuthorities.isEmpty {
-                    throw ConfigurationError("\(reader.location(tls)): input.http.tls.client_auth is \(settings.clientAuth.rawValue) but certificate_authorities is empty; list the CA files that sign client certificates")
-                }
-                c.tls = settings
-            }
+            c.tls = try listenerTLS(tls, path: "input.http.tls", reader: reader)
+            c.allowPlaintext = c.tls == nil
         }
         if let auth = h["auth"] {
             let a = try reader.mapping(auth, path: "input.http.auth", keys: ["username", "password"])
@@ -147,60 +203,107 @@ public enum ConfigurationLoader {
             if let v = l["idle_timeout"] { c.limits.idleTimeoutSeconds = try reader.seconds(v, path: "input.http.limits.idle_timeout") }
             if let v = l["max_connections"] { c.limits.maxConnections = try reader.positiveInt(v, path: "input.http.limits.max_connections") }
         }
-        return c
+        return (c, try stamp(h, path: "input.http", reader: reader))
     }
 
-    static func httpOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
-        let h = try reader.mapping(node, path: "output.http", keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second", "hedge"])
+    static let outputKinds: Set<String> = ["http", "file", "kafka"]
+
+    /// The kind of the output at `path`: exactly one of `http`, `file`, `kafka` among its keys `o`.
+    static func outputKind(_ node: Node, _ o: [String: Node], path: String, name: String, dataDirectory: String, reader: Reader) throws(ConfigurationError) -> AgentConfiguration.Output {
+        let kinds = o.keys.filter { outputKinds.contains($0) }.sorted()
+        guard kinds.count == 1 else {
+            throw ConfigurationError("\(reader.location(node)): \(path) " + (kinds.isEmpty ? "needs one of http, file or kafka" : "has \(kinds.joined(separator: " and ")); an output has one kind: keep one, or make another output under outputs:"))
+        }
+        if let kafka = o["kafka"] { return .kafka(try kafkaOutput(kafka, path: "\(path).kafka", reader: reader)) }
+        if let http = o["http"] { return .http(try httpOutput(http, path: "\(path).http", reader: reader)) }
+        let file = o["file"]!
+        let f = try reader.mapping(file, path: "\(path).file", keys: ["path", "rotate_bytes"])
+        // The default output writes under <queue.path>/out, others under <queue.path>/out-<name>.
+        var c = FileOutputConfiguration(path: dataDirectory + (name == ConsumerSettings.defaultName ? "/out" : "/out-\(name)"))
+        if let path = f["path"] { c.path = try reader.string(path, path: "\(path).file.path") }
+        if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "\(path).file.rotate_bytes") }
+        return .file(c)
+    }
+
+    /// The `tls` block of a listening input (`input.http`, `input.syslog`, `input.relp`): an identity and
+    /// client authentication, or `false` (nil), which allows clear text on a non-loopback address on purpose.
+    static func listenerTLS(_ tls: Node, path: String, reader: Reader) throws(ConfigurationError) -> IngestConfiguration.TLS? {
+        if case .scalar = tls {
+            // `tls: false` disables TLS on purpose (required for a non-loopback address); `true` alone has no identity.
+            guard try reader.bool(tls, path: path) == false else {
+                throw ConfigurationError("\(reader.location(tls)): \(path): true needs an identity; give certificate and key, or keystore and keystore_password")
+            }
+            return nil
+        }
+        let t = try reader.mapping(tls, path: path, keys: ["certificate", "key", "keystore", "keystore_password", "client_auth", "certificate_authorities"])
+        let identity: IngestConfiguration.TLS.Identity
+        if let keystore = t["keystore"] {
+            identity = .pkcs12(path: try reader.string(keystore, path: "\(path).keystore"),
+                               password: try t["keystore_password"].map { n throws(ConfigurationError) in try reader.string(n, path: "\(path).keystore_password") } ?? "")
+        } else if let certificate = t["certificate"], let key = t["key"] {
+            identity = .pem(certificate: try reader.string(certificate, path: "\(path).certificate"), key: try reader.string(key, path: "\(path).key"))
+        } else {
+            throw ConfigurationError("\(reader.location(tls)): \(path) needs certificate and key, or keystore (and keystore_password)")
+        }
+        var settings = IngestConfiguration.TLS(identity: identity)
+        if let auth = t["client_auth"] {
+            settings.clientAuth = try reader.choice(auth, path: "\(path).client_auth", ["none", "optional", "required"]).flatMap(IngestConfiguration.TLS.ClientAuth.init(rawValue:))!
+        }
+        if let cas = t["certificate_authorities"] {
+            settings.certificateAuthorities = try reader.strings(cas, path: "\(path).certificate_authorities")
+        }
+        if settings.clientAuth != .none && settings.certificateAuthorities.isEmpty {
+            throw ConfigurationError("\(reader.location(tls)): \(path).client_auth is \(settings.clientAuth.rawValue) but certificate_authorities is empty; list the CA files that sign client certificates")
+        }
+        return settings
+    }
+
+    static func httpOutput(_ node: Node, path: String = "output.http", reader: Reader) throws(ConfigurationError) -> HTTPOutputConfiguration {
+        let h = try reader.mapping(node, path: path, keys: ["hosts", "tls", "auth", "max_request_bytes", "max_events_per_request", "concurrency_per_host", "request_timeout", "max_events_per_second", "hedge"])
         guard let hostsNode = h["hosts"] else {
-            throw ConfigurationError("\(reader.location(node)): output.http needs hosts, a list of host:port")
+            throw ConfigurationError("\(reader.location(node)): \(path) needs hosts, a list of host:port")
         }
-        let hosts = try reader.strings(hostsNode, path: "output.http.hosts")
-        guard !hosts.isEmpty else { throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts is empty; list at least one host:port") }
-        for host in hosts where Endpoint(host) == nil {
-            throw ConfigurationError("\(reader.location(hostsNode)): output.http.hosts: \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
-        }
+        let hosts = try forwardHosts(try reader.strings(hostsNode, path: "\(path).hosts"), key: "\(path).hosts", at: reader.location(hostsNode))
         var c = HTTPOutputConfiguration(hosts: hosts)
         if let tls = h["tls"] {
             if case .scalar = tls {
-                if try reader.bool(tls, path: "output.http.tls") { c.tls = .init() }
+                if try reader.bool(tls, path: "\(path).tls") { c.tls = .init() }
             } else {
-                let t = try reader.mapping(tls, path: "output.http.tls", keys: ["certificate_authorities", "certificate", "key", "keystore", "keystore_password", "verify_hostname"])
+                let t = try reader.mapping(tls, path: "\(path).tls", keys: ["certificate_authorities", "certificate", "key", "keystore", "keystore_password", "verify_hostname"])
                 var settings = HTTPOutputConfiguration.TLS()
                 if let cas = t["certificate_authorities"] {
-                    let list = try reader.strings(cas, path: "output.http.tls.certificate_authorities")
-                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): output.http.tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
+                    let list = try reader.strings(cas, path: "\(path).tls.certificate_authorities")
+                    guard list.count <= 1 else { throw ConfigurationError("\(reader.location(cas)): \(path).tls.certificate_authorities takes one CA file (a bundle may hold several certificates)") }
                     settings.certificateAuthority = list.first
                 }
-                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "output.http.tls.certificate") }
-                if let v = t["key"] { settings.key = try reader.string(v, path: "output.http.tls.key") }
-                if let v = t["keystore"] { settings.keystore = try reader.string(v, path: "output.http.tls.keystore") }
-                if let v = t["keystore_password"] { settings.keystorePassword = try reader.string(v, path: "output.http.tls.keystore_password") }
-                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "output.http.tls.verify_hostname") }
+                if let v = t["certificate"] { settings.certificate = try reader.string(v, path: "\(path).tls.certificate") }
+                if let v = t["key"] { settings.key = try reader.string(v, path: "\(path).tls.key") }
+                if let v = t["keystore"] { settings.keystore = try reader.string(v, path: "\(path).tls.keystore") }
+                if let v = t["keystore_password"] { settings.keystorePassword = try reader.string(v, path: "\(path).tls.keystore_password") }
+                if let v = t["verify_hostname"] { settings.verifyHostname = try reader.bool(v, path: "\(path).tls.verify_hostname") }
                 if (settings.certificate == nil) != (settings.key == nil) {
-                    throw ConfigurationError("\(reader.location(tls)): output.http.tls needs both certificate and key for a client identity")
+                    throw ConfigurationError("\(reader.location(tls)): \(path).tls needs both certificate and key for a client identity")
                 }
                 c.tls = settings
             }
         }
         if let auth = h["auth"] {
-            let a = try reader.mapping(auth, path: "output.http.auth", keys: ["username", "password"])
+            let a = try reader.mapping(auth, path: "\(path).auth", keys: ["username", "password"])
             guard let user = a["username"], let password = a["password"] else {
-                throw ConfigurationError("\(reader.location(auth)): output.http.auth needs username and password")
+                throw ConfigurationError("\(reader.location(auth)): \(path).auth needs username and password")
             }
-            c.auth = .init(username: try reader.string(user, path: "output.http.auth.username"), password: try reader.string(password, path: "output.http.auth.password"))
+            c.auth = .init(username: try reader.string(user, path: "\(path).auth.username"), password: try reader.string(password, path: "\(path).auth.password"))
         }
-        if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "output.http.max_request_bytes") }
-        if let v = h["max_events_per_request"] { c.maxEventsPerRequest = try reader.positiveInt(v, path: "output.http.max_events_per_request") }
-        if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "output.http.concurrency_per_host") }
-        if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "output.http.request_timeout") }
-        if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "output.http.max_events_per_second") }
-        if let v = h["hedge"] { c.hedge = try reader.bool(v, path: "output.http.hedge") }
+        if let v = h["max_request_bytes"] { c.maxRequestBytes = try reader.bytes(v, path: "\(path).max_request_bytes") }
+        if let v = h["max_events_per_request"] { c.maxEventsPerRequest = try reader.positiveInt(v, path: "\(path).max_events_per_request") }
+        if let v = h["concurrency_per_host"] { c.concurrencyPerHost = try reader.positiveInt(v, path: "\(path).concurrency_per_host") }
+        if let v = h["request_timeout"] { c.requestTimeoutSeconds = try reader.seconds(v, path: "\(path).request_timeout") }
+        if let v = h["max_events_per_second"] { c.maxEventsPerSecond = try reader.positiveInt(v, path: "\(path).max_events_per_second") }
+        if let v = h["hedge"] { c.hedge = try reader.bool(v, path: "\(path).hedge") }
         return c
     }
 
-    static func kafkaOutput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaOutputConfiguration {
-        let path = "output.kafka"
+    static func kafkaOutput(_ node: Node, path: String = "output.kafka", reader: Reader) throws(ConfigurationError) -> KafkaOutputConfiguration {
         let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topic", "key", "compression", "max_events_per_batch", "batches_in_flight"]))
         guard let topic = k["topic"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topic, the topic events go to") }
         var c = KafkaOutputConfiguration(connection: try kafkaConnection(node, k, path: path, reader: reader), topic: try reader.string(topic, path: "\(path).topic"))
@@ -211,9 +314,9 @@ public enum ConfigurationLoader {
         return c
     }
 
-    static func kafkaInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> KafkaInputConfiguration {
+    static func kafkaInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> (KafkaInputConfiguration, StampSettings) {
         let path = "input.kafka"
-        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(["topics", "group_id", "start_from", "max_events_per_append"]))
+        let k = try reader.mapping(node, path: path, keys: kafkaConnectionKeys.union(stampKeys).union(["topics", "group_id", "start_from", "max_events_per_append"]))
         guard let topicsNode = k["topics"] else { throw ConfigurationError("\(reader.location(node)): \(path) needs topics, a list of topics to read") }
         let topics = try reader.strings(topicsNode, path: "\(path).topics")
         guard !topics.isEmpty else { throw ConfigurationError("\(reader.location(topicsNode)): \(path).topics is empty; name at least one topic") }
@@ -223,7 +326,7 @@ public enum ConfigurationLoader {
             c.startFrom = try reader.choice(v, path: "\(path).start_from", KafkaInputConfiguration.StartFrom.allCases.map(\.rawValue)).flatMap(KafkaInputConfiguration.StartFrom.init(rawValue:))!
         }
         if let v = k["max_events_per_append"] { c.maxEventsPerAppend = try reader.positiveInt(v, path: "\(path).max_events_per_append") }
-        return c
+        return (c, try stamp(k, path: path, reader: reader))
     }
 
     static let kafkaConnectionKeys: Set<String> = ["brokers", "tls", "sasl", "properties"]
@@ -274,6 +377,26 @@ public enum ConfigurationLoader {
             }
         }
         return c
+    }
+
+    // MARK: Values, whether from the file or from a quick flag
+
+    /// `host:port` (IPv6 in brackets) of a listener. `key` names the setting (a key path or a flag),
+    /// `location` where it was given (file and line, or the flag).
+    package static func address(_ text: String, key: String, at location: String) throws(ConfigurationError) -> AgentConfiguration.Address {
+        guard let endpoint = Endpoint(text), text.contains(":") else {
+            throw ConfigurationError("\(location): \(key) is \"\(text)\"; give host:port, e.g. 127.0.0.1:9800 or [::1]:9800")
+        }
+        return AgentConfiguration.Address(host: endpoint.host, port: endpoint.port)
+    }
+
+    /// The downstream hosts of the http output, each `host:port` or `host` (port 9800).
+    package static func forwardHosts(_ hosts: [String], key: String, at location: String) throws(ConfigurationError) -> [String] {
+        guard !hosts.isEmpty else { throw ConfigurationError("\(location): \(key) is empty; list at least one host:port") }
+        for host in hosts where Endpoint(host) == nil {
+            throw ConfigurationError("\(location): \(key): \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
+        }
+        return hosts
     }
 
     /// Typed reads of YAML nodes with errors that name the key path and the line.
@@ -413,11 +536,7 @@ public enum ConfigurationLoader {
         }
 
         func address(_ node: Node, path: String) throws(ConfigurationError) -> AgentConfiguration.Address {
-            let text = try string(node, path: path)
-            guard let endpoint = Endpoint(text), text.contains(":") else {
-                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give host:port, e.g. 127.0.0.1:9800 or [::1]:9800")
-            }
-            return AgentConfiguration.Address(host: endpoint.host, port: endpoint.port)
+            try ConfigurationLoader.address(try string(node, path: path), key: path, at: location(node))
         }
     }
 }

@@ -1,4 +1,4 @@
-public import Logging
+package import Logging
 import FerryWire
 import Foundation
 import Synchronization
@@ -7,28 +7,28 @@ import Synchronization
 /// repeats rate-limited: a message (label + text) logged more than `burst` times in `window` is
 /// suppressed until the window ends, and the next one that passes carries `suppressed=N`. A down host
 /// must not flood the log.
-public struct LineLogHandler: LogHandler {
-    public enum Format: Sendable { case logfmt, json }
+package struct LineLogHandler: LogHandler {
+    package enum Format: Sendable { case logfmt, json }
 
     let label: String
     let format: Format
     let limiter: RepeatLimiter
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level
 
-    public init(label: String, format: Format, level: Logger.Level, limiter: RepeatLimiter) {
+    package init(label: String, format: Format, level: Logger.Level, limiter: RepeatLimiter) {
         self.label = label
         self.format = format
         self.logLevel = level
         self.limiter = limiter
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         let message = "\(event.message)"
         guard let suppressed = limiter.admit(label + "\u{0}" + message) else { return }
         var fields = metadata.merging(event.metadata ?? [:]) { $1 }.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
@@ -54,12 +54,12 @@ public struct LineLogHandler: LogHandler {
 }
 
 /// Counts repeats of a message within a time window (shared by every logger of the process).
-public final class RepeatLimiter: Sendable {
+package final class RepeatLimiter: Sendable {
     let burst: Int
     let window: Duration
     private let state = Mutex<[String: (start: ContinuousClock.Instant, count: Int, suppressed: Int)]>([:])
 
-    public init(burst: Int = 5, window: Duration = .seconds(10)) {
+    package init(burst: Int = 5, window: Duration = .seconds(10)) {
         self.burst = burst
         self.window = window
     }

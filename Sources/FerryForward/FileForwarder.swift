@@ -1,18 +1,18 @@
-public import FerryQueue
+package import FerryQueue
 import FerryWire
 import Foundation
-public import Logging
+package import Logging
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 
 /// Settings of the `file` output.
-public struct FileOutputConfiguration: Sendable, Hashable {
+package struct FileOutputConfiguration: Sendable, Hashable {
     /// Directory of the NDJSON files; made if missing.
-    public var path: String
+    package var path: String
     /// A new file is started once the current one holds this many bytes. Default 256 MiB.
-    public var rotateBytes: Int
+    package var rotateBytes: Int
 
-    public init(path: String, rotateBytes: Int = 256 << 20) {
+    package init(path: String, rotateBytes: Int = 256 << 20) {
         self.path = path
         self.rotateBytes = rotateBytes
     }
@@ -23,33 +23,39 @@ public struct FileOutputConfiguration: Sendable, Hashable {
 ///
 /// At least once: a crash between the fsync and the acknowledgement writes those events again after the
 /// restart. A damaged record is moved to `dead`, never written.
-public final class FileForwarder: Service, Sendable {
-    private let queue: Queue
+package final class FileForwarder: Service, Sendable {
+    private let consumer: Consumer
     private let configuration: FileOutputConfiguration
     private let logger: Logger
 
-    public init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
+    /// The output of the queue's default consumer (tests, tools).
+    package convenience init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    }
+
+    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
+    package init(consumer: Consumer, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
         do {
             try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
         } catch {
             throw ForwardConfigurationError("output.file.path \(configuration.path) cannot be made (\(error)); choose a writable directory")
         }
-        self.queue = queue
+        self.consumer = consumer
         self.configuration = configuration
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         var file: (fd: Int32, size: Int)?
         defer { if let file { close(file.fd) } }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // Files rotate between leases, so a lease is kept small next to the rotation size.
-            let lease = try queue.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
+            let lease = try consumer.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
             if !lease.corrupt.isEmpty {
-                _ = try await queue.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
+                _ = try await consumer.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
             }
             guard let first = lease.records.first else {
-                await queue.waitForAppend(timeout: .seconds(1))
+                await consumer.waitForAppend(timeout: .seconds(1))
                 continue
             }
             var output = ByteBuffer()
@@ -71,9 +77,9 @@ public final class FileForwarder: Service, Sendable {
             try write(output, to: file!.fd)
             file!.size += output.readableBytes
             if !bad.isEmpty {
-                _ = try await queue.moveToDead(bad.map(\.0), reason: "record cannot be decoded: \(bad[0].1)")
+                _ = try await consumer.moveToDead(bad.map(\.0), reason: "record cannot be decoded: \(bad[0].1)")
             }
-            try await queue.acknowledge(good)
+            try await consumer.acknowledge(good)
         }
     }
 

@@ -1,32 +1,34 @@
+package import FerryPipeline
+
 /// Settings of the `http` output and its balancer. Defaults follow the Logstash `logstash` output.
-public struct HTTPOutputConfiguration: Sendable, Hashable {
+package struct HTTPOutputConfiguration: Sendable, Hashable {
     /// Downstream hosts, `host:port` (IPv6 in brackets, port 9800 when omitted).
-    public var hosts: [String]
+    package var hosts: [String]
     /// TLS towards the hosts; nil sends plain HTTP.
-    public var tls: TLS?
-    public var auth: BasicAuth?
+    package var tls: TLS?
+    package var auth: BasicAuth?
     /// Largest request body (stored gzip members, concatenated). Default 4 MiB.
-    public var maxRequestBytes: Int
+    package var maxRequestBytes: Int
     /// Most events in one request. Default 50,000: half the receiving ingest's default
     /// `max_events_per_request`, which answers 413 (permanent) above its own limit.
-    public var maxEventsPerRequest: Int
+    package var maxEventsPerRequest: Int
     /// Requests in flight to one host at most. Default 4.
-    public var concurrencyPerHost: Int
+    package var concurrencyPerHost: Int
     /// Time for one request, connect to last response byte. Default 30 s.
-    public var requestTimeoutSeconds: Int64
+    package var requestTimeoutSeconds: Int64
     /// Bound on delivered events per second, for replaying a backlog gently; nil for none.
-    public var maxEventsPerSecond: Int?
+    package var maxEventsPerSecond: Int?
     /// Send a request that has no answer after several times the hosts' usual latency to a second host
     /// as well; the first answer settles it. Default true. Turn it off when a late duplicate on another
     /// host costs more than waiting for a stalled one (Logstash downstream keeps no `seen` table).
-    public var hedge: Bool
+    package var hedge: Bool
     /// While a backlog older than 5 s drains, one lease in four takes the newest events (`FreshLane`).
     package var freshLane: FreshLane? = FreshLane(every: 4, backlogAge: .seconds(5))
     /// Backoff after a failure: first and largest delay (full jitter in between). Defaults 100 ms, 30 s.
-    public var backoffBaseMilliseconds: Int64
-    public var backoffCapMilliseconds: Int64
+    package var backoffBaseMilliseconds: Int64
+    package var backoffCapMilliseconds: Int64
 
-    public init(hosts: [String], tls: TLS? = nil, auth: BasicAuth? = nil, maxRequestBytes: Int = 4 << 20,
+    package init(hosts: [String], tls: TLS? = nil, auth: BasicAuth? = nil, maxRequestBytes: Int = 4 << 20,
                 maxEventsPerRequest: Int = 50_000, concurrencyPerHost: Int = 4, requestTimeoutSeconds: Int64 = 30, maxEventsPerSecond: Int? = nil,
                 backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000, hedge: Bool = true) {
         self.hedge = hedge
@@ -42,18 +44,18 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
         self.backoffCapMilliseconds = backoffCapMilliseconds
     }
 
-    public struct TLS: Sendable, Hashable {
+    package struct TLS: Sendable, Hashable {
         /// PEM file of the CA that signs the hosts' certificates; nil uses the system's trust store.
-        public var certificateAuthority: String?
+        package var certificateAuthority: String?
         /// Client identity for mTLS: PEM certificate and key, or a PKCS#12 bundle and password.
-        public var certificate: String?
-        public var key: String?
-        public var keystore: String?
-        public var keystorePassword: String?
+        package var certificate: String?
+        package var key: String?
+        package var keystore: String?
+        package var keystorePassword: String?
         /// Check that the certificate names the host. Default true.
-        public var verifyHostname: Bool
+        package var verifyHostname: Bool
 
-        public init(certificateAuthority: String? = nil, certificate: String? = nil, key: String? = nil,
+        package init(certificateAuthority: String? = nil, certificate: String? = nil, key: String? = nil,
                     keystore: String? = nil, keystorePassword: String? = nil, verifyHostname: Bool = true) {
             self.certificateAuthority = certificateAuthority
             self.certificate = certificate
@@ -64,10 +66,10 @@ public struct HTTPOutputConfiguration: Sendable, Hashable {
         }
     }
 
-    public struct BasicAuth: Sendable, Hashable {
-        public var username: String
-        public var password: String
-        public init(username: String, password: String) {
+    package struct BasicAuth: Sendable, Hashable {
+        package var username: String
+        package var password: String
+        package init(username: String, password: String) {
             self.username = username
             self.password = password
         }

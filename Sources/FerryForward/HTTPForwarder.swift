@@ -1,8 +1,9 @@
-public import FerryQueue
+import FerryPipeline
+package import FerryQueue
 import FerryWire
-public import Logging
+package import Logging
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 import Synchronization
 
 /// The `http` output: leases records oldest first, sends each lease as one request to the host the
@@ -13,15 +14,21 @@ import Synchronization
 /// backoff; it never gives up while the failure is retriable, so an outage of every host only lets the
 /// queue grow. A permanent refusal (4xx other than 408/429) moves the records to `dead` with the status
 /// and an excerpt of the answer, and the records after them go on.
-public final class HTTPForwarder: Service, Sendable {
-    private let queue: Queue
+package final class HTTPForwarder: Service, Sendable {
+    private let consumer: Consumer
     private let configuration: HTTPOutputConfiguration
     private let sender: HTTPSender
     private let pool: Mutex<HostPool>
     private let logger: Logger
 
-    public init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
-        self.queue = queue
+    /// The output of the queue's default consumer (tests, tools).
+    package convenience init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    }
+
+    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
+    package init(consumer: Consumer, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+        self.consumer = consumer
         self.configuration = configuration
         self.sender = try HTTPSender(configuration: configuration)
         var poolConfiguration = HostPool.Configuration()
@@ -33,7 +40,7 @@ public final class HTTPForwarder: Service, Sendable {
     }
 
     /// Per-host state and counters, for /metrics and tests.
-    public func hostStatus() -> [HostStatus] {
+    package func hostStatus() -> [HostStatus] {
         let now = ContinuousClock.now
         return pool.withLock { pool in
             pool.hosts.indices.map { i in
@@ -45,7 +52,7 @@ public final class HTTPForwarder: Service, Sendable {
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let slots = Slots(count: sender.endpoints.count * configuration.concurrencyPerHost)
         // `max_events_per_second`: each request waits for its events' tokens before it starts.
         let pace: (([StoredRecord]) async -> Void)? = configuration.maxEventsPerSecond.map { rate in
@@ -53,9 +60,9 @@ public final class HTTPForwarder: Service, Sendable {
             return { records in await limiter.take(records.reduce(0) { $0 + Int($1.record.eventCount) }) }
         }
         await withDiscardingTaskGroup { group in
-            await leaseAndDeliver(from: queue, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
+            await leaseAndDeliver(from: consumer, maxBytes: configuration.maxRequestBytes, maxEvents: configuration.maxEventsPerRequest,
                                   slots: slots, logger: logger, group: &group, freshLane: configuration.freshLane, pace: pace) { [self] records in
-                await deliver(OutboundBatch(records: records, agentID: queue.agentID))
+                await deliver(OutboundBatch(records: records, agentID: consumer.queue.agentID))
             }
         }
         await sender.shutdown()
@@ -66,14 +73,14 @@ public final class HTTPForwarder: Service, Sendable {
         // Before the first attempt: after a crash the same records go again under the same `Ferry-Batch`,
         // which a receiving Ferry drops. Without it only duplicates are risked, never a loss.
         do {
-            try await queue.remember(batch.sequences)
+            try await consumer.remember(batch.sequences)
         } catch {
             logger.warning("cannot remember a batch's boundaries; a restart may send its events twice", metadata: ["ferry.forward.error": "\(error)"])
         }
         var avoid: Int?
         while true {
             if Task.isCancelled || Task.isShuttingDownGracefully {
-                queue.release(batch.sequences)  // leased again after a restart; nothing is lost
+                consumer.release(batch.sequences)  // leased again after a restart; nothing is lost
                 return
             }
             let now = ContinuousClock.now
@@ -87,11 +94,11 @@ public final class HTTPForwarder: Service, Sendable {
             switch outcome {
             case .delivered:
                 do {
-                    try await queue.acknowledge(batch.sequences)
+                    try await consumer.acknowledge(batch.sequences)
                 } catch {
                     // Delivered but not deleted: it will be sent again (the receiver's `seen` drops it).
                     logger.error("delivered records could not be acknowledged", metadata: ["ferry.forward.error": "\(error)"])
-                    queue.release(batch.sequences)
+                    consumer.release(batch.sequences)
                 }
                 return
             case .retriable(let reason, _):
@@ -106,10 +113,10 @@ public final class HTTPForwarder: Service, Sendable {
                     "ferry.forward.records": "\(batch.sequences.count)",
                 ])
                 do {
-                    try await queue.moveToDead(batch.sequences, reason: reason)
+                    try await consumer.moveToDead(batch.sequences, reason: reason)
                 } catch {
                     logger.error("refused records could not be moved to dead", metadata: ["ferry.forward.error": "\(error)"])
-                    queue.release(batch.sequences)
+                    consumer.release(batch.sequences)
                 }
                 return
             }
@@ -206,56 +213,18 @@ extension HTTPForwarder {
 }
 
 /// A downstream host's state, as `HTTPForwarder.hostStatus()` reports it.
-public struct HostStatus: Sendable, Hashable {
-    public let endpoint: String
+package struct HostStatus: Sendable, Hashable {
+    package let endpoint: String
     /// `healthy`, `cooling` or `open`.
-    public let state: String
-    public let inFlight: Int
-    public let sent: UInt64
-    public let succeeded: UInt64
-    public let failed: UInt64
+    package let state: String
+    package let inFlight: Int
+    package let sent: UInt64
+    package let succeeded: UInt64
+    package let failed: UInt64
     /// Requests this host got as the second copy of a request another host had not answered in time.
-    public let hedges: UInt64
-    public let lastError: String?
-    public let latencySeconds: Double?
-}
-
-/// A counting semaphore for async tasks: bounds the requests in flight.
-package final class Slots: Sendable {
-    private let state: Mutex<(free: Int, closed: Bool, waiting: [CheckedContinuation<Bool, Never>])>
-
-    package init(count: Int) { state = Mutex((count, false, [])) }
-
-    /// Takes a slot; false once closed.
-    package func acquire() async -> Bool {
-        await withCheckedContinuation { continuation in
-            let result = state.withLock { state -> Bool? in
-                if state.closed { return false }
-                if state.free > 0 { state.free -= 1; return true }
-                state.waiting.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(returning: result) }
-        }
-    }
-
-    package func release() {
-        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            if !state.waiting.isEmpty { return state.waiting.removeFirst() }
-            state.free += 1
-            return nil
-        }
-        waiter?.resume(returning: true)
-    }
-
-    package func close() {
-        let waiting = state.withLock { state in
-            state.closed = true
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-        for waiter in waiting { waiter.resume(returning: false) }
-    }
+    package let hedges: UInt64
+    package let lastError: String?
+    package let latencySeconds: Double?
 }
 
 /// A token bucket over events: `take(n)` waits until n events may go.

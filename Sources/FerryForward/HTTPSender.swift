@@ -111,8 +111,8 @@ package final class HTTPSender: Sendable {
 }
 
 /// An output configuration Ferry cannot start with; the message names the key and what to do.
-public struct ForwardConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    public let message: String
+package struct ForwardConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    package let message: String
     init(_ message: String) { self.message = message }
-    public var description: String { message }
+    package var description: String { message }
 }

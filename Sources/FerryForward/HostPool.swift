@@ -1,3 +1,5 @@
+import FerryPipeline
+
 /// The balancer's decisions about downstream hosts — which host gets the next request, when a failed
 /// host may be tried again, when its circuit opens — as a state machine without I/O and without a clock:
 /// every call takes `now`, and jitter comes from an injected random source, so tests are exact.
@@ -157,12 +159,7 @@ package struct HostPool: Sendable {
 
     /// Full jitter: uniform in [0, min(cap, base × 2^(failures-1))].
     package func backoff(failures: Int) -> Duration {
-        let base = configuration.backoffBase
-        let cap = configuration.backoffCap
-        let exponent = min(max(failures - 1, 0), 30)
-        let ceiling = min(cap, base * (1 << exponent))
-        let ceilingSeconds = Double(ceiling.components.seconds) + Double(ceiling.components.attoseconds) / 1e18
-        return .nanoseconds(Int64(random(0...ceilingSeconds) * 1e9))
+        Backoff(base: configuration.backoffBase, cap: configuration.backoffCap).delay(attempt: failures, random: random)
     }
 
     /// When the next host becomes available, if none can take a request now; nil if one can now, or if

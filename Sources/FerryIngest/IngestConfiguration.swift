@@ -1,18 +1,18 @@
 /// The HTTP ingest's settings. Defaults are the safe ones: loopback, bounded sizes, bounded time.
-public struct IngestConfiguration: Sendable, Hashable {
+package struct IngestConfiguration: Sendable, Hashable {
     /// Where to listen. Default `127.0.0.1:9800`, the Logstash `logstash` input's port.
-    public var host: String
-    public var port: Int
+    package var host: String
+    package var port: Int
 
     /// TLS. `nil` means plain HTTP, which is allowed only on loopback unless `allowPlaintext` is set.
-    public var tls: TLS?
+    package var tls: TLS?
     /// Set from an explicit `tls: false` in the config: plain HTTP on a non-loopback address (logged as a warning).
-    public var allowPlaintext: Bool
+    package var allowPlaintext: Bool
     /// Basic authentication; `nil` accepts every client (that TLS let through).
-    public var auth: BasicAuth?
-    public var limits: Limits
+    package var auth: BasicAuth?
+    package var limits: Limits
 
-    public init(host: String = "127.0.0.1", port: Int = 9800, tls: TLS? = nil, allowPlaintext: Bool = false,
+    package init(host: String = "127.0.0.1", port: Int = 9800, tls: TLS? = nil, allowPlaintext: Bool = false,
                 auth: BasicAuth? = nil, limits: Limits = Limits()) {
         self.host = host
         self.port = port
@@ -22,9 +22,9 @@ public struct IngestConfiguration: Sendable, Hashable {
         self.limits = limits
     }
 
-    public struct TLS: Sendable, Hashable {
+    package struct TLS: Sendable, Hashable {
         /// Where the server's identity comes from.
-        public enum Identity: Sendable, Hashable {
+        package enum Identity: Sendable, Hashable {
             /// PEM certificate chain and PEM private key.
             case pem(certificate: String, key: String)
             /// A PKCS#12 bundle and its password.
@@ -32,49 +32,49 @@ public struct IngestConfiguration: Sendable, Hashable {
         }
 
         /// Whether clients must present a certificate signed by `certificateAuthorities`.
-        public enum ClientAuth: String, Sendable, Hashable, CaseIterable {
+        package enum ClientAuth: String, Sendable, Hashable, CaseIterable {
             case none, optional, required
         }
 
-        public var identity: Identity
-        public var clientAuth: ClientAuth
+        package var identity: Identity
+        package var clientAuth: ClientAuth
         /// PEM files of the CAs that sign client certificates (needed unless `clientAuth` is `none`).
-        public var certificateAuthorities: [String]
+        package var certificateAuthorities: [String]
 
-        public init(identity: Identity, clientAuth: ClientAuth = .none, certificateAuthorities: [String] = []) {
+        package init(identity: Identity, clientAuth: ClientAuth = .none, certificateAuthorities: [String] = []) {
             self.identity = identity
             self.clientAuth = clientAuth
             self.certificateAuthorities = certificateAuthorities
         }
     }
 
-    public struct BasicAuth: Sendable, Hashable {
-        public var username: String
-        public var password: String
-        public init(username: String, password: String) {
+    package struct BasicAuth: Sendable, Hashable {
+        package var username: String
+        package var password: String
+        package init(username: String, password: String) {
             self.username = username
             self.password = password
         }
     }
 
-    public struct Limits: Sendable, Hashable {
+    package struct Limits: Sendable, Hashable {
         /// Most bytes of a request body as sent (compressed or not). Default 16 MiB.
-        public var maxBodyBytes: Int
+        package var maxBodyBytes: Int
         /// Most bytes of a body once decompressed: stops gzip bombs early. Default 128 MiB.
-        public var maxDecompressedBytes: Int
+        package var maxDecompressedBytes: Int
         /// Most bytes of one event. Default 1 MiB.
-        public var maxEventBytes: Int
+        package var maxEventBytes: Int
         /// Most events in one request. Default 100,000.
-        public var maxEventsPerRequest: Int
+        package var maxEventsPerRequest: Int
         /// Time allowed to receive a request, head and body, once its first byte arrived: a slow client
         /// (slowloris) is cut after it. Default 30 s.
-        public var requestTimeoutSeconds: Int64
+        package var requestTimeoutSeconds: Int64
         /// Time a kept-alive connection may stay idle. Default 60 s.
-        public var idleTimeoutSeconds: Int64
+        package var idleTimeoutSeconds: Int64
         /// Most connections open at once; more wait in the listen backlog. Default 1,024.
-        public var maxConnections: Int
+        package var maxConnections: Int
 
-        public init(maxBodyBytes: Int = 16 << 20, maxDecompressedBytes: Int = 128 << 20, maxEventBytes: Int = 1 << 20,
+        package init(maxBodyBytes: Int = 16 << 20, maxDecompressedBytes: Int = 128 << 20, maxEventBytes: Int = 1 << 20,
                     maxEventsPerRequest: Int = 100_000, requestTimeoutSeconds: Int64 = 30, idleTimeoutSeconds: Int64 = 60,
                     maxConnections: Int = 1024) {
             self.maxBodyBytes = maxBodyBytes
@@ -88,7 +88,7 @@ public struct IngestConfiguration: Sendable, Hashable {
     }
 
     /// True for addresses that only this host can reach.
-    public var isLoopback: Bool {
+    package var isLoopback: Bool {
         host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 }

@@ -1,25 +1,27 @@
 /// Why the ingest refused a request: the HTTP status, a stable reason (a metric label) and a message that
 /// names the problem — and for malformed input the line — and says what to do. Nothing of a refused
 /// request is stored.
-public struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
+package struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
     /// HTTP status code of the answer.
-    public let status: Int
+    package let status: Int
     /// Stable, short: `invalid_json`, `invalid_utf8`, `invalid_gzip`, `empty_body`, `body_too_large`,
     /// `event_too_large`, `too_many_events`, `unsupported_media_type`, `unsupported_encoding`,
     /// `unauthorized`, `invalid_batch_id`, `queue_full`, `shutting_down`, `timeout`, `internal`.
-    public let reason: String
-    public let message: String
+    package let reason: String
+    package let message: String
     /// The 1-based line of the (decompressed) body where the problem is, for malformed input.
-    public let line: Int?
+    package let line: Int?
+    /// True when the queue refused the events (full, closed): the intake counted it already.
+    var fromQueue = false
 
-    public init(status: Int, reason: String, message: String, line: Int? = nil) {
+    package init(status: Int, reason: String, message: String, line: Int? = nil) {
         self.status = status
         self.reason = reason
         self.message = message
         self.line = line
     }
 
-    public var description: String { "\(status) \(reason): \(message)" }
+    package var description: String { "\(status) \(reason): \(message)" }
 
     static func invalidJSON(line: Int, _ detail: String) -> IngestError {
         IngestError(status: 400, reason: "invalid_json", message: "line \(line): \(detail); send one JSON object per line", line: line)

@@ -1,3 +1,4 @@
+import FerryPipeline
 import FerryQueue
 import FerryWire
 import Foundation
@@ -10,7 +11,8 @@ import NIOCore
 /// append the events (one group commit with the other requests in flight), answer.
 struct IngestHandler: Sendable {
     let configuration: IngestConfiguration
-    let queue: Queue
+    /// The seam into the queue: stamps the events, appends once (a full queue is a 429), counts.
+    let intake: Intake
     let logger: Logger
     let metrics: IngestMetrics
     let isAccepting: @Sendable () -> Bool
@@ -18,9 +20,9 @@ struct IngestHandler: Sendable {
 
     static let ferryBatch = HTTPField.Name("Ferry-Batch")!
 
-    init(configuration: IngestConfiguration, queue: Queue, logger: Logger, metrics: IngestMetrics, isAccepting: @escaping @Sendable () -> Bool) {
+    init(configuration: IngestConfiguration, intake: Intake, logger: Logger, metrics: IngestMetrics, isAccepting: @escaping @Sendable () -> Bool) {
         self.configuration = configuration
-        self.queue = queue
+        self.intake = intake
         self.logger = logger
         self.metrics = metrics
         self.isAccepting = isAccepting
@@ -34,7 +36,8 @@ struct IngestHandler: Sendable {
             return Self.json(.ok, stored.duplicate ? #"{"stored":0,"duplicate":true}"# : #"{"stored":\#(stored.events)}"#)
         } catch let error as IngestError {
             metrics.request(status: error.status)
-            metrics.rejected(error.reason)
+            // Refusals by the queue are counted by the intake.
+            if !error.fromQueue { intake.rejected(error.reason) }
             logger.debug("ingest request refused", metadata: [
                 "ferry.ingest.reason": "\(error.reason)", "ferry.ingest.message": "\(error.message)",
                 "ferry.ingest.peer": "\(context.remoteAddress?.description ?? "?")",
@@ -43,7 +46,7 @@ struct IngestHandler: Sendable {
         } catch {
             // The client went away mid-body (or the request deadline closed the connection): nothing was
             // stored, and there is nobody to answer.
-            metrics.rejected("client_disconnected")
+            intake.rejected("client_disconnected")
             logger.debug("ingest request aborted", metadata: ["ferry.ingest.error": "\(error)"])
             throw error
         }
@@ -83,7 +86,7 @@ struct IngestHandler: Sendable {
             batchID = nil
         }
 
-        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: configuration.limits)
+        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: configuration.limits, stamp: intake.stamp)
         var received = 0
         for try await chunk in request.body {
             received += chunk.readableBytes
@@ -94,7 +97,7 @@ struct IngestHandler: Sendable {
         let start = ContinuousClock.now
         let receipt: Queue.AppendReceipt
         do {
-            receipt = try await queue.append(batch, batchID: batchID)
+            receipt = try await intake.append(batch, sourceBytes: received, batchID: batchID)
         } catch {
             throw Self.ingestError(error)
         }
@@ -103,22 +106,23 @@ struct IngestHandler: Sendable {
             metrics.duplicates.increment()
             return (0, true)
         }
-        metrics.events.increment(by: batch.eventCount)
-        metrics.bytes.increment(by: received)
         return (batch.eventCount, false)
     }
 
     static func ingestError(_ error: QueueError) -> IngestError {
+        var refusal: IngestError
         switch error.code {
         case .full:
-            IngestError(status: 429, reason: "queue_full", message: "\(error.message)")
+            refusal = IngestError(status: 429, reason: "queue_full", message: "\(error.message)")
         case .batchTooLarge:
-            IngestError(status: 413, reason: "body_too_large", message: error.message)
+            refusal = IngestError(status: 413, reason: "body_too_large", message: error.message)
         case .closed:
-            IngestError(status: 503, reason: "shutting_down", message: "the queue is closed; Ferry is shutting down, retry after it restarts")
+            refusal = IngestError(status: 503, reason: "shutting_down", message: "the queue is closed; Ferry is shutting down, retry after it restarts")
         default:
-            IngestError(status: 500, reason: "internal", message: "the events could not be stored (\(error.message)); retry later")
+            refusal = IngestError(status: 500, reason: "internal", message: "the events could not be stored (\(error.message)); retry later")
         }
+        refusal.fromQueue = true
+        return refusal
     }
 
     static func response(for error: IngestError) -> Response {

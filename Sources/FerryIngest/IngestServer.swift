@@ -1,12 +1,13 @@
-public import FerryQueue
-import FerryWire
+package import FerryPipeline
+package import FerryQueue
+package import FerryWire
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-public import Logging
+package import Logging
 import NIOCore
-import NIOSSL
-public import ServiceLifecycle
+package import NIOSSL
+package import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -14,9 +15,9 @@ import Glibc
 
 /// The HTTP ingest: `POST /` with NDJSON, JSON or text, plain or gzip, answered 200 only after the events
 /// are committed and fsynced in the queue. A swift-service-lifecycle `Service`.
-public final class IngestServer: Service, Sendable {
-    public let configuration: IngestConfiguration
-    private let queue: Queue
+package final class IngestServer: Input, Sendable {
+    package let configuration: IngestConfiguration
+    private let intake: Intake
     private let logger: Logger
     private let accepting = Atomic<Bool>(true)
     private let listening = ListeningPort()
@@ -24,7 +25,12 @@ public final class IngestServer: Service, Sendable {
 
     /// Checks the configuration (TLS files are loaded here, so a bad path fails at start, not at the
     /// first connection). Refuses a non-loopback address without TLS unless `allowPlaintext` is set.
-    public init(configuration: IngestConfiguration, queue: Queue, logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
+    package convenience init(configuration: IngestConfiguration, queue: Queue, stamp: EventStamp = .none,
+                             logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
+        try self.init(configuration: configuration, intake: Intake(input: "http", queue: queue, stamp: stamp, logger: logger), logger: logger)
+    }
+
+    package init(configuration: IngestConfiguration, intake: Intake, logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
         if configuration.tls == nil && !configuration.isLoopback {
             guard configuration.allowPlaintext else {
                 throw IngestConfigurationError("input.http.address \(configuration.host):\(configuration.port) is not loopback and has no TLS; configure input.http.tls (certificate and key, or keystore), or set tls: false to send events in clear text on purpose")
@@ -33,23 +39,31 @@ public final class IngestServer: Service, Sendable {
                            metadata: ["ferry.ingest.address": "\(configuration.host):\(configuration.port)"])
         }
         self.configuration = configuration
-        self.queue = queue
+        self.intake = intake
         self.logger = logger
         self.tlsConfiguration = try configuration.tls.map { tls throws(IngestConfigurationError) in try Self.makeTLS(tls) }
     }
 
     /// Stops taking events: later requests are answered 503 with Retry-After (graceful shutdown begins).
-    public func stopAccepting() {
+    package func stopAccepting() {
         accepting.store(false, ordering: .releasing)
     }
 
+    /// Once the server listens: where to send events.
+    package func started() async -> String {
+        let port = await listeningPort()
+        let scheme = configuration.tls == nil ? "http" : "https"
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        return "Send events:  POST \(scheme)://\(host):\(port)/  (NDJSON, JSON or text; gzip welcome)"
+    }
+
     /// The port the server listens on, once it does (useful with port 0).
-    public func listeningPort() async -> Int {
+    package func listeningPort() async -> Int {
         await listening.value
     }
 
-    public func run() async throws {
-        let handler = IngestHandler(configuration: configuration, queue: queue, logger: logger, metrics: IngestMetrics(),
+    package func run() async throws {
+        let handler = IngestHandler(configuration: configuration, intake: intake, logger: logger, metrics: IngestMetrics(),
                                     isAccepting: { [self] in accepting.load(ordering: .acquiring) })
         let router = Router(context: IngestContext.self)
         router.post("/") { request, context in try await handler.handle(request, context: context) }
@@ -91,7 +105,9 @@ public final class IngestServer: Service, Sendable {
         }
     }
 
-    static func makeTLS(_ tls: IngestConfiguration.TLS) throws(IngestConfigurationError) -> TLSConfiguration {
+    /// The server TLS configuration of a listener's `tls` block (`path`: its key, for errors); the syslog
+    /// and RELP inputs take the same block.
+    package static func makeTLS(_ tls: IngestConfiguration.TLS, path: String = "input.http.tls") throws(IngestConfigurationError) -> TLSConfiguration {
         var configuration: TLSConfiguration
         do {
             switch tls.identity {
@@ -108,19 +124,19 @@ public final class IngestServer: Service, Sendable {
                 )
             }
         } catch {
-            throw IngestConfigurationError("cannot load the TLS identity of input.http.tls (\(error)); check the certificate, key or keystore paths and the keystore password")
+            throw IngestConfigurationError("cannot load the TLS identity of \(path) (\(error)); check the certificate, key or keystore paths and the keystore password")
         }
         switch tls.clientAuth {
         case .none:
             configuration.certificateVerification = .none
         case .optional, .required:
             guard !tls.certificateAuthorities.isEmpty else {
-                throw IngestConfigurationError("input.http.tls.client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
+                throw IngestConfigurationError("\(path).client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
             }
             do {
                 configuration.trustRoots = .certificates(try tls.certificateAuthorities.flatMap { try NIOSSLCertificate.fromPEMFile($0) })
             } catch {
-                throw IngestConfigurationError("cannot load input.http.tls.certificate_authorities (\(error)); check the paths")
+                throw IngestConfigurationError("cannot load \(path).certificate_authorities (\(error)); check the paths")
             }
             // `.noHostnameVerification` requires a client certificate on a server; `.optionalVerification`
             // verifies one if presented and accepts a client without.
@@ -131,10 +147,10 @@ public final class IngestServer: Service, Sendable {
 }
 
 /// A configuration the ingest cannot start with; the message names the key and what to do.
-public struct IngestConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    public let message: String
+package struct IngestConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    package let message: String
     init(_ message: String) { self.message = message }
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// Per-request context: Hummingbird's core storage plus the peer's address for logs.

@@ -1,5 +1,5 @@
-public import FerryWire
-public import NIOCore
+package import FerryWire
+package import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,9 +10,9 @@ import Glibc
 /// nothing of the request is stored.
 ///
 /// No I/O and no clock: the HTTP handler feeds it, tests feed it directly.
-public struct RequestDecoder {
+package struct RequestDecoder {
     /// The body's media type.
-    public enum Format: Sendable, Hashable {
+    package enum Format: Sendable, Hashable {
         /// `application/x-ndjson`: one JSON object per line (the Logstash `logstash` output's format).
         case ndjson
         /// `application/json`: one object, or an array of objects.
@@ -21,7 +21,7 @@ public struct RequestDecoder {
         case text
 
         /// The format for a `Content-Type` value, nil if unsupported. Parameters (charset) are ignored.
-        public init?(contentType: String?) {
+        package init?(contentType: String?) {
             guard let contentType else { self = .ndjson; return }  // Logstash-style senders always set it; be lenient when absent
             let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() } ?? ""
             switch media.lowercased() {
@@ -33,8 +33,8 @@ public struct RequestDecoder {
         }
     }
 
-    public let format: Format
-    public let limits: IngestConfiguration.Limits
+    package let format: Format
+    package let limits: IngestConfiguration.Limits
     private let inflater: GzipInflater?
     private var scratch = ByteBuffer()
     private var receivedBytes = 0
@@ -44,10 +44,19 @@ public struct RequestDecoder {
     private var line = 0
     private var builder = RecordBuilder()
     private var events = 0
+    /// What every event gets added (`EventStamp`), and the bits of the keys a text line's event has.
+    private let keys: TopLevelKeys
+    private let members: EventStamp.Members
+    private let messagePresent: UInt64
 
-    public init(format: Format, gzip: Bool, limits: IngestConfiguration.Limits) throws {
+    /// `stamp` is applied to every event as read at `readAt` (ms since the Unix epoch): the request's time.
+    package init(format: Format, gzip: Bool, limits: IngestConfiguration.Limits, stamp: EventStamp = .none,
+                 readAt: Int64 = currentTimeMilliseconds()) throws {
         self.format = format
         self.limits = limits
+        keys = stamp.keys
+        members = stamp.members(readAt: readAt)
+        messagePresent = stamp.keys.mask(of: "message")
         do {
             inflater = gzip ? try GzipInflater(maxOutputBytes: limits.maxDecompressedBytes) : nil
         } catch {
@@ -56,10 +65,10 @@ public struct RequestDecoder {
     }
 
     /// Events accepted so far.
-    public var eventCount: Int { events }
+    package var eventCount: Int { events }
 
     /// Feeds the next piece of the body.
-    public mutating func consume(_ chunk: ByteBuffer) throws {
+    package mutating func consume(_ chunk: ByteBuffer) throws {
         receivedBytes += chunk.readableBytes
         if receivedBytes > limits.maxBodyBytes {
             throw IngestError.bodyTooLarge("the request body", limit: limits.maxBodyBytes)
@@ -79,7 +88,7 @@ public struct RequestDecoder {
     }
 
     /// Ends the body: checks that nothing is cut off and returns the events, encoded into records.
-    public mutating func finish() throws -> EventBatch {
+    package mutating func finish() throws -> EventBatch {
         if let inflater {
             do { try inflater.finish() } catch { throw Self.gzipError(error, limit: limits.maxDecompressedBytes) }
         }
@@ -146,16 +155,17 @@ public struct RequestDecoder {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
         switch format {
         case .ndjson:
+            let present: UInt64
             do {
-                try JSONValidator.validateObject(bytes)
+                present = try JSONValidator.validateObject(bytes, finding: keys)
             } catch {
                 if UTF8Validation.firstInvalidOffset(bytes) != nil { throw IngestError.invalidUTF8(line: line) }
                 throw IngestError.invalidJSON(line: line, error.description)
             }
-            try add(bytes)
+            try add(bytes, present: present)
         case .text:
             if UTF8Validation.firstInvalidOffset(bytes) != nil { throw IngestError.invalidUTF8(line: line) }
-            try add(NDJSON.messageEvent(bytes))
+            try NDJSON.messageEvent(bytes).withUnsafeBytes { (raw) in try add(raw, present: messagePresent) }
         case .json:
             preconditionFailure("JSON bodies are split by acceptJSONBody")
         }
@@ -180,25 +190,22 @@ public struct RequestDecoder {
                 if memchr(object.baseAddress!, 0x0A, object.count) != nil || memchr(object.baseAddress!, 0x0D, object.count) != nil {
                     let compacted = JSONValidator.compact(object)
                     guard compacted.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
-                    try compacted.withUnsafeBytes { (raw) in try add(raw) }
+                    try compacted.withUnsafeBytes { (raw) in try add(raw, present: TopLevelField.presence(of: keys, in: raw)) }
                 } else {
                     guard object.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
-                    try add(object)
+                    try add(object, present: TopLevelField.presence(of: keys, in: object))
                 }
             }
         }
     }
 
-    private mutating func add(_ event: UnsafeRawBufferPointer) throws {
+    /// Adds one event, a valid JSON object whose stamped keys are `present`.
+    private mutating func add(_ event: UnsafeRawBufferPointer, present: UInt64) throws {
         events += 1
         guard events <= limits.maxEventsPerRequest else {
             throw IngestError(status: 413, reason: "too_many_events", message: "the request holds more than \(limits.maxEventsPerRequest) events; send smaller requests or raise input.http.limits.max_events_per_request")
         }
-        builder.append(line: event)
-    }
-
-    private mutating func add(_ event: [UInt8]) throws {
-        try event.withUnsafeBytes { (raw) in try add(raw) }
+        builder.append(object: event, adding: members, present: present)
     }
 
     static func lineNumber(of offset: Int, in bytes: UnsafeRawBufferPointer) -> Int {

@@ -1,32 +1,32 @@
 /// How Ferry reaches a Kafka cluster: brokers, TLS, SASL and librdkafka properties passed through.
 /// Shared by the `kafka` output and the `kafka` input.
-public struct KafkaConnection: Sendable, Hashable {
+package struct KafkaConnection: Sendable, Hashable {
     /// Bootstrap brokers, `host:port`.
-    public var brokers: [String]
-    public var tls: TLS?
-    public var sasl: SASL?
+    package var brokers: [String]
+    package var tls: TLS?
+    package var sasl: SASL?
     /// librdkafka properties set as they are, after Ferry's own (so they can override them), e.g.
     /// `linger.ms`, `batch.size`, `client.id`. See librdkafka's CONFIGURATION.md.
-    public var properties: [String: String]
+    package var properties: [String: String]
 
-    public init(brokers: [String], tls: TLS? = nil, sasl: SASL? = nil, properties: [String: String] = [:]) {
+    package init(brokers: [String], tls: TLS? = nil, sasl: SASL? = nil, properties: [String: String] = [:]) {
         self.brokers = brokers
         self.tls = tls
         self.sasl = sasl
         self.properties = properties
     }
 
-    public struct TLS: Sendable, Hashable {
+    package struct TLS: Sendable, Hashable {
         /// PEM file of the CA that signs the brokers' certificates; nil uses the system's trust store.
-        public var certificateAuthority: String?
+        package var certificateAuthority: String?
         /// Client identity for mTLS (PEM certificate and key).
-        public var certificate: String?
-        public var key: String?
-        public var keyPassword: String?
+        package var certificate: String?
+        package var key: String?
+        package var keyPassword: String?
         /// Check that the broker's certificate names it. Default true.
-        public var verifyHostname: Bool
+        package var verifyHostname: Bool
 
-        public init(certificateAuthority: String? = nil, certificate: String? = nil, key: String? = nil,
+        package init(certificateAuthority: String? = nil, certificate: String? = nil, key: String? = nil,
                     keyPassword: String? = nil, verifyHostname: Bool = true) {
             self.certificateAuthority = certificateAuthority
             self.certificate = certificate
@@ -36,13 +36,13 @@ public struct KafkaConnection: Sendable, Hashable {
         }
     }
 
-    public struct SASL: Sendable, Hashable {
-        public static let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-        public var mechanism: String
-        public var username: String
-        public var password: String
+    package struct SASL: Sendable, Hashable {
+        package static let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        package var mechanism: String
+        package var username: String
+        package var password: String
 
-        public init(mechanism: String = "PLAIN", username: String, password: String) {
+        package init(mechanism: String = "PLAIN", username: String, password: String) {
             self.mechanism = mechanism
             self.username = username
             self.password = password
@@ -50,7 +50,7 @@ public struct KafkaConnection: Sendable, Hashable {
     }
 
     /// Whether a librdkafka property holds a secret (printed redacted).
-    public static func isSecretProperty(_ key: String) -> Bool { RdKafka.isSecret(key) }
+    package static func isSecretProperty(_ key: String) -> Bool { RdKafka.isSecret(key) }
 
     /// The librdkafka properties for this connection, in the order they are set.
     package func librdkafkaProperties() -> [(String, String)] {
@@ -79,26 +79,26 @@ public struct KafkaConnection: Sendable, Hashable {
 }
 
 /// Settings of the `kafka` output.
-public struct KafkaOutputConfiguration: Sendable, Hashable {
-    public static let compressions = ["none", "gzip", "snappy", "lz4", "zstd"]
+package struct KafkaOutputConfiguration: Sendable, Hashable {
+    package static let compressions = ["none", "gzip", "snappy", "lz4", "zstd"]
 
-    public var connection: KafkaConnection
+    package var connection: KafkaConnection
     /// The topic every event goes to.
-    public var topic: String
+    package var topic: String
     /// A top-level field of each event whose value becomes the message key (same key, same partition);
     /// nil, or a field an event lacks, sends without a key (librdkafka spreads those over partitions).
-    public var keyField: String?
+    package var keyField: String?
     /// Compression of message batches. Default lz4.
-    public var compression: String
+    package var compression: String
     /// Most events leased and produced as one unit (acknowledged in the queue together). Default 50,000.
-    public var maxEventsPerBatch: Int
+    package var maxEventsPerBatch: Int
     /// Units in flight at once. Default 4.
-    public var batchesInFlight: Int
+    package var batchesInFlight: Int
     /// Backoff between Ferry's own retries of messages librdkafka gave up on: first and largest delay.
-    public var backoffBaseMilliseconds: Int64
-    public var backoffCapMilliseconds: Int64
+    package var backoffBaseMilliseconds: Int64
+    package var backoffCapMilliseconds: Int64
 
-    public init(connection: KafkaConnection, topic: String, keyField: String? = nil, compression: String = "lz4",
+    package init(connection: KafkaConnection, topic: String, keyField: String? = nil, compression: String = "lz4",
                 maxEventsPerBatch: Int = 50_000, batchesInFlight: Int = 4,
                 backoffBaseMilliseconds: Int64 = 100, backoffCapMilliseconds: Int64 = 30_000) {
         self.connection = connection
@@ -128,19 +128,19 @@ public struct KafkaOutputConfiguration: Sendable, Hashable {
 }
 
 /// Settings of the `kafka` input.
-public struct KafkaInputConfiguration: Sendable, Hashable {
-    public enum StartFrom: String, Sendable, Hashable, CaseIterable { case earliest, latest }
+package struct KafkaInputConfiguration: Sendable, Hashable {
+    package enum StartFrom: String, Sendable, Hashable, CaseIterable { case earliest, latest }
 
-    public var connection: KafkaConnection
-    public var topics: [String]
+    package var connection: KafkaConnection
+    package var topics: [String]
     /// Consumer group; members of one group share the topics' partitions. Default `ferry`.
-    public var groupID: String
+    package var groupID: String
     /// Where a group without committed offsets starts. Default earliest: nothing already in the topic is skipped.
-    public var startFrom: StartFrom
+    package var startFrom: StartFrom
     /// Most messages appended to the queue in one commit. Default 10,000.
-    public var maxEventsPerAppend: Int
+    package var maxEventsPerAppend: Int
 
-    public init(connection: KafkaConnection, topics: [String], groupID: String = "ferry", startFrom: StartFrom = .earliest,
+    package init(connection: KafkaConnection, topics: [String], groupID: String = "ferry", startFrom: StartFrom = .earliest,
                 maxEventsPerAppend: Int = 10_000) {
         self.connection = connection
         self.topics = topics
@@ -169,8 +169,8 @@ public struct KafkaInputConfiguration: Sendable, Hashable {
 }
 
 /// A Kafka setting librdkafka refused, or a client that cannot be made; `ferry` exits 2 on it.
-public struct KafkaConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct KafkaConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }

@@ -1,11 +1,12 @@
 import CRdKafka
-public import FerryQueue
-import FerryWire
+package import FerryQueue
+package import FerryPipeline
+package import FerryWire
 import Foundation
-public import Logging
+package import Logging
 import Metrics
 import NIOPosix
-public import ServiceLifecycle
+package import ServiceLifecycle
 
 /// The `kafka` input: a consumer group member that reads the topics and appends their messages to the
 /// queue, committing the Kafka offsets only after the queue's commit (fsynced). A crash between the two
@@ -14,8 +15,8 @@ public import ServiceLifecycle
 /// Each message value becomes one event: a JSON object is stored as it is (compacted to one line if it
 /// spans several); any other value becomes `{"message":"<value>"}` (invalid UTF-8 replaced by U+FFFD and
 /// counted); a message without a value (a tombstone) is skipped and counted.
-public final class KafkaInput: Service, Sendable {
-    private let queue: Queue
+package final class KafkaInput: Input, Sendable {
+    private let intake: Intake
     private let configuration: KafkaInputConfiguration
     private let consumer: KafkaConsumer
     private let logger: Logger
@@ -23,7 +24,6 @@ public final class KafkaInput: Service, Sendable {
     private let metrics = Metrics()
 
     struct Metrics: Sendable {
-        let events = Counter(label: "ferry_kafka_input_events_total")
         let wrapped = Counter(label: "ferry_kafka_input_wrapped_total")
         let repaired = Counter(label: "ferry_kafka_input_repaired_total")
         let skipped = Counter(label: "ferry_kafka_input_skipped_total")
@@ -31,19 +31,32 @@ public final class KafkaInput: Service, Sendable {
         let lag = Gauge(label: "ferry_kafka_input_lag")
     }
 
+    /// An input with an intake of its own (events stamped with `stamp`), for tests and benchmarks.
+    package convenience init(queue: Queue, configuration: KafkaInputConfiguration, stamp: EventStamp = .none,
+                             logger: Logger = Logger(label: "ferry.input.kafka"),
+                             afterAppend: (@Sendable () async throws -> Void)? = nil) throws(KafkaConfigurationError) {
+        try self.init(intake: Intake(input: "kafka", queue: queue, stamp: stamp, logger: logger), configuration: configuration,
+                      logger: logger, afterAppend: afterAppend)
+    }
+
     /// `afterAppend` runs between the queue's commit and the offset commit; tests use it to stop there.
-    public init(queue: Queue, configuration: KafkaInputConfiguration, logger: Logger = Logger(label: "ferry.input.kafka"),
+    package init(intake: Intake, configuration: KafkaInputConfiguration, logger: Logger = Logger(label: "ferry.input.kafka"),
                 afterAppend: (@Sendable () async throws -> Void)? = nil) throws(KafkaConfigurationError) {
         guard !configuration.connection.brokers.isEmpty else { throw KafkaConfigurationError("input.kafka.brokers is empty; list at least one host:port") }
         guard !configuration.topics.isEmpty else { throw KafkaConfigurationError("input.kafka.topics is empty; name at least one topic to read") }
-        self.queue = queue
+        self.intake = intake
         self.configuration = configuration
         self.logger = logger
         self.afterAppend = afterAppend
         self.consumer = try KafkaConsumer(configuration: configuration, logger: logger)
     }
 
-    public func run() async throws {
+    /// At once: the consumer is made in `init`; it joins its group while it runs.
+    package func started() async -> String {
+        "Also read:    Kafka topics \(configuration.topics.joined(separator: ", ")) on \(configuration.connection.brokers.joined(separator: ", ")) (group \(configuration.groupID))"
+    }
+
+    package func run() async throws {
         let pool = NIOThreadPool.singleton
         var lastStored: [ConsumedMessage] = []
         defer {
@@ -63,21 +76,9 @@ public final class KafkaInput: Service, Sendable {
             guard !messages.isEmpty else { continue }
             let batch = events(of: messages)
             if batch.eventCount > 0 {
-                // Not a single message is lost to a full queue: the same messages are appended again until
-                // the queue takes them (offsets are not committed meanwhile), or Ferry stops.
-                var delay = Duration.milliseconds(100)
-                while true {
-                    do {
-                        _ = try await queue.append(batch)
-                        break
-                    } catch {
-                        if Task.isCancelled || Task.isShuttingDownGracefully { return }  // not committed: read again next start
-                        logger.warning("kafka input cannot append to the queue; retrying", metadata: ["ferry.queue.error": "\(error)"])
-                        try? await Task.sleep(for: delay)  // backoff before the next attempt
-                        delay = min(delay * 2, .seconds(5))
-                    }
-                }
-                metrics.events.increment(by: batch.eventCount)
+                // Not a single message is lost to a full queue: the seam appends the same messages until the
+                // queue takes them (reading pauses and offsets are not committed meanwhile), or Ferry stops.
+                guard await intake.appendWaiting(batch) != nil else { return }  // not committed: read again next start
             }
             try await afterAppend?()
             // The events are stored: their offsets may be committed. In the background, so that reading goes on
@@ -93,31 +94,33 @@ public final class KafkaInput: Service, Sendable {
         }
     }
 
-    /// The events of `messages`, packed into records.
-    private func events(of messages: [ConsumedMessage]) -> EventBatch {
-        var builder = RecordBuilder()
+    /// The events of `messages`, stamped and packed into records.
+    private func events(of messages: [ConsumedMessage]) -> IntakeBatch {
+        var batch = intake.batch()
+        let keys = intake.stamp.keys
         for message in messages {
             guard let value = message.value else {
                 metrics.skipped.increment()
                 continue
             }
+            batch.sourceBytes += value.count
             value.withUnsafeBytes { bytes in
-                if (try? JSONValidator.validateObject(bytes)) != nil {
+                if let present = try? JSONValidator.validateObject(bytes, finding: keys) {
                     if memchr(bytes.baseAddress!, 0x0A, bytes.count) != nil || memchr(bytes.baseAddress!, 0x0D, bytes.count) != nil {
-                        builder.append(line: JSONValidator.compact(bytes))
+                        JSONValidator.compact(bytes).withUnsafeBytes { batch.add(object: $0, present: present) }
                     } else {
-                        builder.append(line: bytes)
+                        batch.add(object: bytes, present: present)
                     }
                 } else if UTF8Validation.firstInvalidOffset(bytes) == nil {
                     metrics.wrapped.increment()
-                    builder.append(line: NDJSON.messageEvent(bytes))
+                    batch.add(message: bytes)
                 } else {
                     metrics.repaired.increment()
                     let repaired = Array(String(decoding: bytes, as: UTF8.self).utf8)
-                    repaired.withUnsafeBytes { builder.append(line: NDJSON.messageEvent($0)) }
+                    repaired.withUnsafeBytes { batch.add(message: $0) }
                 }
             }
         }
-        return builder.finish()
+        return batch
     }
 }

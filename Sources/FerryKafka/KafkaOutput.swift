@@ -1,11 +1,11 @@
 import CRdKafka
-public import FerryQueue
-import FerryForward
+package import FerryQueue
+import FerryPipeline
 import FerryWire
-public import Logging
+package import Logging
 import Metrics
 import NIOCore
-public import ServiceLifecycle
+package import ServiceLifecycle
 
 /// The `kafka` output: leases records oldest first and produces each event as one message to the topic
 /// through librdkafka (`acks=all`, idempotent producer). A record is acknowledged in the queue only
@@ -15,8 +15,8 @@ public import ServiceLifecycle
 /// `message.timeout.ms`) are produced again after a backoff, forever; a message refused for good (too
 /// large, invalid) moves its whole record to `dead` with the reason. At least once: a crash between the
 /// delivery reports and the queue's commit produces those events again after the restart.
-public final class KafkaOutput: Service, Sendable {
-    private let queue: Queue
+package final class KafkaOutput: Service, Sendable {
+    private let consumer: Consumer
     private let configuration: KafkaOutputConfiguration
     private let producer: KafkaProducer
     private let logger: Logger
@@ -29,20 +29,26 @@ public final class KafkaOutput: Service, Sendable {
         let delivery = Timer(label: "ferry_kafka_output_delivery_seconds")
     }
 
-    public init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
+    /// The output of the queue's default consumer (tests, tools).
+    package convenience init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    }
+
+    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
+    package init(consumer: Consumer, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
         guard !configuration.connection.brokers.isEmpty else { throw KafkaConfigurationError("output.kafka.brokers is empty; list at least one host:port") }
         guard !configuration.topic.isEmpty else { throw KafkaConfigurationError("output.kafka.topic is empty; name the topic events go to") }
-        self.queue = queue
+        self.consumer = consumer
         self.configuration = configuration
         self.logger = logger
         self.producer = try KafkaProducer(configuration: configuration, logger: logger)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let slots = Slots(count: configuration.batchesInFlight)
         var purger: Task<Void, Never>?
         await withDiscardingTaskGroup { group in
-            await leaseAndDeliver(from: queue, maxBytes: 16 << 20, maxEvents: configuration.maxEventsPerBatch, slots: slots, logger: logger,
+            await leaseAndDeliver(from: consumer, maxBytes: 16 << 20, maxEvents: configuration.maxEventsPerBatch, slots: slots, logger: logger,
                                   group: &group, while: { !isFailed }) { [self] records in
                 await deliver(records)
             }
@@ -58,6 +64,10 @@ public final class KafkaOutput: Service, Sendable {
         if let fatal = producer.context.fatal.withLock({ $0 }) {
             throw KafkaConfigurationError("kafka output stopped: \(fatal); undelivered records stay queued, restart ferry to go on")
         }
+    }
+
+    private var backoff: Backoff {
+        Backoff(base: .milliseconds(configuration.backoffBaseMilliseconds), cap: .milliseconds(configuration.backoffCapMilliseconds))
     }
 
     private var isFailed: Bool { producer.context.fatal.withLock { $0 != nil } }
@@ -83,7 +93,7 @@ public final class KafkaOutput: Service, Sendable {
                 damageReason = "record cannot be decoded: \(error.message)"
             }
         }
-        if !damaged.isEmpty { _ = try? await queue.moveToDead(damaged, reason: damageReason) }
+        if !damaged.isEmpty { _ = try? await consumer.moveToDead(damaged, reason: damageReason) }
 
         var dead: [Int: String] = [:]
         var settled = Set<Int>(records.indices.filter { outstanding[$0] == 0 })
@@ -92,8 +102,7 @@ public final class KafkaOutput: Service, Sendable {
         while !pending.isEmpty {
             if attempt > 0 {
                 if Task.isCancelled || Task.isShuttingDownGracefully || isFailed { break }
-                let cap = min(configuration.backoffCapMilliseconds, configuration.backoffBaseMilliseconds << min(attempt - 1, 20))
-                try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...max(cap, 1))))  // backoff with full jitter
+                try? await Task.sleep(for: backoff.delay(attempt: attempt))
             }
             attempt += 1
             let start = ContinuousClock.now
@@ -134,7 +143,7 @@ public final class KafkaOutput: Service, Sendable {
             }
         }
         let unsettled = records.indices.filter { !settled.contains($0) }
-        if !unsettled.isEmpty { queue.release(unsettled.map { records[$0].sequence }) }  // delivered after the next start
+        if !unsettled.isEmpty { consumer.release(unsettled.map { records[$0].sequence }) }  // delivered after the next start
     }
 
     private func settle(_ records: [StoredRecord], indices: [Int], dead: [Int: String]) async {
@@ -142,10 +151,10 @@ public final class KafkaOutput: Service, Sendable {
         let refused = indices.filter { dead[$0] != nil }
         if !delivered.isEmpty {
             do {
-                try await queue.acknowledge(delivered)
+                try await consumer.acknowledge(delivered)
             } catch {
                 logger.error("delivered records could not be acknowledged; they will be produced again", metadata: ["ferry.output.error": "\(error)"])
-                queue.release(delivered)
+                consumer.release(delivered)
             }
         }
         for index in refused {
@@ -154,10 +163,10 @@ public final class KafkaOutput: Service, Sendable {
                 "ferry.queue.sequence": "\(records[index].sequence)", "kafka.error": "\(dead[index]!)",
             ])
             do {
-                try await queue.moveToDead([records[index].sequence], reason: dead[index]!)
+                try await consumer.moveToDead([records[index].sequence], reason: dead[index]!)
             } catch {
                 logger.error("refused record could not be moved to dead", metadata: ["ferry.output.error": "\(error)"])
-                queue.release([records[index].sequence])
+                consumer.release([records[index].sequence])
             }
         }
     }

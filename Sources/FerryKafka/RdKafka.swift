@@ -1,15 +1,15 @@
-import CRdKafka
+package import CRdKafka
 import Foundation
 import Logging
 import NIOCore
 import Synchronization
 
 /// Small helpers over librdkafka's C API.
-enum RdKafka {
+package enum RdKafka {
     static let errorBufferSize = 512
 
     /// A configuration object with `properties` set, or an error naming the property librdkafka refused.
-    static func makeConfiguration(_ properties: [(String, String)], role: String) throws(KafkaConfigurationError) -> OpaquePointer {
+    package static func makeConfiguration(_ properties: [(String, String)], role: String) throws(KafkaConfigurationError) -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
         var message = [CChar](repeating: 0, count: errorBufferSize)
         for (key, value) in properties where rd_kafka_conf_set(conf, key, value, &message, errorBufferSize) != RD_KAFKA_CONF_OK {
@@ -21,7 +21,7 @@ enum RdKafka {
     }
 
     /// Makes a client from `conf` (which it takes over), or an error saying why not.
-    static func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer, role: String) throws(KafkaConfigurationError) -> OpaquePointer {
+    package static func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer, role: String) throws(KafkaConfigurationError) -> OpaquePointer {
         var message = [CChar](repeating: 0, count: errorBufferSize)
         guard let handle = rd_kafka_new(type, conf, &message, errorBufferSize) else {
             rd_kafka_conf_destroy(conf)  // only a successful rd_kafka_new takes the configuration
@@ -47,11 +47,11 @@ enum RdKafka {
         return lower.contains("password") || lower.contains("secret") || lower.contains("key.pem") || lower.hasSuffix(".jaas.config")
     }
 
-    static func string(_ buffer: [CChar]) -> String {
+    package static func string(_ buffer: [CChar]) -> String {
         buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    static func describe(_ error: rd_kafka_resp_err_t) -> String {
+    package static func describe(_ error: rd_kafka_resp_err_t) -> String {
         "\(String(cString: rd_kafka_err2name(error))): \(String(cString: rd_kafka_err2str(error)))"
     }
 

@@ -147,6 +147,9 @@ struct Transaction {
     }
 
     /// The unnamed main database, whose keys are the names of the named ones.
+    /// Deletes a named database and its entries (`mdb_drop`); the handle is closed with it.
+    func drop(_ db: Database) throws(LMDBError) { try lmdbCheck(mdb_drop(handle, db, 1), "mdb_drop") }
+
     func mainDatabase() throws(LMDBError) -> Database {
         var dbi: MDB_dbi = 0
         try lmdbCheck(mdb_dbi_open(handle, nil, 0, &dbi), "mdb_dbi_open")

@@ -6,143 +6,90 @@
 // the ids are new, and a receiver that already stored the first attempt stores them again.
 
 extension Queue {
-    /// Records that the leased `sequences` (ascending) go downstream as one batch: until every one of
-    /// them is acknowledged or moved to `dead`, a restart or a `release` leases them again as exactly this
+    /// Records that the leased `sequences` (ascending) of the default consumer go downstream as one batch:
+    /// until every one of them is settled, a restart or a `release` leases them again as exactly this
     /// batch. Returns once that is durable (one group commit). Returns false and records nothing when
     /// the lease has gaps (records between its first and last that it does not hold, e.g. released
     /// records handed out with newer ones while others are in flight) or overlaps a remembered batch:
     /// its bounds alone would not say which records it held.
     @discardableResult
     public func remember(_ sequences: [UInt64]) async throws(QueueError) -> Bool {
+        try await defaultConsumer.remember(sequences)
+    }
+
+    /// `remember` for consumer `id`: batches are kept per consumer (`batches`, key id · first sequence).
+    func remember(consumer id: UInt32, _ sequences: [UInt64]) async throws(QueueError) -> Bool {
         guard let first = sequences.first, let last = sequences.last, first <= last else { return false }
         let batch = first...last
-        guard leases.withLock({ $0.add(batch) }) else { return false }
+        guard leases.withLock({ $0[id]?.add(batch) ?? false }) else { return false }
         let count = sequences.count
         let stored: Bool
         do {
             stored = try await perform(weight: 0) { context throws -> Bool in
-                guard let table = context.databases.batches else { return false }
+                guard let table = context.databases.batches, let c = context.consumers.firstIndex(where: { $0.id == id }) else { return false }
                 // Exactly the lease's records between its bounds: nothing else leased or waiting there.
                 let cursor = try context.txn.cursor(context.databases.records)
                 var found = 0
                 var entry = try withSequenceKey(first) { try cursor.seek($0) }
                 while let current = entry, let sequence = sequence(fromKey: current.key), sequence <= last, found <= count {
-                    found += 1
+                    if !context.consumers[c].isDone(sequence) { found += 1 }
                     entry = try cursor.next()
                 }
                 guard found == count else { return false }
-                try withSequenceKey(first) { key in try withSequenceKey(last) { try context.txn.put(table, key, $0) } }
+                try withConsumerKey(id, first) { key in try withSequenceKey(last) { try context.txn.put(table, key, $0) } }
                 return true
             }
         } catch {
-            leases.withLock { $0.forget(batch) }
+            leases.withLock { _ = $0[id]?.forget(batch) }
             throw error
         }
-        if !stored { leases.withLock { $0.forget(batch) } }
+        if !stored { leases.withLock { _ = $0[id]?.forget(batch) } }
         return stored
     }
 
-    /// Batches remembered by the last run, ascending; deletes the entries whose records are all gone.
-    static func rememberedBatches(_ txn: Transaction, databases: Databases) throws -> [ClosedRange<UInt64>] {
+    /// The batches `consumer` remembered in the last run, ascending; deletes the entries none of whose
+    /// records it still has to settle.
+    static func rememberedBatches(_ txn: Transaction, databases: Databases, consumer: ConsumerState) throws -> [ClosedRange<UInt64>] {
         guard let table = databases.batches else { return [] }
         var found: [ClosedRange<UInt64>] = []
         var empty: [UInt64] = []
         let cursor = try txn.cursor(table)
-        var entry = try cursor.first()
-        while let current = entry, let first = sequence(fromKey: current.key), let last = sequence(fromKey: current.value) {
-            if first <= last, try holdsRecords(txn, databases: databases, first...last) {
-                found.append(first...last)
+        var entry = try withConsumerKey(consumer.id, 0) { try cursor.seek($0) }
+        while let current = entry, let key = consumerKey(current.key), key.id == consumer.id, let last = sequence(fromKey: current.value) {
+            if key.sequence <= last, try holdsPending(txn, databases: databases, key.sequence...last, consumer) {
+                found.append(key.sequence...last)
             } else {
-                empty.append(first)
+                empty.append(key.sequence)
             }
             entry = try cursor.next()
         }
         for first in empty {
-            _ = try withSequenceKey(first) { try txn.delete(table, $0) }
+            _ = try withConsumerKey(consumer.id, first) { try txn.delete(table, $0) }
         }
         return found
     }
 
-    /// In the writer: deletes the entries of `batches` none of whose records is left; returns those.
-    static func forgetFinished(_ batches: [ClosedRange<UInt64>], _ context: inout WriteContext) throws -> [ClosedRange<UInt64>] {
+    /// In the writer: deletes consumer `c`'s entries of `batches` none of whose records it still has to
+    /// settle; returns those.
+    static func forgetFinished(_ batches: [ClosedRange<UInt64>], consumer c: Int, _ context: inout WriteContext) throws -> [ClosedRange<UInt64>] {
         guard let table = context.databases.batches else { return [] }
         var finished: [ClosedRange<UInt64>] = []
-        for batch in batches where try !holdsRecords(context.txn, databases: context.databases, batch) {
-            _ = try withSequenceKey(batch.lowerBound) { try context.txn.delete(table, $0) }
+        let consumer = context.consumers[c]
+        for batch in batches where try !holdsPending(context.txn, databases: context.databases, batch, consumer) {
+            _ = try withConsumerKey(consumer.id, batch.lowerBound) { try context.txn.delete(table, $0) }
             finished.append(batch)
         }
         return finished
     }
 
-    private static func holdsRecords(_ txn: Transaction, databases: Databases, _ batch: ClosedRange<UInt64>) throws -> Bool {
+    /// True when a record of `batch` is stored and not settled by `consumer`.
+    private static func holdsPending(_ txn: Transaction, databases: Databases, _ batch: ClosedRange<UInt64>, _ consumer: ConsumerState) throws -> Bool {
         let cursor = try txn.cursor(databases.records)
-        guard let entry = try withSequenceKey(batch.lowerBound, { try cursor.seek($0) }),
-              let sequence = sequence(fromKey: entry.key) else { return false }
-        return sequence <= batch.upperBound
-    }
-}
-
-/// Lease bookkeeping. In memory, except the remembered batches, which are also in the `batches` table.
-struct LeaseState {
-    /// The next sequence number not leased yet.
-    var next: UInt64 = 0
-    /// Released records (of no remembered batch) to lease again, ascending.
-    var redeliver: [UInt64] = []
-    /// Every remembered batch, leased now or waiting; ascending, disjoint.
-    private(set) var remembered: [ClosedRange<UInt64>] = []
-    /// Remembered batches to lease again whole, ascending: those of the last run, and released ones.
-    var waiting: [ClosedRange<UInt64>] = []
-    /// The fresh lane: records above `next` leased newest-first while a backlog drains (see `lease`).
-    var fresh: ClosedRange<UInt64>?
-
-    init(remembered batches: [ClosedRange<UInt64>] = []) {
-        remembered = batches
-        waiting = batches
-    }
-
-    /// Index of the first remembered batch whose upper bound is ≥ `sequence` (binary search).
-    private func index(from sequence: UInt64) -> Int {
-        var low = 0
-        var high = remembered.count
-        while low < high {
-            let mid = (low + high) / 2
-            if remembered[mid].upperBound < sequence { low = mid + 1 } else { high = mid }
+        var entry = try withSequenceKey(batch.lowerBound) { try cursor.seek($0) }
+        while let current = entry, let sequence = sequence(fromKey: current.key), sequence <= batch.upperBound {
+            if !consumer.isDone(sequence) { return true }
+            entry = try cursor.next()
         }
-        return low
-    }
-
-    func batch(holding sequence: UInt64) -> ClosedRange<UInt64>? {
-        let i = index(from: sequence)
-        return i < remembered.count && remembered[i].contains(sequence) ? remembered[i] : nil
-    }
-
-    /// The remembered batches that hold any of `sequences`.
-    func batches(holding sequences: [UInt64]) -> [ClosedRange<UInt64>] {
-        guard !remembered.isEmpty else { return [] }
-        var found: [ClosedRange<UInt64>] = []
-        for sequence in sequences {
-            if let batch = batch(holding: sequence), !found.contains(batch) { found.append(batch) }
-        }
-        return found
-    }
-
-    /// Adds `batch` unless it overlaps one already remembered.
-    mutating func add(_ batch: ClosedRange<UInt64>) -> Bool {
-        let i = index(from: batch.lowerBound)
-        if i < remembered.count && remembered[i].overlaps(batch) { return false }
-        remembered.insert(batch, at: i)
-        return true
-    }
-
-    mutating func forget(_ batch: ClosedRange<UInt64>) {
-        remembered.removeAll { $0 == batch }
-        waiting.removeAll { $0 == batch }
-    }
-
-    /// Puts a remembered batch back in line to be leased again, once.
-    mutating func wait(_ batch: ClosedRange<UInt64>) {
-        guard !waiting.contains(batch) else { return }
-        waiting.append(batch)
-        waiting.sort { $0.lowerBound < $1.lowerBound }
+        return false
     }
 }

@@ -121,7 +121,7 @@ extension Queue {
     }
 
     /// Rewrites the queue in `path` with every good record (same sequence numbers), every dead record,
-    /// the `seen` table and the remembered batches, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
+    /// the `seen` table, the remembered batches and the inputs' read positions, and moves each damaged record's raw bytes to `quarantine-<time>/` with the
     /// reason. The old `data.mdb` is kept as `data.mdb.before-repair-<time>` until the operator deletes it.
     /// Needs the directory to itself (the agent stopped).
     public static func repair(at path: String, progress: (Int) -> Void = { _ in }) throws(QueueError) -> RepairReport {
@@ -133,28 +133,29 @@ extension Queue {
         report.quarantineDirectory = path + "/quarantine-\(stamp)"
         report.backup = path + "/" + dataFileName + ".before-repair-\(stamp)"
         do {
-            let old = try Environment(path: path, mapSize: 0, maxDatabases: 8, flags: [.noTLS, .readOnly])
+            let old = try Environment(path: path, mapSize: 0, maxDatabases: Queue.maxDatabases, flags: [.noTLS, .readOnly])
             defer { old.close() }
             try checkTruncation(old, path: path)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
             let info = old.info()
-            let fresh = try Environment(path: staging, mapSize: max(info.mapSize, (info.lastPage + 1) * info.pageSize * 2), maxDatabases: 8, flags: [.noTLS])
+            let fresh = try Environment(path: staging, mapSize: max(info.mapSize, (info.lastPage + 1) * info.pageSize * 2), maxDatabases: Queue.maxDatabases, flags: [.noTLS])
             defer { fresh.close() }
             try old.read { src in
-                let (databases, agentID, oldState) = try initialize(src, path: path, create: false)
+                let opened = try initialize(src, path: path, create: false)
+                let databases = opened.databases
+                var consumers = opened.databases.outputs == nil ? [] : opened.consumers
                 let dst = try fresh.beginTransaction(readOnly: false)
                 do {
-                    let meta = try dst.openDatabase("meta", create: true)!
                     let records = try dst.openDatabase("records", create: true)!
-                    let dead = try dst.openDatabase("dead", create: true)!
-                    let seen = try dst.openDatabase("seen", create: true)!
-                    let seenByTime = try dst.openDatabase("seen_by_time", create: true)!
-                    let batches = try dst.openDatabase("batches", create: true)!
-                    var state = oldState
+                    var state = opened.state
                     state.storedEvents = 0
                     state.storedBytes = 0
                     state.deadEvents = 0
                     state.deadBytes = 0
+                    for c in consumers.indices {
+                        consumers[c].pendingEvents = 0
+                        consumers[c].pendingBytes = 0
+                    }
                     let cursor = try src.cursor(databases.records)
                     var entry = try cursor.first()
                     var checked = 0
@@ -170,6 +171,10 @@ extension Queue {
                                 report.keptEvents += Int(record.eventCount)
                                 state.storedEvents += UInt64(record.eventCount)
                                 state.storedBytes += UInt64(current.value.count)
+                                for c in consumers.indices where !consumers[c].isDone(sequence) {
+                                    consumers[c].pendingEvents += UInt64(record.eventCount)
+                                    consumers[c].pendingBytes += UInt64(current.value.count)
+                                }
                             }
                         } catch let error as WireError {
                             problem = error
@@ -181,9 +186,16 @@ extension Queue {
                         progress(checked)
                         entry = try cursor.next()
                     }
-                    var tables = [(databases.dead, dead), (databases.seen, seen), (databases.seenByTime, seenByTime)]
-                    if let remembered = databases.batches { tables.append((remembered, batches)) }
-                    for (source, target) in tables {
+                    // Every other table as it is: dead records, `seen`, remembered batches, input positions,
+                    // the outputs' cursors, ranges and dead marks, and `meta` (its state recomputed below).
+                    let tables: [(String, Database?)] = [
+                        ("dead", databases.dead), ("seen", databases.seen), ("seen_by_time", databases.seenByTime),
+                        ("batches", databases.batches), ("positions", databases.positions), ("outputs", databases.outputs),
+                        ("acks", databases.acks), ("dead_marks", databases.deadMarks), ("meta", databases.meta),
+                    ]
+                    for (name, source) in tables {
+                        guard let source else { continue }
+                        let target = try dst.openDatabase(name, create: true)!
                         let c = try src.cursor(source)
                         var e = try c.first()
                         while let current = e {
@@ -196,10 +208,16 @@ extension Queue {
                             e = try c.next()
                         }
                     }
-                    state.purgedEvents += 0
-                    try Array("format".utf8).withUnsafeBytes { key in try withUnsafeBytes(of: formatVersion.bigEndian) { try dst.put(meta, key, $0) } }
-                    try Array("agent-id".utf8).withUnsafeBytes { key in try Array(agentID.utf8).withUnsafeBytes { try dst.put(meta, key, $0) } }
+                    let meta = try dst.openDatabase("meta", create: true)!
                     try Array("state".utf8).withUnsafeBytes { key in try state.encoded().withUnsafeBytes { try dst.put(meta, key, $0) } }
+                    if !consumers.isEmpty {
+                        for c in consumers.indices { consumers[c].dirty = true }
+                        let target = Databases(records: records, dead: try dst.openDatabase("dead", create: true)!, meta: meta,
+                                               seen: try dst.openDatabase("seen", create: true)!, seenByTime: try dst.openDatabase("seen_by_time", create: true)!,
+                                               batches: nil, positions: nil, outputs: try dst.openDatabase("outputs", create: true),
+                                               acks: try dst.openDatabase("acks", create: true), deadMarks: nil)
+                        try persistConsumers(&consumers, txn: dst, databases: target)
+                    }
                     try dst.commit()
                 } catch {
                     dst.abort()
@@ -250,7 +268,7 @@ extension Queue {
         let before = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         let staging = path + "/compact-\(timestamp())"
         do {
-            let environment = try Environment(path: path, mapSize: 0, maxDatabases: 8, flags: [.noTLS])
+            let environment = try Environment(path: path, mapSize: 0, maxDatabases: Queue.maxDatabases, flags: [.noTLS])
             defer { environment.close() }
             try checkTruncation(environment, path: path)
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)

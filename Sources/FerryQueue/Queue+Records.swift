@@ -53,6 +53,8 @@ public struct DeadRecord: Sendable, Hashable {
     /// When it was moved there, in ms since the Unix epoch.
     public let movedAt: Int64
     public let record: Result<QueueRecord, WireError>
+    /// The outputs that buried it.
+    public let outputs: [String]
 
     static let maxReasonBytes = 1024
 
@@ -68,6 +70,27 @@ public struct DeadRecord: Sendable, Hashable {
         return value
     }
 
+    /// A consumer's mark on a record it buried (`dead_marks`, key consumer id · sequence): reason length
+    /// (UInt16, big-endian), reason (UTF-8), buried-at (Int64 ms, big-endian). The record itself is stored
+    /// once, in `records` while another consumer still needs it, then in `dead`.
+    static func encodeMark(reason: [UInt8], buriedAt: Int64) -> [UInt8] {
+        var value: [UInt8] = []
+        value.reserveCapacity(2 + reason.count + 8)
+        withUnsafeBytes(of: UInt16(reason.count).bigEndian) { value += $0 }
+        value += reason
+        withUnsafeBytes(of: UInt64(bitPattern: buriedAt).bigEndian) { value += $0 }
+        return value
+    }
+
+    /// The reason and time of a mark, nil when it is damaged.
+    static func decodeMark(_ value: [UInt8]) -> (reason: [UInt8], buriedAt: Int64)? {
+        guard value.count >= 2 else { return nil }
+        let length = Int(UInt16(value[0]) << 8 | UInt16(value[1]))
+        guard value.count == 2 + length + 8 else { return nil }
+        let time = value[(2 + length)...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (Array(value[2..<(2 + length)]), Int64(bitPattern: time))
+    }
+
     /// The stored record inside a dead value.
     static func recordBytes(of value: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
         guard value.count >= 2 else { throw damaged }
@@ -78,8 +101,17 @@ public struct DeadRecord: Sendable, Hashable {
 
     private static let damaged = QueueError(.corruptRecord, "a dead record's envelope is damaged; purge it with `ferry-tools dlq purge`")
 
-    init(sequence: UInt64, value: UnsafeRawBufferPointer) {
+    init(sequence: UInt64, reason: String, movedAt: Int64, record: Result<QueueRecord, WireError>, outputs: [String]) {
         self.sequence = sequence
+        self.reason = reason
+        self.movedAt = movedAt
+        self.record = record
+        self.outputs = outputs
+    }
+
+    init(sequence: UInt64, value: UnsafeRawBufferPointer, outputs: [String] = []) {
+        self.sequence = sequence
+        self.outputs = outputs
         guard value.count >= 2 else {
             (reason, movedAt, record) = ("", 0, .failure(WireError(.recordTruncated, "dead record envelope is damaged")))
             return
@@ -97,5 +129,22 @@ public struct DeadRecord: Sendable, Hashable {
         } catch {
             record = .failure(error)
         }
+    }
+}
+
+/// An input's read position, kept in the queue's `positions` table and written in the transaction of the
+/// events read up to it (`Queue.append(_:batchID:positions:)`). The key names the input and its source
+/// (e.g. `file/<input>/<device>/<inode>`); the value is the input's own encoding. A nil value deletes it.
+public struct InputPosition: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]?
+
+    public init(key: [UInt8], value: [UInt8]?) {
+        self.key = key
+        self.value = value
+    }
+
+    public init(key: String, value: [UInt8]?) {
+        self.init(key: Array(key.utf8), value: value)
     }
 }

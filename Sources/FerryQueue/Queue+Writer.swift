@@ -25,6 +25,8 @@ struct WriteContext {
     /// Wall-clock time of the group, in ms since the Unix epoch.
     let now: Int64
     var state: QueueState
+    /// The consumers (outputs): cursors, ranges and counters; written at the group's end when changed.
+    var consumers: [ConsumerState]
 }
 
 /// The queue's single writer: a dedicated thread that drains pending changes, applies all of them in one
@@ -41,6 +43,7 @@ final class Writer: @unchecked Sendable {
 
     // Owned by the writer thread once started.
     private var state: QueueState
+    private var consumers: [ConsumerState]
     private var lastSeenPrune: Int64 = 0
     private var commits: UInt64 = 0
     private var operations: UInt64 = 0
@@ -53,15 +56,19 @@ final class Writer: @unchecked Sendable {
     private let publish: @Sendable (QueueStats) -> Void
 
     init(environment: Environment, databases: Databases, configuration: QueueConfiguration, path: String,
-         state: QueueState, logger: Logger, publish: @escaping @Sendable (QueueStats) -> Void) {
+         state: QueueState, consumers: [ConsumerState], logger: Logger, publish: @escaping @Sendable (QueueStats) -> Void) {
         self.environment = environment
         self.databases = databases
         self.configuration = configuration
         self.path = path
         self.state = state
+        self.consumers = consumers
         self.logger = logger
         self.publish = publish
     }
+
+    /// An operation that changes nothing: its group runs the housekeeping (sweep, lag bounds).
+    static let housekeepingOnly = WriteOperation(weight: 0, apply: { _ in {} }, fail: { _ in })
 
     func start() {
         let thread = Thread { [self] in run() }
@@ -139,7 +146,7 @@ final class Writer: @unchecked Sendable {
 
         var retry: [WriteOperation] = []
         var context = WriteContext(txn: parent, databases: databases, configuration: configuration, path: path,
-                                   now: currentTimeMilliseconds(), state: state)
+                                   now: currentTimeMilliseconds(), state: state, consumers: consumers)
         var succeeded: [(WriteOperation, @Sendable () -> Void)] = []
         for operation in group {
             // A child transaction per operation: LMDB undoes a failed one (even MDB_MAP_FULL) without
@@ -147,7 +154,7 @@ final class Writer: @unchecked Sendable {
             do {
                 let child = try environment.beginTransaction(readOnly: false, parent: parent)
                 var childContext = WriteContext(txn: child, databases: databases, configuration: configuration,
-                                                path: path, now: context.now, state: context.state)
+                                                path: path, now: context.now, state: context.state, consumers: context.consumers)
                 let completion: @Sendable () -> Void
                 do {
                     completion = try operation.apply(&childContext)
@@ -157,6 +164,7 @@ final class Writer: @unchecked Sendable {
                 }
                 try child.commit()
                 context.state = childContext.state
+                context.consumers = childContext.consumers
                 succeeded.append((operation, completion))
             } catch let error as LMDBError where error.isMapFull && mayRetry && operation.freesSpace {
                 retry.append(operation)
@@ -170,14 +178,16 @@ final class Writer: @unchecked Sendable {
             return retry
         }
 
+        housekeeping(&context, parent: parent)
         let stats: QueueStats
         do {
             try pruneSeen(&context)
+            try Queue.persistConsumers(&context.consumers, txn: parent, databases: databases)
             let encoded = context.state.encoded()
             try encoded.withUnsafeBytes { value in
                 try Array("state".utf8).withUnsafeBytes { key in try parent.put(databases.meta, key, value) }
             }
-            stats = try Queue.stats(in: parent, databases: databases, state: context.state,
+            stats = try Queue.stats(in: parent, databases: databases, state: context.state, consumers: context.consumers,
                                     environment: environment, maxBytes: configuration.maxBytes)
         } catch {
             parent.abort()
@@ -192,6 +202,7 @@ final class Writer: @unchecked Sendable {
             return finishFailed(succeeded.map(\.0), error, retry: retry, mayRetry: mayRetry)
         }
         state = context.state
+        consumers = context.consumers
         commits += 1
         operations += UInt64(succeeded.count)
         var published = stats
@@ -200,6 +211,39 @@ final class Writer: @unchecked Sendable {
         publish(published)
         for (_, completion) in succeeded { completion() }
         return retry
+    }
+
+    /// Every group: records no consumer needs any more are swept, and lag bounds are enforced. In a child
+    /// transaction of its own: if it fails, the group's changes still commit, and the next group retries.
+    private func housekeeping(_ context: inout WriteContext, parent: Transaction) {
+        guard !context.consumers.isEmpty else { return }
+        do {
+            let child = try environment.beginTransaction(readOnly: false, parent: parent)
+            var childContext = WriteContext(txn: child, databases: databases, configuration: configuration, path: path,
+                                            now: context.now, state: context.state, consumers: context.consumers)
+            var more = false
+            do {
+                more = try Queue.sweep(&childContext)
+                let dropped = try Queue.enforceLagBounds(&childContext)
+                if dropped > 0 {
+                    logger.warning("outputs past their lag bound were moved past their oldest records", metadata: [
+                        "ferry.queue.dropped_records": "\(dropped)", "ferry.queue.path": "\(path)",
+                    ])
+                }
+                try Queue.settleIfEmpty(&childContext)
+            } catch {
+                child.abort()
+                throw error
+            }
+            try child.commit()
+            context.state = childContext.state
+            context.consumers = childContext.consumers
+            // A removed output's records are swept in bounded steps, one group after another, also while
+            // nothing else writes.
+            if more { _ = submit(Self.housekeepingOnly) }
+        } catch {
+            logger.error("queue housekeeping failed; it is tried again with the next commit", metadata: ["ferry.queue.error": "\(error)"])
+        }
     }
 
     /// Fails `operations` after their group could not be committed, keeping the space-freeing ones for a

@@ -49,7 +49,9 @@ public final class Queue: Sendable {
     public let agentID: String
 
     /// The format version written in `meta` under `format`.
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
+    /// Named databases an environment may hold: today's seven, with room for the tables to come.
+    static let maxDatabases: UInt32 = 16
 
     let environment: Environment
     let databases: Databases
@@ -70,15 +72,23 @@ public final class Queue: Sendable {
     }
     private let logger: Logger
     private let snapshot: StatsSnapshot
-    let leases: Mutex<LeaseState>
+    /// Each consumer's lease planner, by consumer id.
+    let leases: Mutex<[UInt32: LeasePlanner]>
+    /// The consumers' ids by name, as of the open (consumers change only at an open).
+    let consumerIDs: [(name: String, id: UInt32)]
     private let closed = Atomic<Bool>(false)
     private let appendWaiters: AppendWaiters
 
     private init(path: String, configuration: QueueConfiguration, agentID: String, environment: Environment,
-                 databases: Databases, state: QueueState, stats: QueueStats, remembered: [ClosedRange<UInt64>],
-                 lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
+                 databases: Databases, state: QueueState, consumers: [ConsumerState], stats: QueueStats,
+                 remembered: [UInt32: [ClosedRange<UInt64>]], lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
         self.path = path
-        self.leases = Mutex(LeaseState(remembered: remembered))
+        self.consumerIDs = consumers.map { ($0.name, $0.id) }
+        var planners: [UInt32: LeasePlanner] = [:]
+        for consumer in consumers {
+            planners[consumer.id] = LeasePlanner(remembered: remembered[consumer.id] ?? [], from: consumer.watermark)
+        }
+        self.leases = Mutex(planners)
         self.configuration = configuration
         self.agentID = agentID
         self.environment = environment
@@ -95,7 +105,7 @@ public final class Queue: Sendable {
             return
         }
         let writer = Writer(environment: environment, databases: databases, configuration: configuration, path: path,
-                             state: state, logger: logger, publish: { stats in
+                             state: state, consumers: consumers, logger: logger, publish: { stats in
                                  let appended = snapshot.value.withLock { old in
                                      defer { old = stats }
                                      return stats.appendedRecords != old.appendedRecords || stats.requeuedEvents != old.requeuedEvents
@@ -144,7 +154,7 @@ public final class Queue: Sendable {
 
         let environment: Environment
         do {
-            environment = try Environment(path: path, mapSize: configuration.mapSize, maxDatabases: 8,
+            environment = try Environment(path: path, mapSize: configuration.mapSize, maxDatabases: Queue.maxDatabases,
                                           flags: readOnly ? [.noTLS, .readOnly] : [.noTLS, .noMemInit])
         } catch {
             throw openError(error, path: path)
@@ -152,18 +162,20 @@ public final class Queue: Sendable {
         let cleared = environment.clearStaleReaders()
         try checkTruncation(environment, path: path)
 
-        let databases: Databases
-        let agentID: String
-        let state: QueueState
+        let opened: Initialized
         let stats: QueueStats
-        var remembered: [ClosedRange<UInt64>] = []
+        var remembered: [UInt32: [ClosedRange<UInt64>]] = [:]
         do {
             let txn = try environment.beginTransaction(readOnly: readOnly)
             do {
-                (databases, agentID, state) = try initialize(txn, path: path, create: !readOnly)
-                stats = try Queue.stats(in: txn, databases: databases, state: state, environment: environment,
-                                        maxBytes: configuration.maxBytes)
-                if !readOnly { remembered = try rememberedBatches(txn, databases: databases) }
+                opened = try initialize(txn, path: path, create: !readOnly, consumers: configuration.consumers)
+                stats = try Queue.stats(in: txn, databases: opened.databases, state: opened.state, consumers: opened.consumers,
+                                        environment: environment, maxBytes: configuration.maxBytes)
+                if !readOnly {
+                    for consumer in opened.consumers {
+                        remembered[consumer.id] = try rememberedBatches(txn, databases: opened.databases, consumer: consumer)
+                    }
+                }
             } catch {
                 txn.abort()
                 throw error
@@ -176,13 +188,28 @@ public final class Queue: Sendable {
         } catch {
             throw QueueError(.environmentFailed, "cannot open the queue in \(path): \(error)")
         }
+        if opened.formatBefore < formatVersion && !readOnly {
+            logger.notice("queue upgraded to this Ferry's format: its records, dead records and remembered batches are now the output default's", metadata: [
+                "ferry.queue.path": "\(path)", "ferry.queue.format_before": "\(opened.formatBefore)", "ferry.queue.format": "\(formatVersion)",
+            ])
+        }
+        for removed in opened.removed {
+            logger.warning("an output that is no longer configured lost its place in the queue; it will never get the events it had not delivered", metadata: [
+                "ferry.output": "\(removed.name)", "ferry.output.undelivered_events": "\(removed.pendingEvents)", "ferry.queue.path": "\(path)",
+            ])
+        }
         logger.info("queue opened", metadata: [
             "ferry.queue.path": "\(path)", "ferry.queue.records": "\(stats.records)",
             "ferry.queue.events": "\(stats.events)", "ferry.queue.bytes": "\(stats.bytes)",
-            "ferry.queue.stale_readers_cleared": "\(cleared)", "ferry.queue.remembered_batches": "\(remembered.count)",
+            "ferry.queue.stale_readers_cleared": "\(cleared)", "ferry.queue.remembered_batches": "\(remembered.values.reduce(0) { $0 + $1.count })",
+            "ferry.queue.outputs": "\(opened.consumers.map(\.name).joined(separator: ","))",
         ])
-        return Queue(path: path, configuration: configuration, agentID: agentID, environment: environment,
-                     databases: databases, state: state, stats: stats, remembered: remembered, lock: lock, mode: mode, logger: logger)
+        let queue = Queue(path: path, configuration: configuration, agentID: opened.agentID, environment: environment,
+                          databases: opened.databases, state: opened.state, consumers: opened.consumers, stats: stats, remembered: remembered,
+                          lock: lock, mode: mode, logger: logger)
+        // Records only a removed output still held are freed now, not at the next append.
+        if !opened.removed.isEmpty { _ = queue.writer?.submit(Writer.housekeepingOnly) }
+        return queue
     }
 
     /// Commits what is pending, stops the writer and closes LMDB. Later calls fail with `.closed`.
@@ -211,9 +238,17 @@ public final class Queue: Sendable {
     /// nothing; a new one is recorded in `seen` in the same transaction as the records.
     /// Throws `.full` when there is no room (policy `block`, or LMDB's map or the disk full),
     /// `.batchTooLarge` when the batch alone exceeds `max_bytes`; in both cases nothing was stored.
-    public func append(_ batch: EventBatch, batchID: String? = nil) async throws(QueueError) -> AppendReceipt {
-        guard !batch.records.isEmpty else {
+    ///
+    /// `positions` are written to the `positions` table in the same transaction as the records: an input's
+    /// read position (a file offset, a journal cursor) is durable exactly when the events read up to it
+    /// are, so a crash can neither lose those events nor store them twice. A batch without records is
+    /// allowed when it carries positions (a position that moved past lines that make no event).
+    public func append(_ batch: EventBatch, batchID: String? = nil, positions: [InputPosition] = []) async throws(QueueError) -> AppendReceipt {
+        guard !batch.records.isEmpty || !positions.isEmpty else {
             throw QueueError(.invalidArgument, "an empty batch cannot be appended; send at least one event")
+        }
+        for position in positions where position.key.isEmpty || position.key.count > 400 {
+            throw QueueError(.invalidArgument, "an input position key must be 1 to 400 bytes, got \(position.key.count)")
         }
         if let batchID, batchID.utf8.count > 400 {
             throw QueueError(.invalidArgument, "batch id is \(batchID.utf8.count) bytes, more than 400; use a shorter Ferry-Batch id")
@@ -224,19 +259,37 @@ public final class Queue: Sendable {
         let events = values.reduce(0) { $0 + $1.events }
         let seenKey = batchID.map { Array($0.utf8) }
         return try await perform(weight: total) { context throws -> AppendReceipt in
-            try Self.applyAppend(&context, values: values, totalBytes: total, events: events, seenKey: seenKey)
+            try Self.applyAppend(&context, values: values, totalBytes: total, events: events, seenKey: seenKey, positions: positions)
         }
     }
 
     private static func applyAppend(_ context: inout WriteContext, values: [(bytes: ByteBuffer, events: UInt64)],
-                                    totalBytes: Int, events: UInt64, seenKey: [UInt8]?) throws -> AppendReceipt {
+                                    totalBytes: Int, events: UInt64, seenKey: [UInt8]?, positions: [InputPosition]) throws -> AppendReceipt {
         let txn = context.txn
         let dbs = context.databases
         if let seenKey, try seenKey.withUnsafeBytes({ try txn.get(dbs.seen, $0) }) != nil {
             context.state.duplicateBatches += 1
             return AppendReceipt(firstSequence: nil, lastSequence: nil, duplicate: true)
         }
+        if !positions.isEmpty {
+            guard let table = dbs.positions else { throw QueueError(.readOnly, "the queue has no positions table") }
+            for position in positions {
+                try position.key.withUnsafeBytes { key in
+                    if let value = position.value {
+                        try value.withUnsafeBytes { try txn.put(table, key, $0) }
+                    } else {
+                        _ = try txn.delete(table, key)
+                    }
+                }
+            }
+            guard !values.isEmpty else { return AppendReceipt(firstSequence: nil, lastSequence: nil, duplicate: false) }
+        }
         try makeRoom(&context, for: totalBytes)
+        for c in context.consumers.indices {
+            context.consumers[c].pendingEvents += events
+            context.consumers[c].pendingBytes += UInt64(totalBytes)
+            context.consumers[c].dirty = true
+        }
         let first = context.state.nextSequence
         var sequence = first
         for value in values {
@@ -261,37 +314,51 @@ public final class Queue: Sendable {
         return AppendReceipt(firstSequence: first, lastSequence: sequence - 1, duplicate: false)
     }
 
-    /// Applies the capacity policy for an append of `bytes`: throws `.full` / `.batchTooLarge`, or drops
-    /// the oldest records (policy `drop_oldest`) until the append fits.
+    /// Applies the capacity policy for an append of `bytes`: throws `.full` / `.batchTooLarge`, or makes
+    /// room: first by moving lagging consumers (`when_lagging: drop`) past records every other consumer is
+    /// done with, then, with `when_full: drop_oldest`, by dropping the oldest records for everyone.
     private static func makeRoom(_ context: inout WriteContext, for bytes: Int) throws {
         let limit = UInt64(context.configuration.maxBytes)
         let needed = UInt64(bytes)
         guard needed <= limit else {
             throw QueueError(.batchTooLarge, "a batch of \(bytes) bytes can never fit in queue.max_bytes = \(limit); send smaller requests or raise queue.max_bytes")
         }
-        var state = context.state
-        guard state.storedBytes + state.deadBytes + needed > limit else { return }
+        try refuseForBlockingLag(&context)
+        let fits: (QueueState) -> Bool = { $0.storedBytes + $0.deadBytes + needed <= limit }
+        guard !fits(context.state) else { return }
+        if try dropForLaggingConsumers(&context, fits: fits) { return }
+        let state = context.state
         switch context.configuration.whenFull {
         case .block:
-            throw QueueError(.full, "queue is full: \(state.storedBytes + state.deadBytes) of queue.max_bytes = \(limit) bytes stored; retry when the outputs have caught up, or raise queue.max_bytes or set when_full: drop_oldest")
+            let holder = context.consumers.max { $0.pendingBytes < $1.pendingBytes }.map { " (output \($0.name) has \($0.pendingBytes) bytes to deliver)" } ?? ""
+            throw QueueError(.full, "queue is full: \(state.storedBytes + state.deadBytes) of queue.max_bytes = \(limit) bytes stored\(holder); retry when the outputs have caught up, or raise queue.max_bytes or set when_full: drop_oldest")
         case .dropOldest:
             guard state.deadBytes + needed <= limit else {
                 throw QueueError(.full, "queue is full of dead records (\(state.deadBytes) bytes of \(limit)); requeue or purge them with `ferry-tools dlq`")
             }
             let cursor = try context.txn.cursor(context.databases.records)
-            while state.storedBytes + state.deadBytes + needed > limit, let entry = try cursor.first() {
-                let events = (try? QueueRecord.header(of: entry.value)).map { UInt64($0.eventCount) } ?? 0
-                state.storedBytes.subtractClamped(UInt64(entry.value.count))
-                state.storedEvents.subtractClamped(events)
-                state.droppedRecords += 1
-                state.droppedEvents += events
-                try cursor.deleteCurrent()
+            while !fits(context.state), let entry = try cursor.first(), let sequence = FerryQueue.sequence(fromKey: entry.key) {
+                try drop(&context, sequence)
             }
             if try context.txn.entries(context.databases.records) == 0 {
-                state.storedBytes = 0
-                state.storedEvents = 0
+                context.state.storedBytes = 0
+                context.state.storedEvents = 0
             }
-            context.state = state
+            for c in context.consumers.indices { try advanceWatermark(&context, consumer: c) }
+        }
+    }
+
+    /// `when_lagging: block` with a lag bound: while such a consumer is past its bound, appends are refused.
+    private static func refuseForBlockingLag(_ context: inout WriteContext) throws {
+        for c in context.consumers.indices where context.consumers[c].settings.whenLagging == .block {
+            let consumer = context.consumers[c]
+            if let bound = consumer.settings.maxLagBytes, consumer.pendingBytes > UInt64(bound) {
+                throw QueueError(.full, "output \(consumer.name) has \(consumer.pendingBytes) bytes to deliver, more than its max_lag_bytes = \(bound) (when_lagging: block); events are refused until it catches up, or set its when_lagging: drop")
+            }
+            if let bound = consumer.settings.maxLagAgeMilliseconds, let oldest = try oldestPending(&context, consumer: c),
+               let createdAt = oldest.createdAt, context.now - createdAt > bound {
+                throw QueueError(.full, "output \(consumer.name) has not delivered a record made \((context.now - createdAt) / 1000) s ago, older than its max_lag_age (when_lagging: block); events are refused until it catches up, or set its when_lagging: drop")
+            }
         }
     }
 
@@ -311,108 +378,25 @@ public final class Queue: Sendable {
     /// with later such leases, and the oldest-first leases step over it.
     public func lease(maxRecords: Int = 256, maxBytes: Int = 4 << 20, maxEvents: Int = .max,
                       freshIfBacklogOlderThan freshAge: Duration? = nil) throws(QueueError) -> Lease {
+        try defaultConsumer.lease(maxRecords: maxRecords, maxBytes: maxBytes, maxEvents: maxEvents, freshIfBacklogOlderThan: freshAge)
+    }
+
+    /// The lease of consumer `id`: its planner, run on a copy over the records it still has to settle.
+    func lease(consumer id: UInt32, _ limits: LeasePlanner.Limits) throws(QueueError) -> Lease {
         guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
-        let page = try leases.withLock { (state: inout LeaseState) throws(QueueError) -> RecordPage in
-            var page = RecordPage(records: [], corrupt: [], nextSequence: state.next)
-            try read { txn throws in
-                // A remembered batch goes again as exactly the records it had (minus any already gone).
-                while page.count == 0, let batch = state.waiting.first {
-                    let cursor = try txn.cursor(databases.records)
-                    var entry = try withSequenceKey(batch.lowerBound) { try cursor.seek($0) }
-                    while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), sequence <= batch.upperBound {
-                        page.add(sequence: sequence, value: current.value)
-                        entry = try cursor.next()
-                    }
-                    state.waiting.removeFirst()  // only once read: a failed read leaves it waiting
-                    if page.count == 0 { state.forget(batch) }  // delivered or dropped meanwhile
-                }
-                guard page.count == 0 else { return }
-                var bytes = 0
-                var events = 0
-                func full() -> Bool { page.count >= maxRecords || (page.count > 0 && (bytes >= maxBytes || events >= maxEvents)) }
-                func fits(_ value: UnsafeRawBufferPointer) -> Bool {
-                    guard page.count > 0 else { return true }
-                    let more = (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
-                    return bytes + value.count <= maxBytes && events + more <= maxEvents
-                }
-                func take(_ sequence: UInt64, _ value: UnsafeRawBufferPointer) {
-                    bytes += value.count
-                    events += (try? QueueRecord.header(of: value)).map { Int($0.eventCount) } ?? 0
-                    page.add(sequence: sequence, value: value)
-                }
-                while !full(), let sequence = state.redeliver.first {
-                    guard let value = try withSequenceKey(sequence, { try txn.get(databases.records, $0) }) else {
-                        state.redeliver.removeFirst()
-                        continue
-                    }
-                    guard fits(value) else { break }
-                    state.redeliver.removeFirst()
-                    take(sequence, value)
-                }
-                guard !full() else { return }
-                let cursor = try txn.cursor(databases.records)
-                if let freshAge, page.count == 0 {
-                    if let lane = state.fresh {
-                        // The lane goes on with what was appended after it.
-                        var entry = try withSequenceKey(lane.upperBound + 1) { try cursor.seek($0) }
-                        var top = lane.upperBound
-                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key), fits(current.value) {
-                            take(sequence, current.value)
-                            top = sequence
-                            if full() { break }
-                            entry = try cursor.next()
-                        }
-                        state.fresh = lane.lowerBound...top
-                        if page.count > 0 { return }
-                    } else if let head = try withSequenceKey(state.next, { try cursor.seek($0) }),
-                              let headSequence = FerryQueue.sequence(fromKey: head.key),
-                              let oldest = try? QueueRecord.header(of: head.value).createdAt,
-                              let newest = try cursor.last(), let newestSequence = FerryQueue.sequence(fromKey: newest.key),
-                              newestSequence > headSequence,
-                              let newestAt = try? QueueRecord.header(of: newest.value).createdAt,
-                              Duration.milliseconds(newestAt - oldest) >= freshAge {
-                        // A backlog: open the lane at the newest records, walking down, never to the head
-                        // nor into a remembered batch (one of the last run's, which goes by itself).
-                        var entry: Cursor.Entry? = newest
-                        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key),
-                              sequence > headSequence, state.batch(holding: sequence) == nil, fits(current.value) {
-                            take(sequence, current.value)
-                            if full() { break }
-                            entry = try cursor.previous()
-                        }
-                        page.records.reverse()
-                        page.corrupt.reverse()
-                        if let low = [page.records.first?.sequence, page.corrupt.first?.sequence].compactMap({ $0 }).min() {
-                            state.fresh = low...newestSequence
-                            return
-                        }
-                    }
-                }
-                var entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
-                    // The fresh lane is leased already: step over it.
-                    if let lane = state.fresh, sequence >= lane.lowerBound {
-                        guard page.count == 0 else { break }
-                        state.next = lane.upperBound + 1
-                        state.fresh = nil
-                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                        continue
-                    }
-                    // Remembered batches (the last run's, here) go by themselves (above): step over them.
-                    if let batch = state.batch(holding: sequence) {
-                        guard page.count == 0 else { break }
-                        state.next = batch.upperBound + 1
-                        entry = try withSequenceKey(state.next) { try cursor.seek($0) }
-                        continue
-                    }
-                    guard fits(current.value) else { break }
-                    take(sequence, current.value)
-                    state.next = sequence + 1
-                    if full() { break }
-                    entry = try cursor.next()
-                }
+        let page = try leases.withLock { (planners: inout [UInt32: LeasePlanner]) throws(QueueError) -> RecordPage in
+            guard var planned = planners[id] else {
+                throw QueueError(.invalidArgument, "the queue has no output with id \(id); it was removed at the last open")
             }
-            page.nextSequence = state.next
+            // Planned on a copy: a failed read leaves the planner as it was.
+            let page = try read { txn throws in
+                let (watermark, settled) = try committedProgress(txn, consumer: id)
+                var source = PendingRecordSource(base: try RecordCursorSource(txn, records: databases.records), watermark: watermark, settled: settled)
+                var page = RecordPage(records: [], corrupt: [], nextSequence: 0)
+                for entry in try planned.plan(&source, limits) { page.add(sequence: entry.sequence, value: entry.value) }
+                return page
+            }
+            planners[id] = planned
             return page
         }
         for bad in page.corrupt {
@@ -424,177 +408,260 @@ public final class Queue: Sendable {
         return Lease(records: page.records, corrupt: page.corrupt)
     }
 
-    /// Gives leased records back: they are leased again, before newer ones (a remembered batch whole,
-    /// as it was). For a delivery that failed and will not be retried by its caller.
+    /// A consumer's watermark and settled ranges as committed, read in `txn`.
+    func committedProgress(_ txn: Transaction, consumer id: UInt32) throws -> (UInt64, SequenceRanges) {
+        guard let outputs = databases.outputs, let name = consumerIDs.first(where: { $0.id == id })?.name else { return (0, SequenceRanges()) }
+        guard let row = try Array(name.utf8).withUnsafeBytes({ try txn.get(outputs, $0) }),
+              let consumer = ConsumerState(name: name, decoding: row, settings: ConsumerSettings(name: name))
+        else { return (0, SequenceRanges()) }
+        return (consumer.watermark, try Self.settledRanges(txn, databases: databases, consumer: id))
+    }
+
+    /// Gives leased records of the default consumer back (see `Consumer.release`).
     public func release(_ sequences: some Sequence<UInt64>) {
-        leases.withLock { state in
-            for sequence in sequences {
-                if let batch = state.batch(holding: sequence) {
-                    state.wait(batch)
-                } else {
-                    state.redeliver.append(sequence)
-                }
-            }
-            state.redeliver.sort()
-            state.redeliver = state.redeliver.uniqued()
-        }
+        defaultConsumer.release(sequences)
     }
 
     /// Gives every record of `lease` back (see `release(_:)`).
     public func release(_ lease: Lease) { release(lease.sequences) }
 
-    /// Deletes delivered records, durably: returns after the commit. Records already gone (dropped,
-    /// acknowledged before) are skipped. Returns how many records were deleted.
+    /// Settles delivered records for the default consumer, durably (see `Consumer.acknowledge`).
     @discardableResult
     public func acknowledge(_ sequences: [UInt64]) async throws(QueueError) -> Int {
-        let batches = leases.withLock { $0.batches(holding: sequences) }
-        let (deleted, finished) = try await perform(weight: 0, freesSpace: true) { context throws -> (Int, [ClosedRange<UInt64>]) in
-            var deleted = 0
-            for sequence in sequences {
-                try withSequenceKey(sequence) { key in
-                    guard let value = try context.txn.get(context.databases.records, key) else { return }
-                    let events = (try? QueueRecord.header(of: value)).map { UInt64($0.eventCount) } ?? 0
-                    context.state.storedBytes.subtractClamped(UInt64(value.count))
-                    context.state.storedEvents.subtractClamped(events)
-                    context.state.deliveredRecords += 1
-                    context.state.deliveredEvents += events
-                    try context.txn.delete(context.databases.records, key)
-                    deleted += 1
-                }
-            }
-            try Self.settleIfEmpty(&context)
-            return (deleted, try Self.forgetFinished(batches, &context))
-        }
-        leases.withLock { state in finished.forEach { state.forget($0) } }
-        return deleted
+        try await defaultConsumer.acknowledge(sequences)
     }
 
-    /// Deletes every record of `lease` (see `acknowledge(_:)`).
+    /// Settles every record of `lease` for the default consumer (see `acknowledge(_:)`).
     @discardableResult
     public func acknowledge(_ lease: Lease) async throws(QueueError) -> Int {
         try await acknowledge(lease.sequences)
     }
 
+    /// Settles `sequences` for consumer `id` in the next group commit; forgets the consumer's remembered
+    /// batches none of whose records it still has to settle.
+    func settle(consumer id: UInt32, _ sequences: [UInt64], as how: Settlement) async throws(QueueError) -> Int {
+        let batches = leases.withLock { $0[id]?.batches(holding: sequences) ?? [] }
+        let sorted = sequences.sorted()
+        let (count, finished) = try await perform(weight: 0, freesSpace: true) { context throws -> (Int, [ClosedRange<UInt64>]) in
+            guard let c = context.consumers.firstIndex(where: { $0.id == id }) else {
+                throw QueueError(.invalidArgument, "the queue has no output with id \(id)")
+            }
+            let count = try Self.settle(&context, consumer: c, sorted, as: how)
+            try Self.settleIfEmpty(&context)
+            return (count, try Self.forgetFinished(batches, consumer: c, &context))
+        }
+        leases.withLock { planners in finished.forEach { planners[id]?.forget($0) } }
+        return count
+    }
+
+    // MARK: Consumers
+
+    /// The consumer (output) named `name`.
+    public func consumer(named name: String) throws(QueueError) -> Consumer {
+        guard let found = consumerIDs.first(where: { $0.name == name }) else {
+            throw QueueError(.invalidArgument, "the queue has no output named \(name); it has \(consumerNames.joined(separator: ", "))")
+        }
+        return Consumer(queue: self, name: name, id: found.id)
+    }
+
+    /// The consumers' names, in the configured order.
+    public var consumerNames: [String] { consumerIDs.map(\.name) }
+
+    /// The consumer `default`, else the first configured: what the queue-level calls (`lease`,
+    /// `acknowledge`, ...) act for. A queue always has at least one consumer.
+    public var defaultConsumer: Consumer {
+        let found = consumerIDs.first { $0.name == ConsumerSettings.defaultName } ?? consumerIDs[0]
+        return Consumer(queue: self, name: found.name, id: found.id)
+    }
+
     // MARK: Dead records
 
-    /// Moves records to `dead` with `reason` (a downstream rejected them permanently, or they are damaged).
-    /// They keep their sequence number there. Returns how many were moved.
+    /// Moves records to the default consumer's dead set with `reason` (see `Consumer.moveToDead`).
     @discardableResult
     public func moveToDead(_ sequences: [UInt64], reason: String) async throws(QueueError) -> Int {
-        let reasonBytes = Array(reason.utf8.prefix(DeadRecord.maxReasonBytes))
-        let batches = leases.withLock { $0.batches(holding: sequences) }
-        let (moved, finished) = try await perform(weight: 0, freesSpace: true) { context throws -> (Int, [ClosedRange<UInt64>]) in
-            var moved = 0
-            for sequence in sequences {
-                try withSequenceKey(sequence) { key in
-                    guard let found = try context.txn.get(context.databases.records, key) else { return }
-                    let value = [UInt8](found)  // copied: the put below may move pages
-                    let events = value.withUnsafeBytes { (try? QueueRecord.header(of: $0)).map { UInt64($0.eventCount) } ?? 0 }
-                    let dead = DeadRecord.encode(reason: reasonBytes, buriedAt: context.now, record: value)
-                    try dead.withUnsafeBytes { try context.txn.put(context.databases.dead, key, $0) }
-                    try context.txn.delete(context.databases.records, key)
-                    context.state.storedBytes.subtractClamped(UInt64(value.count))
-                    context.state.storedEvents.subtractClamped(events)
-                    context.state.deadBytes += UInt64(value.count)
-                    context.state.deadEvents += events
-                    context.state.deadRecordsTotal += 1
-                    context.state.deadEventsTotal += events
-                    moved += 1
-                }
-            }
-            try Self.settleIfEmpty(&context)
-            return (moved, try Self.forgetFinished(batches, &context))
-        }
-        leases.withLock { state in finished.forEach { state.forget($0) } }
-        return moved
+        try await defaultConsumer.moveToDead(sequences, reason: reason)
     }
 
-    /// Moves dead records back to the queue under new sequence numbers (so they are delivered after what
-    /// is waiting now). `nil` requeues every dead record. Returns how many were requeued.
+    /// Delivers dead records again, under new sequence numbers (so they come after what is waiting now), to
+    /// the consumers that buried them: only to `output` when it is given, else to every consumer that did.
+    /// The others never see the copy. `nil` sequences requeue every dead record (of `output`). Returns how
+    /// many records were requeued.
     @discardableResult
-    public func requeueDead(_ sequences: [UInt64]? = nil) async throws(QueueError) -> Int {
-        try await perform(weight: 0) { context throws -> Int in
-            try Self.forEachDead(&context, sequences) { context, key, value in
-                let record = try DeadRecord.recordBytes(of: value)
-                let events = (try? QueueRecord.header(of: record)).map { UInt64($0.eventCount) } ?? 0
-                let copy = [UInt8](record)
-                try withSequenceKey(context.state.nextSequence) { newKey in
-                    try copy.withUnsafeBytes { try context.txn.put(context.databases.records, newKey, $0, append: true) }
+    public func requeueDead(_ sequences: [UInt64]? = nil, output: String? = nil) async throws(QueueError) -> Int {
+        let only = try output.map { name throws(QueueError) in try consumer(named: name).id }
+        return try await perform(weight: 0) { context throws -> Int in
+            var count = 0
+            for (sequence, buriedBy) in try Self.deadSequences(&context, sequences, only: only) {
+                guard let record = try Self.deadRecordBytes(&context, sequence) else { continue }
+                let events = record.withUnsafeBytes { (try? QueueRecord.header(of: $0)).map { UInt64($0.eventCount) } ?? 0 }
+                let newSequence = context.state.nextSequence
+                try withSequenceKey(newSequence) { key in
+                    try record.withUnsafeBytes { try context.txn.put(context.databases.records, key, $0, append: true) }
                 }
                 context.state.nextSequence += 1
-                context.state.storedBytes += UInt64(copy.count)
+                context.state.storedBytes += UInt64(record.count)
                 context.state.storedEvents += events
-                context.state.deadBytes.subtractClamped(UInt64(copy.count))
-                context.state.deadEvents.subtractClamped(events)
                 context.state.requeuedEvents += events
+                for c in context.consumers.indices {
+                    if buriedBy.contains(context.consumers[c].id) {
+                        context.consumers[c].pendingEvents += events
+                        context.consumers[c].pendingBytes += UInt64(record.count)
+                    } else {
+                        context.consumers[c].settled.insert(newSequence...newSequence)  // not for it
+                    }
+                    context.consumers[c].dirty = true
+                }
+                try Self.unmark(&context, sequence, consumers: buriedBy)
+                count += 1
+            }
+            try Self.sweepUnmarkedDead(&context, purged: false)
+            return count
+        }
+    }
+
+    /// Deletes dead records for good: `output`'s marks only, or every consumer's; a dead record no
+    /// consumer marks any more is deleted. `nil` sequences purge every dead record (of `output`). Returns how
+    /// many records were purged.
+    @discardableResult
+    public func purgeDead(_ sequences: [UInt64]? = nil, output: String? = nil) async throws(QueueError) -> Int {
+        let only = try output.map { name throws(QueueError) in try consumer(named: name).id }
+        return try await perform(weight: 0, freesSpace: true) { context throws -> Int in
+            var count = 0
+            for (sequence, buriedBy) in try Self.deadSequences(&context, sequences, only: only) {
+                try Self.unmark(&context, sequence, consumers: buriedBy)
+                count += 1
+            }
+            try Self.sweepUnmarkedDead(&context, purged: true)
+            return count
+        }
+    }
+
+    /// The dead sequences named (or all), each with the ids of the consumers (all, or `only`) that buried it.
+    private static func deadSequences(_ context: inout WriteContext, _ sequences: [UInt64]?, only: UInt32?) throws -> [(UInt64, Set<UInt32>)] {
+        guard let marks = context.databases.deadMarks else { return [] }
+        var found: [UInt64: Set<UInt32>] = [:]
+        for consumer in context.consumers where only == nil || consumer.id == only {
+            if let sequences {
+                for sequence in sequences where try withConsumerKey(consumer.id, sequence, { try context.txn.get(marks, $0) }) != nil {
+                    found[sequence, default: []].insert(consumer.id)
+                }
+            } else {
+                let cursor = try context.txn.cursor(marks)
+                var entry = try withConsumerKey(consumer.id, 0) { try cursor.seek($0) }
+                while let current = entry, let key = consumerKey(current.key), key.id == consumer.id {
+                    found[key.sequence, default: []].insert(consumer.id)
+                    entry = try cursor.next()
+                }
+            }
+        }
+        return found.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// The bytes of a buried record: in `records` while a consumer still needs it, else in `dead`.
+    private static func deadRecordBytes(_ context: inout WriteContext, _ sequence: UInt64) throws -> [UInt8]? {
+        try withSequenceKey(sequence) { key in
+            if let value = try context.txn.get(context.databases.records, key) { return [UInt8](value) }
+            guard let value = try context.txn.get(context.databases.dead, key) else { return nil }
+            return [UInt8](try DeadRecord.recordBytes(of: value))
+        }
+    }
+
+    /// Removes the dead marks of `consumers` on `sequence`.
+    private static func unmark(_ context: inout WriteContext, _ sequence: UInt64, consumers: Set<UInt32>) throws {
+        guard let marks = context.databases.deadMarks else { return }
+        for c in context.consumers.indices where consumers.contains(context.consumers[c].id) {
+            if try withConsumerKey(context.consumers[c].id, sequence, { try context.txn.delete(marks, $0) }) {
+                context.consumers[c].deadRecords.subtractClamped(1)
+                context.consumers[c].dirty = true
             }
         }
     }
 
-    /// Deletes dead records for good. `nil` purges every dead record. Returns how many were deleted.
-    @discardableResult
-    public func purgeDead(_ sequences: [UInt64]? = nil) async throws(QueueError) -> Int {
-        try await perform(weight: 0, freesSpace: true) { context throws -> Int in
-            try Self.forEachDead(&context, sequences) { context, _, value in
+    /// Deletes the records of `dead` that no consumer marks any more (purged: counted as purged events).
+    private static func sweepUnmarkedDead(_ context: inout WriteContext, purged: Bool) throws {
+        guard let marks = context.databases.deadMarks else { return }
+        let cursor = try context.txn.cursor(context.databases.dead)
+        var entry = try cursor.first()
+        var unmarked: [UInt64] = []
+        while let current = entry, let sequence = FerryQueue.sequence(fromKey: current.key) {
+            var marked = false
+            for consumer in context.consumers where !marked {
+                marked = try withConsumerKey(consumer.id, sequence) { try context.txn.get(marks, $0) } != nil
+            }
+            if !marked { unmarked.append(sequence) }
+            entry = try cursor.next()
+        }
+        for sequence in unmarked {
+            try withSequenceKey(sequence) { key in
+                guard let value = try context.txn.get(context.databases.dead, key) else { return }
                 let record = try DeadRecord.recordBytes(of: value)
                 let events = (try? QueueRecord.header(of: record)).map { UInt64($0.eventCount) } ?? 0
                 context.state.deadBytes.subtractClamped(UInt64(record.count))
                 context.state.deadEvents.subtractClamped(events)
-                context.state.purgedEvents += events
-            }
-        }
-    }
-
-    /// Runs `body` for each dead record named (or all), then deletes it from `dead`. Returns the count.
-    private static func forEachDead(_ context: inout WriteContext, _ sequences: [UInt64]?,
-                                    _ body: (inout WriteContext, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        let keys: [UInt64]
-        if let sequences {
-            keys = sequences
-        } else {
-            var all: [UInt64] = []
-            let cursor = try context.txn.cursor(context.databases.dead)
-            var entry = try cursor.first()
-            while let current = entry, let sequence = sequence(fromKey: current.key) {
-                all.append(sequence)
-                entry = try cursor.next()
-            }
-            keys = all
-        }
-        var count = 0
-        for sequence in keys {
-            try withSequenceKey(sequence) { key in
-                guard let value = try context.txn.get(context.databases.dead, key) else { return }
-                let copy = [UInt8](value)
-                try copy.withUnsafeBytes { try body(&context, key, $0) }
-                try context.txn.delete(context.databases.dead, key)
-                count += 1
+                if purged { context.state.purgedEvents += events }
+                _ = try context.txn.delete(context.databases.dead, key)
             }
         }
         if try context.txn.entries(context.databases.dead) == 0 {
             context.state.deadBytes = 0
             context.state.deadEvents = 0
         }
-        return count
     }
 
     /// When `records` is empty its sizes are zero, whatever a damaged header made the counters believe.
-    private static func settleIfEmpty(_ context: inout WriteContext) throws {
+    static func settleIfEmpty(_ context: inout WriteContext) throws {
         if try context.txn.entries(context.databases.records) == 0 {
             context.state.storedBytes = 0
             context.state.storedEvents = 0
+            for c in context.consumers.indices where context.consumers[c].pendingBytes != 0 || context.consumers[c].pendingEvents != 0 {
+                context.consumers[c].pendingBytes = 0
+                context.consumers[c].pendingEvents = 0
+                context.consumers[c].dirty = true
+            }
         }
     }
 
-    /// Dead records from `sequence` on, at most `maxRecords`, oldest first.
-    public func deadRecords(from sequence: UInt64 = 0, maxRecords: Int = 100) throws(QueueError) -> [DeadRecord] {
-        try read { txn in
+    /// Dead records from `sequence` on, at most `maxRecords`, oldest first: those `output` buried, or
+    /// those any consumer buried (a record still needed by another consumer is listed from `records`).
+    public func deadRecords(from sequence: UInt64 = 0, maxRecords: Int = 100, output: String? = nil) throws(QueueError) -> [DeadRecord] {
+        let only = try output.map { name throws(QueueError) in try consumer(named: name).id }
+        return try read { txn in
+            guard let marks = databases.deadMarks else {
+                // A read-only open of a format-1 queue: `dead` is the default consumer's dead set.
+                var result: [DeadRecord] = []
+                let cursor = try txn.cursor(databases.dead)
+                var entry = try withSequenceKey(sequence) { try cursor.seek($0) }
+                while let current = entry, result.count < maxRecords, let key = FerryQueue.sequence(fromKey: current.key) {
+                    result.append(DeadRecord(sequence: key, value: current.value, outputs: [ConsumerSettings.defaultName]))
+                    entry = try cursor.next()
+                }
+                return result
+            }
+            // Every consumer's marks from `sequence`, merged by sequence.
+            var buried: [UInt64: [(name: String, mark: [UInt8])]] = [:]
+            for (name, id) in consumerIDs where only == nil || id == only {
+                let cursor = try txn.cursor(marks)
+                var entry = try withConsumerKey(id, sequence) { try cursor.seek($0) }
+                var taken = 0
+                while let current = entry, taken < maxRecords, let key = consumerKey(current.key), key.id == id {
+                    buried[key.sequence, default: []].append((name, [UInt8](current.value)))
+                    taken += 1
+                    entry = try cursor.next()
+                }
+            }
             var result: [DeadRecord] = []
-            let cursor = try txn.cursor(databases.dead)
-            var entry = try withSequenceKey(sequence) { try cursor.seek($0) }
-            while let current = entry, result.count < maxRecords, let key = FerryQueue.sequence(fromKey: current.key) {
-                result.append(DeadRecord(sequence: key, value: current.value))
-                entry = try cursor.next()
+            for (key, marksOfIt) in buried.sorted(by: { $0.key < $1.key }).prefix(maxRecords) {
+                let (reason, time) = DeadRecord.decodeMark(marksOfIt[0].mark) ?? (Array("(damaged mark)".utf8), 0)
+                let record: Result<QueueRecord, WireError>? = try withSequenceKey(key) { k in
+                    if let value = try txn.get(databases.records, k) {
+                        return Result { () throws(WireError) in try QueueRecord(validating: value) }
+                    }
+                    guard let value = try txn.get(databases.dead, k) else { return nil }
+                    return DeadRecord(sequence: key, value: value).record
+                }
+                guard let record else { continue }
+                result.append(DeadRecord(sequence: key, reason: String(decoding: reason, as: UTF8.self), movedAt: time, record: record,
+                                         outputs: marksOfIt.map(\.name)))
             }
             return result
         }
@@ -614,6 +681,23 @@ public final class Queue: Sendable {
                 entry = try cursor.next()
             }
             return page
+        }
+    }
+
+    /// The stored input positions whose key starts with `prefix`, in key order: what an input reads at
+    /// start to go on where its last stored events ended.
+    public func positions(withPrefix prefix: [UInt8]) throws(QueueError) -> [InputPosition] {
+        try read { txn in
+            guard let table = databases.positions else { return [] }
+            var found: [InputPosition] = []
+            let cursor = try txn.cursor(table)
+            var entry = try prefix.withUnsafeBytes { try $0.isEmpty ? cursor.first() : cursor.seek($0) }
+            while let current = entry, current.key.count >= prefix.count,
+                  prefix.withUnsafeBytes({ $0.isEmpty || memcmp($0.baseAddress!, current.key.baseAddress!, prefix.count) == 0 }) {
+                found.append(InputPosition(key: Array(current.key), value: Array(current.value)))
+                entry = try cursor.next()
+            }
+            return found
         }
     }
 
@@ -644,7 +728,8 @@ public final class Queue: Sendable {
             guard let value = try Array("state".utf8).withUnsafeBytes({ try txn.get(databases.meta, $0) }),
                   let state = QueueState(decoding: value)
             else { throw QueueError(.notAQueue, "the meta table of \(path) has no readable state; run `ferry-tools verify --data-dir \(path)`") }
-            return try Queue.stats(in: txn, databases: databases, state: state, environment: environment, maxBytes: configuration.maxBytes)
+            let consumers = try Queue.loadConsumers(txn, databases: databases, state: state, configured: nil)
+            return try Queue.stats(in: txn, databases: databases, state: state, consumers: consumers, environment: environment, maxBytes: configuration.maxBytes)
         }
     }
 
@@ -697,6 +782,16 @@ struct Databases: Sendable {
     /// Remembered batches: first sequence → last sequence. nil only in a read-only open of a queue made
     /// before the table existed.
     var batches: Database?
+    /// The inputs' read positions (`InputPosition`), written with the events read up to them. nil only in
+    /// a read-only open of a queue made before the table existed.
+    var positions: Database?
+    /// Consumers (outputs): name → `ConsumerState` row. The three consumer tables are nil only in a
+    /// read-only open of a queue of format 1 (one consumer, `default`, is then implied).
+    var outputs: Database?
+    /// Each consumer's settled ranges above its watermark: id · first sequence → last sequence.
+    var acks: Database?
+    /// Each consumer's buried records: id · sequence → reason and time (`DeadRecord.encodeMark`).
+    var deadMarks: Database?
 }
 
 /// The stats the writer published last; shared between the writer and readers of `Queue.stats`.

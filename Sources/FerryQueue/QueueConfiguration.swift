@@ -19,6 +19,12 @@ public struct QueueConfiguration: Sendable, Hashable {
     /// Most record bytes one group commit carries; more waits for the next commit. Default 32 MiB.
     public var maxGroupBytes: Int
 
+    /// The outputs that consume the queue, each with its own cursor. nil keeps the consumers the queue has
+    /// (tools, tests); a queue without any gets one, `default`. An exclusive open makes the ones named here
+    /// that the queue lacks and removes the ones it has that are not named (with a warning: they lose
+    /// what they had not delivered).
+    public var consumers: [ConsumerSettings]?
+
     /// For tests that need LMDB's own `MDB_MAP_FULL` before `maxBytes` is reached.
     package var mapSizeOverride: Int?
 

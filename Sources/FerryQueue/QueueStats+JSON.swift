@@ -3,7 +3,9 @@ public import FerryWire
 extension QueueStats {
     /// The stats as one JSON object with stable snake_case field names: what the agent's `/queue` endpoint
     /// and `ferry-tools stats --json` print. Fields are only ever added, never renamed.
-    public func json(agentID: String, path: String, now: Int64 = currentTimeMilliseconds()) -> String {
+    /// `outputState` adds fields to each output's object (the agent's run state of it).
+    public func json(agentID: String, path: String, now: Int64 = currentTimeMilliseconds(),
+                     outputState: (String) -> [(String, String)] = { _ in [] }) -> String {
         var fields: [(String, String)] = [
             ("path", Self.string(path)),
             ("agent_id", Self.string(agentID)),
@@ -36,10 +38,28 @@ extension QueueStats {
             ("map_size", "\(mapSize)"),
             ("map_used_bytes", "\(mapUsedBytes)"),
         ]
+        let outputObjects = outputs.map { output -> String in
+            var fields: [(String, String)] = [
+                ("name", Self.string(output.name)),
+                ("pending_events", "\(output.pendingEvents)"),
+                ("lag_bytes", "\(output.pendingBytes)"),
+                ("lag_seconds", output.oldestPendingCreatedAt.map { String(Double(max(0, now - $0)) / 1000) } ?? "0"),
+                ("delivered_records", "\(output.deliveredRecords)"),
+                ("delivered_events", "\(output.deliveredEvents)"),
+                ("dead_records", "\(output.deadRecords)"),
+                ("dead_records_total", "\(output.deadRecordsTotal)"),
+                ("dropped_lagging_events", "\(output.droppedLaggingEvents)"),
+                ("dropped_full_events", "\(output.droppedFullEvents)"),
+                ("when_lagging", Self.string(output.whenLagging.rawValue)),
+            ]
+            fields += outputState(output.name)
+            return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+        }
+        fields.append(("outputs", "[" + outputObjects.joined(separator: ",") + "]"))
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
 
-    static func string(_ value: String) -> String {
+    public static func string(_ value: String) -> String {
         var out = "\""
         for scalar in value.unicodeScalars {
             switch scalar {

@@ -99,6 +99,9 @@ public struct QueueStats: Sendable, Hashable {
     public var groupCommits: UInt64 = 0
     public var groupedOperations: UInt64 = 0
 
+    /// Per output (consumer), in the configured order.
+    public var outputs: [OutputStats] = []
+
     /// Fraction of `maxBytes` in use, records and dead together.
     public var fillRatio: Double { maxBytes > 0 ? Double(bytes + deadBytes) / Double(maxBytes) : 0 }
 }
@@ -129,5 +132,43 @@ extension QueueStats {
         self.mapSize = info.mapSize
         self.mapUsedBytes = (info.lastPage + 1) * info.pageSize
         self.maxBytes = maxBytes
+    }
+}
+
+/// One output's view of the queue: what it still has to deliver, how far behind it is, what it delivered,
+/// buried and never got.
+public struct OutputStats: Sendable, Hashable {
+    public var name: String
+    /// Events and stored bytes it has not settled yet: its lag in size.
+    public var pendingEvents: UInt64
+    public var pendingBytes: UInt64
+    /// When the oldest record it has not settled was made (ms since the Unix epoch): its lag in time.
+    public var oldestPendingCreatedAt: Int64?
+    public var deliveredRecords: UInt64
+    public var deliveredEvents: UInt64
+    /// Records in its dead set now, and buried in all.
+    public var deadRecords: UInt64
+    public var deadRecordsTotal: UInt64
+    /// Events it never got: dropped for it because it lagged (`when_lagging: drop`), and dropped for
+    /// everyone (`when_full: drop_oldest`) before it delivered them.
+    public var droppedLaggingEvents: UInt64
+    public var droppedFullEvents: UInt64
+    /// Every sequence below it is settled for this output.
+    public var watermark: UInt64
+    public var whenLagging: ConsumerSettings.WhenLagging
+
+    init(_ consumer: ConsumerState, oldestPendingCreatedAt: Int64?) {
+        name = consumer.name
+        pendingEvents = consumer.pendingEvents
+        pendingBytes = consumer.pendingBytes
+        self.oldestPendingCreatedAt = oldestPendingCreatedAt
+        deliveredRecords = consumer.deliveredRecords
+        deliveredEvents = consumer.deliveredEvents
+        deadRecords = consumer.deadRecords
+        deadRecordsTotal = consumer.deadRecordsTotal
+        droppedLaggingEvents = consumer.droppedLaggingEvents
+        droppedFullEvents = consumer.droppedFullEvents
+        watermark = consumer.watermark
+        whenLagging = consumer.settings.whenLagging
     }
 }

@@ -30,6 +30,21 @@ public final class ChildProcess: Sendable {
         }
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addclose(&actions, fds[1])
+        // Start the child with no blocked signal and default dispositions, as a shell would. A spawned
+        // process inherits the spawning thread's signal mask, and the test process's threads block
+        // SIGTERM and SIGINT (signal handling through dispatch sources): a child such as rsyslogd, which
+        // waits for signals with pselect and its inherited mask, would never see the SIGTERM sent to it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
@@ -37,9 +52,9 @@ public final class ChildProcess: Sendable {
         var pid: pid_t = 0
         let rc: Int32
         if let envp {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         } else {
-            rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
         }
         close(fds[1])
         guard rc == 0 else {
@@ -91,6 +106,25 @@ public final class ChildProcess: Sendable {
     public func kill(_ signal: Int32 = SIGKILL) -> Int32 {
         _ = Foundation.kill(pid, signal)
         return waitForExit()
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the process to exit; if it has not, kills it with
+    /// SIGKILL. Returns the wait status after `signal`, or nil when it had to be killed.
+    public func stop(_ signal: Int32 = SIGTERM, timeout: Duration) async throws -> Int32? {
+        _ = Foundation.kill(pid, signal)
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid {
+                try await onThread { [readerDone] in readerDone.wait() }
+                return status
+            }
+            try await Task.sleep(for: .milliseconds(10))  // polling interval of a condition with a deadline
+        }
+        _ = Foundation.kill(pid, SIGKILL)
+        _ = try await onThread { [self] in waitForExit() }
+        return nil
     }
 
     /// Reaps the process and waits until its output is fully read. Returns the wait status.

@@ -64,3 +64,24 @@ public func realisticEventLines(count: Int, seed: UInt64 = 42) -> [[UInt8]] {
         return Array(line.utf8)
     }
 }
+
+/// A small deterministic random source (SplitMix64), so that a failing seed can be replayed.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// `count` random hex digits: text that compresses about 2:1, for events that must not compress away.
+    public mutating func hex(_ count: Int) -> String {
+        let digits = Array("0123456789abcdef")
+        return String((0..<count).map { _ in digits[Int(next() & 15)] })
+    }
+}

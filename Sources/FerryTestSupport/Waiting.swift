@@ -12,6 +12,17 @@ public func eventually(timeout: Duration = .seconds(60), every interval: Duratio
     return try condition()
 }
 
+/// `eventually` for a condition that must await (a request to a process under test).
+public func eventuallyAsync(timeout: Duration = .seconds(60), every interval: Duration = .milliseconds(100),
+                            _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: interval)  // polling interval of a condition with a deadline
+    }
+    return try await condition()
+}
+
 /// Runs `services` in one ServiceGroup for the length of `body`, then shuts them down gracefully.
 public func withServices<R>(_ services: [any Service], _ body: () async throws -> R) async throws -> R {
     let quiet = Logger(label: "services") { _ in SwiftLogNoOpLogHandler() }

@@ -20,7 +20,19 @@ public enum JSONValidator {
 
     /// Checks that `bytes` hold exactly one JSON object, with optional whitespace around it.
     public static func validateObject(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
+        _ = try validateObject(bytes, wanted: nil)
+    }
+
+    /// Checks that `bytes` hold exactly one JSON object, as `validateObject(_:)` does, and returns which of
+    /// `keys` are among its top-level keys (bit `i` for `keys.keys[i]`). Costs one comparison per top-level
+    /// key beyond the validation itself: how the ingest learns whether an event has its `@timestamp`.
+    public static func validateObject(_ bytes: UnsafeRawBufferPointer, finding keys: TopLevelKeys) throws(JSONSyntaxError) -> UInt64 {
+        try validateObject(bytes, wanted: keys)
+    }
+
+    private static func validateObject(_ bytes: UnsafeRawBufferPointer, wanted: TopLevelKeys?) throws(JSONSyntaxError) -> UInt64 {
         var scanner = Scanner(bytes: bytes)
+        scanner.wanted = wanted
         scanner.skipWhitespace()
         guard scanner.peek == UInt8(ascii: "{") else {
             throw scanner.error(scanner.atEnd ? "empty line where a JSON object was expected" : "expected a JSON object")
@@ -28,6 +40,7 @@ public enum JSONValidator {
         try scanner.value(depth: 0)
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON object") }
+        return scanner.found
     }
 
     /// Splits a body holding one JSON object or an array of JSON objects into the byte ranges of the objects.
@@ -89,6 +102,9 @@ public enum JSONValidator {
     struct Scanner {
         let bytes: UnsafeRawBufferPointer
         var index = 0
+        /// Top-level keys to report in `found` (`validateObject(_:finding:)`).
+        var wanted: TopLevelKeys?
+        var found: UInt64 = 0
 
         var atEnd: Bool { index >= bytes.count }
         var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
@@ -126,7 +142,11 @@ public enum JSONValidator {
             while true {
                 skipWhitespace()
                 guard peek == UInt8(ascii: "\"") else { throw error(atEnd ? "unexpected end of JSON inside an object" : "expected a string key") }
+                let keyStart = index + 1
                 try string()
+                if depth == 0, let wanted {
+                    found |= wanted.match(UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(index - 1)]))
+                }
                 skipWhitespace()
                 guard peek == UInt8(ascii: ":") else { throw error("expected ':' after the key") }
                 index += 1

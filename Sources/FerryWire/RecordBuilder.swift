@@ -54,11 +54,16 @@ public struct RecordBuilder {
 
     /// Adds one event: a JSON object without a trailing newline.
     public mutating func append(line: some Collection<UInt8>) {
-        let needed = line.count + 1
-        if pending.readableBytes > 0 && pending.readableBytes + needed > maxRecordBytes {
+        appendLine(length: line.count) { $0.writeBytes(line) }
+    }
+
+    /// Adds one event of `length` bytes that `write` writes (without the newline): for events put
+    /// together from pieces, without an intermediate copy.
+    public mutating func appendLine(length: Int, _ write: (inout ByteBuffer) -> Void) {
+        if pending.readableBytes > 0 && pending.readableBytes + length + 1 > maxRecordBytes {
             flush()
         }
-        pending.writeBytes(line)
+        write(&pending)
         pending.writeInteger(UInt8(ascii: "\n"))
         pendingEvents += 1
     }
@@ -95,3 +100,7 @@ public func currentTimeMilliseconds() -> Int64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
+
+/// The version of Ferry, written into the queues it makes (`written-by`), so that an older Ferry can say
+/// which version wrote a queue it cannot read.
+public let ferryVersion = "0.2.0-dev"

@@ -16,7 +16,7 @@ struct FerryTools: AsyncParsableCommand {
         dlq requeue/purge) need the agent stopped and say so if it is not.
         """,
         subcommands: [Stats.self, Peek.self, Tail.self, Export.self, Import.self, Verify.self, Repair.self,
-                      Compact.self, Purge.self, DLQ.self]
+                      Compact.self, Purge.self, DLQ.self, Files.self]
     )
 }
 
@@ -135,6 +135,17 @@ struct Stats: ParsableCommand {
             ("disk free", humanBytes(free)),
         ]
         for (key, value) in rows { print(key.padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+        for output in s.outputs {
+            print("output \(output.name) (when_lagging: \(output.whenLagging.rawValue))")
+            let outputRows: [(String, String)] = [
+                ("pending", "\(output.pendingEvents) events, \(humanBytes(output.pendingBytes))"),
+                ("oldest pending", output.oldestPendingCreatedAt.map { "\(isoTime($0)) (\(humanAge(now - $0)) behind)" } ?? "-"),
+                ("delivered", "\(output.deliveredEvents) events in \(output.deliveredRecords) records"),
+                ("dead records", "\(output.deadRecords) now, \(output.deadRecordsTotal) in all"),
+                ("dropped", "\(output.droppedLaggingEvents) events lagging (when_lagging: drop), \(output.droppedFullEvents) when full"),
+            ]
+            for (key, value) in outputRows { print("  " + key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
+        }
     }
 }
 
@@ -449,8 +460,9 @@ struct DLQ: AsyncParsableCommand {
     )
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One line per dead record: sequence, events, moved at, reason.")
+        static let configuration = CommandConfiguration(abstract: "One line per dead record: sequence, events, moved at, outputs, reason.")
         @OptionGroup var queue: QueueOptions
+        @Option(help: "Only this output's dead set (an output name; see `ferry-tools stats`). Default: every output's.") var output: String?
         @Flag(help: "JSON lines.") var json = false
 
         func run() throws {
@@ -458,15 +470,16 @@ struct DLQ: AsyncParsableCommand {
             defer { q.close() }
             var from: UInt64 = 0
             while true {
-                let page = try q.deadRecords(from: from, maxRecords: 256)
+                let page = try q.deadRecords(from: from, maxRecords: 256, output: output)
                 guard let last = page.last else { break }
                 from = last.sequence + 1
                 for d in page {
                     let events = (try? d.record.get().eventCount).map { "\($0)" } ?? "?"
                     if json {
-                        print(#"{"sequence":\#(d.sequence),"events":\#(events == "?" ? "null" : events),"moved_at":"\#(isoTime(d.movedAt))","reason":\#(JSONString.literal(d.reason))}"#)
+                        let outputs = d.outputs.map(JSONString.literal).joined(separator: ",")
+                        print(#"{"sequence":\#(d.sequence),"events":\#(events == "?" ? "null" : events),"moved_at":"\#(isoTime(d.movedAt))","outputs":[\#(outputs)],"reason":\#(JSONString.literal(d.reason))}"#)
                     } else {
-                        print("\(d.sequence)\t\(events) events\t\(isoTime(d.movedAt))\t\(d.reason)")
+                        print("\(d.sequence)\t\(events) events\t\(isoTime(d.movedAt))\t\(d.outputs.joined(separator: ","))\t\(d.reason)")
                     }
                 }
             }
@@ -484,7 +497,7 @@ struct DLQ: AsyncParsableCommand {
             guard let d = try q.deadRecords(from: sequence, maxRecords: 1).first, d.sequence == sequence else {
                 throw fail("no dead record \(sequence); list them with `ferry-tools dlq list`")
             }
-            print("sequence: \(d.sequence)\nmoved at: \(isoTime(d.movedAt))\nreason:   \(d.reason)")
+            print("sequence: \(d.sequence)\nmoved at: \(isoTime(d.movedAt))\noutputs:  \(d.outputs.joined(separator: ", "))\nreason:   \(d.reason)")
             switch d.record {
             case .success(let record):
                 for line in (try? record.events()) ?? [] { print(String(buffer: line)) }
@@ -499,6 +512,7 @@ struct DLQ: AsyncParsableCommand {
         @OptionGroup var queue: QueueOptions
         @Argument(help: "Sequence numbers; none with --all.") var sequences: [UInt64] = []
         @Flag(help: "Every dead record.") var all = false
+        @Option(help: "Only this output's dead set (an output name; see `ferry-tools stats`). Default: every output's.") var output: String?
 
         func validate() throws {
             if sequences.isEmpty != all { throw ValidationError("give sequence numbers, or --all") }
@@ -508,8 +522,8 @@ struct DLQ: AsyncParsableCommand {
             let q = try queue.openExclusive()
             defer { q.close() }
             do {
-                let count = try await q.requeueDead(all ? nil : sequences)
-                print("requeued \(count) records; the agent delivers them after its next start")
+                let count = try await q.requeueDead(all ? nil : sequences, output: output)
+                print("requeued \(count) records; the agent delivers them after its next start, to \(output.map { "output \($0) only" } ?? "the outputs that buried them")")
             } catch { throw fail(error.message) }
         }
     }
@@ -519,6 +533,7 @@ struct DLQ: AsyncParsableCommand {
         @OptionGroup var queue: QueueOptions
         @Argument(help: "Sequence numbers; none with --all.") var sequences: [UInt64] = []
         @Flag(help: "Every dead record.") var all = false
+        @Option(help: "Only this output's dead set (an output name; see `ferry-tools stats`). Default: every output's.") var output: String?
         @Flag(help: "Do not ask for confirmation.") var yes = false
 
         func validate() throws {
@@ -528,11 +543,12 @@ struct DLQ: AsyncParsableCommand {
         func run() async throws {
             let q = try queue.openExclusive()
             defer { q.close() }
-            let what = all ? "all \(q.stats.deadRecords) dead records" : "dead records \(sequences.map(String.init).joined(separator: ", "))"
+            let what = (all ? "all \(q.stats.deadRecords) dead records" : "dead records \(sequences.map(String.init).joined(separator: ", "))")
+                + (output.map { " of output \($0)" } ?? "")
             print("purge will delete \(what) from \(queue.dataDir) for good.")
             guard yes || confirm() else { throw fail("not confirmed; nothing was deleted") }
             do {
-                let count = try await q.purgeDead(all ? nil : sequences)
+                let count = try await q.purgeDead(all ? nil : sequences, output: output)
                 print("deleted \(count) dead records")
             } catch { throw fail(error.message) }
         }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FerryAgent
+import FerryForward
+import FerryIngest
 import Foundation
 import Logging
 
@@ -25,56 +27,88 @@ struct QuickFlags: ParsableArguments {
     @Option(help: "Admin address HOST:PORT, or off (admin.address). Default 127.0.0.1:9801.")
     var admin: String?
 
-    @Option(help: "Forward to these hosts: HOST:PORT[,HOST:PORT...] (output.http.hosts).")
+    @Option(help: "Forward to these hosts: HOST:PORT[,HOST:PORT...] (output.http.hosts). With --output-file, a second output.")
     var forward: String?
 
-    @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path).")
+    @Option(name: .customLong("output-file"), help: "Write events to NDJSON files in DIR (output.file.path). With --forward, the output named file.")
     var outputFile: String?
 
-    func validate() throws {
-        if forward != nil && outputFile != nil {
-            throw ValidationError("--forward and --output-file both name the output; one queue feeds one output, give one")
-        }
-    }
+    /// The name of the file output that `--output-file` adds next to `--forward`.
+    static let fileOutputName = "file"
 
-    /// The configuration file (or the embedded default) with these flags applied, as YAML keys would be.
+    @Option(help: "Take syslog over TCP and UDP on HOST:PORT (input.syslog.address).")
+    var syslog: String?
+
+    @Option(help: "Take RELP (rsyslog omrelp) on HOST:PORT (input.relp.address).")
+    var relp: String?
+
+    @Option(name: .customLong("tail"), help: "Follow the files matching GLOB (input.file.paths); repeat for more globs.")
+    var tail: [String] = []
+
+
+    /// The configuration file (or the embedded default) with these flags applied to its values, checked
+    /// by the same rules as the keys they stand for.
     func configuration(file: String?) throws(ConfigurationError) -> AgentConfiguration {
-        var overrides: [String] = []
-        if let dataDir { overrides.append("queue.path=\(dataDir)") }
         var configuration = try file.map { f throws(ConfigurationError) in try ConfigurationLoader.load(file: f) } ?? .embeddedDefault()
         if let dataDir {
-            let oldDefault = configuration.dataDirectory + "/out"
+            // File outputs at their default place (`<data>/out`, `<data>/out-<name>`) move with the data.
+            let oldDirectory = configuration.dataDirectory
             configuration.dataDirectory = dataDir
-            if case .file(var output) = configuration.output, output.path == oldDefault {
-                output.path = dataDir + "/out"
-                configuration.output = .file(output)
+            for i in configuration.outputs.indices {
+                guard case .file(var output) = configuration.outputs[i].kind, output.path.hasPrefix(oldDirectory + "/out") else { continue }
+                let rest = output.path.dropFirst(oldDirectory.count)
+                guard rest == "/out" || rest == "/out-\(configuration.outputs[i].name)" else { continue }
+                output.path = dataDir + rest
+                configuration.outputs[i].kind = .file(output)
             }
         }
         if let listen {
-            let address = try ConfigurationLoader.parse("input: { http: { address: \"\(listen)\" } }", source: "--listen").ingest
-            configuration.ingest.host = address.host
-            configuration.ingest.port = address.port
+            let address = try ConfigurationLoader.address(listen, key: "input.http.address", at: "--listen")
+            var http = configuration.http ?? IngestConfiguration()
+            http.host = address.host
+            http.port = address.port
+            configuration.http = http
         }
         if let admin {
             if ["off", "false", "none"].contains(admin.lowercased()) {
                 configuration.admin = nil
             } else {
-                configuration.admin = try ConfigurationLoader.parse("admin: { address: \"\(admin)\" }", source: "--admin").admin
+                configuration.admin = try ConfigurationLoader.address(admin, key: "admin.address", at: "--admin")
             }
         }
         if let forward {
-            let parsed = try ConfigurationLoader.parse("output: { http: { hosts: \"\(forward)\" } }", source: "--forward").output
-            if case .http(var current) = configuration.output, case .http(let given) = parsed {
-                current.hosts = given.hosts
+            let hosts = try ConfigurationLoader.forwardHosts(forward.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+                                                             key: "output.http.hosts", at: "--forward")
+            if case .http(var current) = configuration.output {
+                current.hosts = hosts
                 configuration.output = .http(current)
             } else {
-                configuration.output = parsed
+                configuration.output = .http(HTTPOutputConfiguration(hosts: hosts))
             }
         }
         if let outputFile {
-            configuration.output = .file(.init(path: outputFile))
+            if forward != nil {
+                // Both: two outputs over the one stored copy, each with its own cursor. The forwarder stays
+                // the output named default; the archive is the output named file.
+                configuration.outputs.removeAll { $0.name == Self.fileOutputName }
+                configuration.outputs.append(OutputConfiguration(name: Self.fileOutputName, .file(.init(path: outputFile))))
+            } else {
+                configuration.output = .file(.init(path: outputFile))
+            }
         }
-        _ = overrides
+        if let syslog {
+            let address = try ConfigurationLoader.address(syslog, key: "input.syslog.address", at: "--syslog")
+            var settings = configuration.syslog ?? SyslogInputSettings()
+            (settings.tcp, settings.udp) = (address, address)
+            configuration.syslog = settings
+        }
+        if let relp {
+            let address = try ConfigurationLoader.address(relp, key: "input.relp.address", at: "--relp")
+            var settings = configuration.relp ?? RELPInputSettings()
+            settings.address = address
+            configuration.relp = settings
+        }
+        ConfigurationLoader.tail(tail, into: &configuration)
         return configuration
     }
 }

@@ -1,4 +1,5 @@
 @testable import FerryKafka
+import FerryKafkaTestSupport
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -64,9 +65,11 @@ struct TestError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Posts `ids` as one NDJSON request with curl; true when the answer was 200.
-func post(_ ids: [String], to url: String) async throws -> Bool {
-    let body = ids.map { #"{"id":"\#($0)","message":"e2e"}"# }.joined(separator: "\n") + "\n"
+/// Posts `ids` as one NDJSON request with curl (each event's message `e2e` plus `padding` bytes); true
+/// when the answer was 200.
+func post(_ ids: [String], to url: String, padding: Int = 0) async throws -> Bool {
+    let message = "e2e" + String(repeating: "p", count: padding)
+    let body = ids.map { #"{"id":"\#($0)","message":"\#(message)"}"# }.joined(separator: "\n") + "\n"
     // The body goes through a file, not curl's stdin: a stdin pipe's write end could be inherited by a
     // process started meanwhile, and curl would wait for its end forever.
     let file = NSTemporaryDirectory() + "/ferry-post-\(UUID().uuidString).ndjson"
@@ -148,8 +151,58 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
             #expect(line.wholeMatch(of: sample) != nil, "not Prometheus text: \(line)")
         }
-        let events = metrics.split(separator: "\n").first { $0.hasPrefix("ferry_ingest_events_total ") }
+        let events = metrics.split(separator: "\n").first { $0.hasPrefix(#"ferry_input_events_total{input="http"} "#) }
         #expect(events.map { Double($0.split(separator: " ")[1]) } == Double(sent.count))
+    }
+
+    /// Two outputs over one stored copy: the archive's disk fills up (a 256 KiB tmpfs), so the file output
+    /// fails with ENOSPC and is restarted with backoff, and says why; the http output to the aggregator
+    /// goes on and delivers every event once.
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"))
+    func aFullArchiveDiskNeverStopsTheForwarder() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let archive = dir.appending("archive")
+        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        let mount = try await run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", archive])
+        try #require(mount.status == 0, "mount failed: \(mount.errors)")
+        defer {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/usr/bin/umount")
+            umount.arguments = ["-l", archive]
+            try? umount.run()
+            umount.waitUntilExit()
+        }
+        let out = dir.appending("out")
+        let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
+        defer { aggregator.terminate() }
+        let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)", "--output-file", archive])
+        defer { edge.terminate() }
+        try await aggregator.start()
+        try await edge.start()
+
+        var sent: [String] = []
+        for batch in 0..<40 {
+            let ids = (0..<25).map { "d-\(batch)-\($0)" }
+            #expect(try await post(ids, to: edge.url, padding: 1000))
+            sent += ids
+        }
+        // ~1 MB of events: the archive cannot hold them, the aggregator gets them all, once.
+        #expect(try await eventually { try deliveredIDs(out).count == sent.count })
+        let delivered = try deliveredIDs(out)
+        #expect(Set(delivered.keys) == Set(sent) && delivered.values.allSatisfy { $0 == 1 })
+        #expect(try await eventuallyAsync {
+            let queue = try await run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(edge.adminPort)/queue"]).output
+            return queue.contains("No space left on device")
+        }, "the archive's failure is not shown in /queue")
+        let metrics = try await run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(edge.adminPort)/metrics"]).output
+        let restarts = metrics.split(separator: "\n").first { $0.hasPrefix(#"ferry_output_restarts{output="file"} "#) }
+        #expect(restarts.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 >= 1 } == true, "no restart counted: \(restarts ?? "none")")
+        let pending = metrics.split(separator: "\n").first { $0.hasPrefix(#"ferry_output_pending_events{output="default"} "#) }
+        #expect(pending.flatMap { Double($0.split(separator: " ")[1]) } == 0)
+        // Still taking events.
+        #expect(try await post(["d-after"], to: edge.url))
+        #expect(try await eventually { try deliveredIDs(out)["d-after"] == 1 })
     }
 
     @Test func acknowledgedEventsSurviveASigkilledEdge() async throws {

@@ -2,6 +2,7 @@
 import FerryForward
 import FerryIngest
 import FerryKafka
+import FerryPipeline
 import FerryQueue
 import Testing
 
@@ -18,7 +19,7 @@ import Testing
     @Test func anEmptyFileIsTheEmbeddedDefault() throws {
         let configuration = try ConfigurationLoader.parse("", environment: [:])
         #expect(configuration == .embeddedDefault())
-        #expect(configuration.ingest.host == "127.0.0.1" && configuration.ingest.port == 9800)
+        #expect(configuration.http!.host == "127.0.0.1" && configuration.http!.port == 9800)
         #expect(configuration.output == .file(FileOutputConfiguration(path: "./ferry-data/out")))
     }
 
@@ -42,11 +43,11 @@ import Testing
         logging: { level: debug, format: json }
         """
         let c = try ConfigurationLoader.parse(yaml, environment: ["P12_PASS": "s3cret"])
-        #expect(c.ingest.host == "0.0.0.0")
-        #expect(c.ingest.tls?.identity == .pkcs12(path: "/etc/ferry/server.p12", password: "s3cret"))
-        #expect(c.ingest.tls?.clientAuth == .required)
-        #expect(c.ingest.auth?.password == "changeme")
-        #expect(c.ingest.limits.maxBodyBytes == 8 << 20 && c.ingest.limits.requestTimeoutSeconds == 10 && c.ingest.limits.maxConnections == 200)
+        #expect(c.http!.host == "0.0.0.0")
+        #expect(c.http!.tls?.identity == .pkcs12(path: "/etc/ferry/server.p12", password: "s3cret"))
+        #expect(c.http!.tls?.clientAuth == .required)
+        #expect(c.http!.auth?.password == "changeme")
+        #expect(c.http!.limits.maxBodyBytes == 8 << 20 && c.http!.limits.requestTimeoutSeconds == 10 && c.http!.limits.maxConnections == 200)
         #expect(c.dataDirectory == "/var/lib/ferry" && c.queue.maxBytes == 2 << 30 && c.queue.whenFull == .dropOldest)
         guard case .http(let http) = c.output else { Issue.record("not http"); return }
         #expect(http.hosts == ["10.0.0.123:9800", "[::1]:9801"])
@@ -59,8 +60,8 @@ import Testing
         #expect(printed.contains("<redacted>"))
         // The printed configuration reads back to the same one (secrets aside).
         var reread = try ConfigurationLoader.parse(printed.replacingOccurrences(of: "<redacted>", with: "x"), environment: [:])
-        reread.ingest.tls = c.ingest.tls
-        reread.ingest.auth = c.ingest.auth
+        reread.http!.tls = c.http!.tls
+        reread.http!.auth = c.http!.auth
         if case .http(var h) = reread.output { h.tls?.keystorePassword = "s3cret"; reread.output = .http(h) }
         #expect(reread == c)
     }
@@ -79,7 +80,7 @@ import Testing
         #expect(error("input: { http: { address: nowhere } }")?.contains("input.http.address") == true)
         #expect(error("output: { http: { hosts: [] } }")?.contains("output.http.hosts is empty") == true)
         #expect(error("output: { http: { hosts: [\"a:b:c\"] } }")?.contains("not host:port") == true)
-        #expect(error("output: { http: { hosts: [a] }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("output: { http: { hosts: [a] }, file: { path: x } }")?.contains("an output has one kind") == true)
         #expect(error("input: { http: { tls: { certificate: a.pem, key: a.key, client_auth: required } } }")?.contains("certificate_authorities is empty") == true)
         #expect(error("logging: { level: loud }")?.contains("accepted values: trace") == true)
         #expect(error("queue: [1, 2]")?.contains("queue must be a mapping") == true)
@@ -130,16 +131,88 @@ import Testing
         #expect(error("output: { kafka: { topic: t } }")?.contains("output.kafka needs brokers") == true)
         #expect(error("output: { kafka: { brokers: [a:1] } }")?.contains("needs topic") == true)
         #expect(error("output: { kafka: { brokers: [a:1], topic: t, compression: brotli } }")?.contains("accepted values: none, gzip, snappy, lz4, zstd") == true)
-        #expect(error("output: { kafka: { brokers: [a:1], topic: t }, file: { path: x } }")?.contains("one queue feeds one output") == true)
+        #expect(error("output: { kafka: { brokers: [a:1], topic: t }, file: { path: x } }")?.contains("an output has one kind") == true)
         #expect(error("input: { kafka: { brokers: [a:1], topics: [t], sasl: { username: u } } }")?.contains("needs username and password") == true)
         #expect(error("input: { kafka: { brokers: [a:1], topic: t } }")?.contains("unknown key input.kafka.topic") == true)
     }
 
+    @Test func everyInputTakesFieldsAndAddTimestamp() throws {
+        let c = try ConfigurationLoader.parse("""
+        input:
+          http: { add_timestamp: false, fields: { env: prod, site: "${SITE:-lab}" } }
+          kafka: { brokers: [k:9092], topics: [t], fields: { pipeline: kafka } }
+        """, environment: [:])
+        #expect(c.inputs.map(\.name) == ["http", "kafka"])
+        #expect(c.inputs[0].stamp == StampSettings(addTimestamp: false, fields: [.init(key: "env", value: "prod"), .init(key: "site", value: "lab")]))
+        #expect(c.inputs[1].stamp == StampSettings(addTimestamp: true, fields: [.init(key: "pipeline", value: "kafka")]))
+        // What check-config prints reads back the same.
+        let reread = try ConfigurationLoader.parse(c.redactedYAML, environment: [:])
+        #expect(reread.inputs.map(\.stamp) == c.inputs.map(\.stamp))
+        #expect(error("input: { http: { fields: [a, b] } }")?.contains("input.http.fields must be a mapping") == true)
+        #expect(error("input: { http: { fields: { host: x } } }")?.contains("cannot set host") == true)
+        #expect(error("input: { http: { fields: { \"@timestamp\": x } } }")?.contains("cannot set @timestamp") == true)
+        #expect(error("input: { http: { add_timestamp: maybe } }")?.contains("input.http.add_timestamp is \"maybe\"") == true)
+    }
+
+    @Test func namedOutputsAreReadWithTheirLagPolicies() throws {
+        let yaml = """
+        queue: { path: /var/lib/ferry }
+        output:
+          http: { hosts: ["10.0.0.1:9800"] }
+        outputs:
+          europe:
+            http: { hosts: ["10.1.0.1:9800"], tls: false }
+            when_lagging: block
+            max_lag_bytes: 1GiB
+          archive:
+            file: {}
+            max_lag_age: 3600s
+        """
+        let configuration = try ConfigurationLoader.parse(yaml, environment: [:])
+        #expect(configuration.outputs.map(\.name) == ["default", "europe", "archive"])
+        let europe = configuration.outputs[1]
+        #expect(europe.consumer == ConsumerSettings(name: "europe", whenLagging: .block, maxLagBytes: 1 << 30))
+        let archive = configuration.outputs[2]
+        #expect(archive.kind == .file(FileOutputConfiguration(path: "/var/lib/ferry/out-archive")))
+        #expect(archive.consumer == ConsumerSettings(name: "archive", whenLagging: .drop, maxLagAgeMilliseconds: 3_600_000))
+        // What check-config prints reads back as the same configuration.
+        let reread = try ConfigurationLoader.parse(configuration.redactedYAML, environment: [:])
+        #expect(reread.outputs == configuration.outputs)
+        #expect(reread.queue == configuration.queue)
+        #expect(reread.dataDirectory == configuration.dataDirectory)
+        // Two file outputs on one path would write each other's files.
+        #expect(error("outputs: { a: { file: { path: /x } }, b: { file: { path: /x } } }")?.contains("both write to /x") == true)
+        #expect(error("outputs: { a: { when_lagging: sometimes, file: {} } }")?.contains("drop, block") == true)
+        #expect(error("outputs: [a, b]")?.contains("mapping of output names") == true)
+    }
+
+    @Test func theHTTPIngestCanBeTurnedOff() throws {
+        let off = try ConfigurationLoader.parse("input: { http: false, kafka: { brokers: [k:9092], topics: [t] } }", environment: [:])
+        #expect(off.http == nil && off.inputs.map(\.name) == ["kafka"])
+        #expect(try ConfigurationLoader.parse(off.redactedYAML, environment: [:]).http == nil)
+        // Without `input`, and with `input` that does not name it, the ingest is on: round-1 files keep working.
+        #expect(try ConfigurationLoader.parse("input: { kafka: { brokers: [k:9092], topics: [t] } }", environment: [:]).http != nil)
+        #expect(try ConfigurationLoader.parse("input: { http: true }", environment: [:]).http == IngestConfiguration())
+    }
+
+    @Test func quickFlagValuesAreCheckedLikeTheKeysTheyStandFor() throws {
+        let address = try ConfigurationLoader.address("[::1]:9900", key: "input.http.address", at: "--listen")
+        #expect(address == AgentConfiguration.Address(host: "::1", port: 9900))
+        // A value that would have been YAML is just a bad address now.
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.address("1.2.3.4:1\" } }, admin: {", key: "input.http.address", at: "--listen") }
+        do {
+            _ = try ConfigurationLoader.forwardHosts(["a:1", "b:x"], key: "output.http.hosts", at: "--forward")
+            Issue.record("a bad host was accepted")
+        } catch {
+            #expect(error.message == "--forward: output.http.hosts: \"b:x\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
+        }
+    }
+
     @Test func plainHTTPOnANonLoopbackAddressNeedsAnExplicitTLSFalse() throws {
         let c = try ConfigurationLoader.parse("input: { http: { address: 0.0.0.0:9800, tls: false } }", environment: [:])
-        #expect(c.ingest.tls == nil && c.ingest.allowPlaintext)
+        #expect(c.http!.tls == nil && c.http!.allowPlaintext)
         let d = try ConfigurationLoader.parse("input: { http: { address: 0.0.0.0:9800 } }", environment: [:])
-        #expect(d.ingest.allowPlaintext == false)  // the ingest then refuses to start, with a message
+        #expect(d.http!.allowPlaintext == false)  // the ingest then refuses to start, with a message
     }
 }
 

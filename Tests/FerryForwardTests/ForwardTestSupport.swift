@@ -1,5 +1,6 @@
 @testable import FerryForward
 import FerryIngest
+import FerryPipeline
 import FerryQueue
 import FerryTestSupport
 import FerryWire

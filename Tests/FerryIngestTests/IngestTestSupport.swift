@@ -33,6 +33,7 @@ struct RunningIngest {
 func withIngest<R>(
     _ configure: (inout IngestConfiguration) -> Void = { _ in },
     queueConfiguration: QueueConfiguration = QueueConfiguration(),
+    stamp: EventStamp = .none,
     _ body: (RunningIngest) async throws -> R
 ) async throws -> R {
     let dir = try TemporaryDirectory(prefix: "ferry-ingest")
@@ -42,7 +43,7 @@ func withIngest<R>(
     defer { queue.close() }
     var configuration = IngestConfiguration(port: 0)
     configure(&configuration)
-    let server = try IngestServer(configuration: configuration, queue: queue, logger: logs.logger(label: "ferry.ingest"))
+    let server = try IngestServer(configuration: configuration, queue: queue, stamp: stamp, logger: logs.logger(label: "ferry.ingest"))
     return try await withServices([server]) {
         try await body(RunningIngest(port: await server.listeningPort(), queue: queue, logs: logs, server: server))
     }

@@ -1,5 +1,6 @@
 import CRdKafka
 @testable import FerryKafka
+import FerryKafkaTestSupport
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -181,6 +182,48 @@ import Testing
             }
             events = try storedEvents(queue)
             #expect(events.count == 5_008, "nothing committed is read twice")
+        }
+    }
+
+    /// A 1 MiB queue whose output is dead: the input pauses when the queue is full (it does not read on,
+    /// it does not commit offsets) and, as an output drains the queue, stores every message exactly once.
+    @Test func aFullQueuePausesTheInputAndLosesNothing() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic("full", partitions: 3)
+        var seed: UInt64 = 11
+        func hex(_ count: Int) -> String {
+            String((0..<count).map { _ in
+                seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Array("0123456789abcdef")[Int(seed >> 60)]
+            })
+        }
+        let sent = (0..<6_000).map { "p-\($0)" }
+        #expect(try cluster.produce(sent.map { Array(#"{"id":"\#($0)","pad":"\#(hex(500))"}"#.utf8) }, to: "full") == 0)
+
+        let logs = RecordingLogHandler.Store()
+        try await withTemporaryQueue(prefix: "ferry-kafka", configuration: QueueConfiguration(maxBytes: 1 << 20)) { queue, _ in
+            var configuration = inputConfiguration(cluster, topic: "full", group: "g-full")
+            configuration.maxEventsPerAppend = 250
+            let input = try KafkaInput(queue: queue, configuration: configuration, logger: logs.logger(label: "ferry.input.kafka"))
+            var delivered: [String] = []
+            try await withServices([input]) { () async throws in
+                #expect(try await eventually { logs.all.contains { $0.message.hasPrefix("input paused") } }, "the input never paused")
+                #expect(try queue.readStats().events < UInt64(sent.count), "a 1 MiB queue cannot hold them all")
+                // The output comes back: lease and acknowledge until every message went through.
+                let deadline = ContinuousClock.now + .seconds(60)
+                while delivered.count < sent.count && ContinuousClock.now < deadline {
+                    let lease = try queue.lease(maxRecords: 16)
+                    if lease.isEmpty {
+                        await queue.waitForAppend(timeout: .milliseconds(200))
+                        continue
+                    }
+                    for stored in lease.records { delivered += try stored.record.events().compactMap { eventID(String(buffer: $0)) } }
+                    try await queue.acknowledge(lease)
+                }
+            }
+            #expect(delivered.count == sent.count, "\(sent.count - delivered.count) messages missing or \(delivered.count - sent.count) too many")
+            #expect(Set(delivered) == Set(sent))
+            #expect(logs.all.contains { $0.message.hasPrefix("input resumed") })
         }
     }
 

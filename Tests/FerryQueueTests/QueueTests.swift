@@ -326,7 +326,9 @@ import Testing
             waiter.cancel()
             let clock = ContinuousClock()
             let elapsed = await clock.measure { await waiter.value }
-            #expect(elapsed < .seconds(5))
+            // Well before its 60 s timeout; the margin is for a loaded 2-core machine running every suite
+            // at once (9 s was seen), where the waiter's task may wait for a thread.
+            #expect(elapsed < .seconds(30))
         }
     }
 }

@@ -11,7 +11,7 @@ import ServiceLifecycle
 /// every `every`-th lease takes the newest records when the queue holds a backlog older than
 /// `backlogAge` (see `Queue.lease`), so fresh events of a live link are not starved by a replay.
 package func leaseAndDeliver(
-    from queue: Queue, maxBytes: Int, maxEvents: Int, slots: Slots, logger: Logger,
+    from consumer: Consumer, maxBytes: Int, maxEvents: Int, slots: Slots, logger: Logger,
     group: inout DiscardingTaskGroup,
     freshLane: FreshLane? = nil,
     while proceed: () -> Bool = { true },
@@ -25,7 +25,7 @@ package func leaseAndDeliver(
         do {
             turn += 1
             let fresh = freshLane.flatMap { turn % $0.every == 0 ? $0.backlogAge : nil }
-            lease = try queue.lease(maxRecords: 4096, maxBytes: maxBytes, maxEvents: maxEvents, freshIfBacklogOlderThan: fresh)
+            lease = try consumer.lease(maxRecords: 4096, maxBytes: maxBytes, maxEvents: maxEvents, freshIfBacklogOlderThan: fresh)
         } catch {
             logger.error("cannot lease records", metadata: ["ferry.output.error": "\(error)"])
             slots.release()
@@ -33,11 +33,11 @@ package func leaseAndDeliver(
             continue
         }
         if !lease.corrupt.isEmpty {
-            _ = try? await queue.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
+            _ = try? await consumer.moveToDead(lease.corrupt.map(\.sequence), reason: "damaged record: \(lease.corrupt[0].error.message)")
         }
         guard !lease.records.isEmpty else {
             slots.release()
-            await queue.waitForAppend(timeout: .seconds(1))
+            await consumer.waitForAppend(timeout: .seconds(1))
             continue
         }
         await pace?(lease.records)

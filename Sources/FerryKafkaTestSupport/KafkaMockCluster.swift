@@ -1,6 +1,7 @@
 package import CRdKafka
 import Foundation
 import NIOCore
+package import FerryKafka
 
 /// librdkafka's built-in mock cluster: real Kafka brokers' protocol on loopback sockets, inside this
 /// process, with error injection. For tests and benchmarks: nothing needs installing.

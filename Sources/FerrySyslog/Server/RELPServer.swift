@@ -1,0 +1,91 @@
+package import CoreMetrics
+package import Logging
+package import NIOCore
+import NIOExtras
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+
+/// The `input.relp` listener: RELP (rsyslog's `omrelp`, librelp clients) over TCP or TLS. Each `syslog`
+/// message is answered `rsp 200 OK` only after the store call that held it returned, i.e. after the queue's
+/// commit; see `RELPSession` for the protocol rules.
+///
+/// Lifecycle as `SyslogServer`: `bind`, then `run` until graceful shutdown; at shutdown every session stores
+/// and answers what it has taken, sends the `serverclose` hint and closes.
+package final class RELPServer: Service, Sendable {
+    /// Where the listener is bound (the port is the real one when 0 was asked).
+    package let address: SocketAddress?
+    /// The listener speaks TLS.
+    let usesTLS: Bool
+    private let channel: any Channel
+    private let quiescing: ServerQuiescingHelper
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let stopped = Mutex(false)
+
+    private init(channel: any Channel, tls: Bool, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+        self.channel = channel
+        usesTLS = tls
+        address = channel.localAddress
+        self.quiescing = quiescing
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds the listener.
+    /// - Parameters:
+    ///   - utcOffset: the collector's zone, for RFC 3164 times (the C library's local zone by default).
+    ///   - metricsFactory: where the `ferry_input_relp_*` metrics go (the global one by default).
+    package static func bind(
+        configuration: RELPServerConfiguration, store: @escaping SyslogStore, logger: Logger,
+        utcOffset: @escaping SyslogParser.UTCOffset = SyslogParser.localUTCOffset,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RELPServer {
+        var logger = logger
+        logger[metadataKey: "ferry.input.name"] = "\(configuration.name)"
+        let tls = try Listener.tlsContext(configuration.tls, input: configuration.name)
+        let limits = configuration.limits
+        let quiescing = ServerQuiescingHelper(group: group)
+        let metrics = InputMetrics(prefix: "ferry_input_relp", dimensions: [("input", configuration.name)],
+                                   refusalReasons: RELPProtocolError.Kind.allCases.map(\.rawValue), factory: metricsFactory)
+        var session = RELPSession.Configuration()
+        session.maxBatchBytes = limits.maxBatchBytes
+        let sessionConfiguration = session
+        let connectionLogger = logger
+        let channel: any Channel
+        do {
+            channel = try await Listener.bindTCP(configuration.address, group: group, tls: tls, limits: limits, metrics: metrics, quiescing: quiescing) {
+                [ByteToMessageHandler(RELPFrameDecoder(maxDataSize: limits.maxMessageSize)),
+                 RELPConnectionHandler(session: RELPSession(configuration: sessionConfiguration), store: store, metrics: metrics,
+                                       parser: SyslogParser(utcOffset: utcOffset), logger: connectionLogger)]
+            }
+        } catch {
+            throw SyslogServerError("cannot listen for RELP on \(configuration.address) (\(error)); check the address and that the port is free")
+        }
+        let server = RELPServer(channel: channel, tls: tls != nil, quiescing: quiescing, group: group, logger: logger)
+        logger.info("Listening for RELP", metadata: ["ferry.input.address": "\(server.address.map { "\($0)" } ?? "-")", "ferry.input.tls": "\(tls != nil)"])
+        return server
+    }
+
+    /// Serves until graceful shutdown (or cancellation), then shuts down as `shutdown` does.
+    package func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops accepting; every session stores and answers what it has taken, hints `serverclose` and closes;
+    /// returns when all are closed.
+    package func shutdown() async {
+        let alreadyStopped = stopped.withLock { state in
+            defer { state = true }
+            return state
+        }
+        guard !alreadyStopped else { return }
+        let promise = group.any().makePromise(of: Void.self)
+        quiescing.initiateShutdown(promise: promise)
+        try? await promise.futureResult.get()
+        logger.info("Stopped listening for RELP")
+    }
+}
