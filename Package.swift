@@ -150,6 +150,8 @@ let package = Package(
             name: "FerryAgent",
             dependencies: [
                 "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile",
+                "FerryService",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -100,6 +100,8 @@ package enum Agent {
                         isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
         }
 
+        let service = ServiceIntegration(queue: queue, logger: logger)
+
         // Shut down in reverse order: the inputs first (their in-flight commits complete), then the outputs, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let admin { services.append(.init(service: admin)) }
@@ -126,14 +128,21 @@ package enum Agent {
                 for input in inputs { lines.append(await input.started()) }
                 state.inputsStarted.store(true, ordering: .releasing)
                 banner(configuration, inputs: lines, adminPort: await admin?.listeningPort(), logger: logger)
+                await service.readyThenMonitor(queue: queue)
                 return false
             }
             tasks.addTask {
                 // The first signal starts the graceful shutdown (ServiceGroup); a second one ends the process.
+                // SIGHUP (`systemctl reload`) must not end it: trapped here, it only logs.
                 var count = 0
-                for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                    if signal == .sighup {
+                        logger.warning("SIGHUP received: live reload is not implemented yet, the running configuration stays; restart Ferry to apply a changed file")
+                        continue
+                    }
                     count += 1
                     if count == 1 {
+                        service.stopping()
                         logger.notice("stopping: no new events are taken, requests in flight finish, undelivered records stay queued; send the signal again to stop at once")
                     } else {
                         logger.warning("second signal: exiting now; every acknowledged event is on disk and will be delivered after the next start")
@@ -145,6 +154,7 @@ package enum Agent {
             while let groupEnded = await tasks.next(), !groupEnded {}
             tasks.cancelAll()
         }
+        service.stopping()
         logger.notice("stopped", metadata: [
             "ferry.queue.records": "\(queue.stats.records)", "ferry.queue.events": "\(queue.stats.events)",
         ])

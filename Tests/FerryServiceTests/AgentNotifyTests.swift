@@ -1,0 +1,119 @@
+import FerryService
+import FerryTestSupport
+import Foundation
+import Testing
+
+/// A real `ferry run` with `NOTIFY_SOCKET` pointing at a datagram socket of the test's own, as systemd
+/// starts it with `Type=notify` and `WatchdogSec=1s`. The output forwards to a port where nobody listens,
+/// so what the test posts stays queued and shows in `STATUS=`.
+final class NotifiedFerry {
+    let directory: TemporaryDirectory
+    let listener: NotifyListener
+    let child: ChildProcess
+    let ingestPort = freePort()
+    let adminPort = freePort()
+    let log: String
+    private var exited = false
+
+    init() throws {
+        directory = try TemporaryDirectory(prefix: "ferry-agent-notify")
+        listener = try NotifyListener(directory: directory.path)
+        log = directory.appending("ferry.log")
+        var environment = ProcessInfo.processInfo.environment
+        environment["WATCHDOG_PID"] = nil
+        environment["NOTIFY_SOCKET"] = listener.name
+        environment["WATCHDOG_USEC"] = "1000000"
+        let executable = builtProductsDirectory() + "/ferry"
+        try #require(FileManager.default.isExecutableFile(atPath: executable), "build ferry first (swift build)")
+        child = try ChildProcess(executable: executable, arguments: [
+            "run", "--data-dir", directory.appending("data"), "--listen", "127.0.0.1:\(ingestPort)",
+            "--admin", "127.0.0.1:\(adminPort)", "--forward", "127.0.0.1:\(freePort())",
+        ], stderrPath: log, environment: environment)
+    }
+
+    /// The HTTP status of an admin path, as curl reports it ("000" when nothing answers).
+    func admin(_ path: String) async throws -> String {
+        try await run("/usr/bin/curl", ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                                        "http://127.0.0.1:\(adminPort)\(path)"]).output
+    }
+
+    /// Posts `count` events in one request; true on 200.
+    func post(events count: Int) async throws -> Bool {
+        let file = directory.appending("body.ndjson")
+        let body = (0 ..< count).map { #"{"id":\#($0)}"# }.joined(separator: "\n") + "\n"
+        try Data(body.utf8).write(to: URL(fileURLWithPath: file))
+        let result = try await run("/usr/bin/curl", ["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                                                     "-H", "Content-Type: application/x-ndjson", "--data-binary", "@" + file,
+                                                     "http://127.0.0.1:\(ingestPort)/"])
+        return result.output == "200"
+    }
+
+    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Still running (not exited, not reaped).
+    var isRunning: Bool {
+        var status: Int32 = 0
+        return waitpid(child.pid, &status, WNOHANG) == 0
+    }
+
+    /// SIGTERM, then the exit status once it exited (nil if it had to be killed).
+    func terminate() async throws -> Int32? {
+        exited = true
+        return try await child.stop(SIGTERM, timeout: .seconds(40))
+    }
+
+    /// The exit status once it exited by itself (signal 0 sends nothing), nil if it had to be killed.
+    func exitStatus() async throws -> Int32? {
+        exited = true
+        return try await child.stop(0, timeout: .seconds(40))
+    }
+
+    deinit {
+        if !exited { child.kill() }
+        directory.remove()
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct AgentNotifyTests {
+    @Test func ferrySendsReadyWhenReadyTurns200ThenDepthInStatusWatchdogPingsAndStoppingOnSigterm() async throws {
+        let ferry = try NotifiedFerry()
+
+        // The first datagram is READY=1, and by then /ready answers 200: READY is sent after the flag
+        // that /ready reads is set, never before.
+        let ready = try #require(try await ferry.listener.next(timeout: .seconds(30)), "no datagram; log:\n\(ferry.logText)")
+        #expect(ready.hasPrefix("READY=1\n"))
+        #expect(ready.contains("STATUS=running; queue 0 records, 0 events"))
+        #expect(try await ferry.admin("/ready") == "200")
+
+        #expect(try await ferry.post(events: 3))
+        // Pings every 0.5 s (WatchdogSec=1s); the status rides the first ping after it changed.
+        let untilDepth = try #require(try await ferry.listener.messages { $0.contains("STATUS=running; queue 1 records, 3 events") },
+                                      "no STATUS with the depth; log:\n\(ferry.logText)")
+        #expect(untilDepth.allSatisfy { $0.hasPrefix("WATCHDOG=1") })
+        #expect(untilDepth.last?.hasPrefix("WATCHDOG=1\nSTATUS=running; queue 1 records, 3 events, ") == true)
+        // Unchanged status: bare pings.
+        #expect(try await ferry.listener.next() == "WATCHDOG=1")
+
+        kill(ferry.child.pid, SIGTERM)
+        let untilStopping = try #require(try await ferry.listener.messages { $0.hasPrefix("STOPPING=1") },
+                                         "no STOPPING=1; log:\n\(ferry.logText)")
+        #expect(untilStopping.dropLast().allSatisfy { $0.hasPrefix("WATCHDOG=1") })
+        #expect(try await ferry.exitStatus() == 0)
+    }
+
+    @Test func sighupLogsThatReloadIsNotImplementedAndFerryKeepsRunning() async throws {
+        let ferry = try NotifiedFerry()
+        let ready = try #require(try await ferry.listener.next(timeout: .seconds(30)), "no datagram; log:\n\(ferry.logText)")
+        #expect(ready.hasPrefix("READY=1\n"))
+
+        kill(ferry.child.pid, SIGHUP)
+        #expect(try await eventually(timeout: .seconds(20)) { ferry.logText.contains("live reload is not implemented yet") })
+        #expect(ferry.isRunning)
+        #expect(try await ferry.admin("/ready") == "200")
+        #expect(try await ferry.post(events: 1))
+        // The watchdog still pings after the signal.
+        #expect(try await ferry.listener.messages { $0.hasPrefix("WATCHDOG=1") } != nil)
+        #expect(try await ferry.terminate() == 0)
+    }
+}
