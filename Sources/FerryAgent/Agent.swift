@@ -138,6 +138,7 @@ package enum Agent {
                 for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
                     if signal == .sighup {
                         logger.warning("SIGHUP received: live reload is not implemented yet, the running configuration stays; restart Ferry to apply a changed file")
+                        service.reloadNotImplemented()
                         continue
                     }
                     count += 1

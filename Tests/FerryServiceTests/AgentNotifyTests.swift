@@ -4,8 +4,9 @@ import Foundation
 import Testing
 
 /// A real `ferry run` with `NOTIFY_SOCKET` pointing at a datagram socket of the test's own, as systemd
-/// starts it with `Type=notify` and `WatchdogSec=1s`. The output forwards to a port where nobody listens,
-/// so what the test posts stays queued and shows in `STATUS=`.
+/// starts it with `Type=notify` and `WatchdogSec=1s`. The output forwards to a port that this object
+/// holds bound and never listens on (so no parallel test's server can take it): what the test posts
+/// stays queued and shows in `STATUS=`.
 final class NotifiedFerry {
     let directory: TemporaryDirectory
     let listener: NotifyListener
@@ -13,12 +14,25 @@ final class NotifiedFerry {
     let ingestPort = freePort()
     let adminPort = freePort()
     let log: String
+    /// Bound, not listening: connections to it are refused for as long as it is open.
+    private let deadPort: Int32
     private var exited = false
 
     init() throws {
         directory = try TemporaryDirectory(prefix: "ferry-agent-notify")
         listener = try NotifyListener(directory: directory.path)
         log = directory.appending("ferry.log")
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        deadPort = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound, "cannot bind a loopback port")
+        let refusingPort = Int(UInt16(bigEndian: address.sin_port))
         var environment = ProcessInfo.processInfo.environment
         environment["WATCHDOG_PID"] = nil
         environment["NOTIFY_SOCKET"] = listener.name
@@ -27,7 +41,7 @@ final class NotifiedFerry {
         try #require(FileManager.default.isExecutableFile(atPath: executable), "build ferry first (swift build)")
         child = try ChildProcess(executable: executable, arguments: [
             "run", "--data-dir", directory.appending("data"), "--listen", "127.0.0.1:\(ingestPort)",
-            "--admin", "127.0.0.1:\(adminPort)", "--forward", "127.0.0.1:\(freePort())",
+            "--admin", "127.0.0.1:\(adminPort)", "--forward", "127.0.0.1:\(refusingPort)",
         ], stderrPath: log, environment: environment)
     }
 
@@ -70,6 +84,7 @@ final class NotifiedFerry {
 
     deinit {
         if !exited { child.kill() }
+        close(deadPort)
         directory.remove()
     }
 }
@@ -112,7 +127,9 @@ struct AgentNotifyTests {
         #expect(ferry.isRunning)
         #expect(try await ferry.admin("/ready") == "200")
         #expect(try await ferry.post(events: 1))
-        // The watchdog still pings after the signal.
+        // The reload is announced and ends at once (RELOADING=1, READY=1); the watchdog pings on after it.
+        let untilReady = try #require(try await ferry.listener.messages { $0 == "READY=1" }, "no READY=1 after SIGHUP")
+        #expect(untilReady.dropLast().last?.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") == true)
         #expect(try await ferry.listener.messages { $0.hasPrefix("WATCHDOG=1") } != nil)
         #expect(try await ferry.terminate() == 0)
     }

@@ -39,10 +39,12 @@ final class NotifyListener {
         return nil
     }
 
-    /// Datagrams until one satisfies `last` (included), or nil if none did in time.
-    func messages(until last: (String) -> Bool) async throws -> [String]? {
+    /// Datagrams until one satisfies `last` (included), or nil if none did within `timeout` (a steady
+    /// stream of other datagrams, such as watchdog pings, does not extend it).
+    func messages(timeout: Duration = .seconds(30), until last: (String) -> Bool) async throws -> [String]? {
+        let deadline = ContinuousClock.now + timeout
         var received: [String] = []
-        while let message = try await next() {
+        while ContinuousClock.now < deadline, let message = try await next(timeout: deadline - ContinuousClock.now) {
             received.append(message)
             if last(message) { return received }
         }
