@@ -66,12 +66,14 @@ final class ServiceIntegration: Sendable {
         await monitor.run()
     }
 
-    /// `RELOADING=1` then `READY=1` for a SIGHUP: live reload is not implemented, so the reload ends at
-    /// once with the running configuration (a `Type=notify-reload` unit would wait for the `READY=1`).
-    func reloadNotImplemented() {
-        guard let notifier else { return }
-        notifier.notify(.reloading(monotonicMicroseconds: monotonicNanoseconds() / 1000, status: nil))
-        notifier.notify(.ready(status: nil))
+    /// `RELOADING=1` with `MONOTONIC_USEC=`: a SIGHUP's reload begins.
+    func reloadBegins() {
+        notifier?.notify(.reloading(monotonicMicroseconds: monotonicNanoseconds() / 1000, status: nil))
+    }
+
+    /// `READY=1`: the reload is over, applied or refused (a `Type=notify-reload` unit waits for it).
+    func reloadEnds() {
+        notifier?.notify(.ready(status: nil))
     }
 
     /// `STOPPING=1`, once however often it is called (first signal, end of the service group).

@@ -23,8 +23,10 @@ import UnixSignals
 package enum Agent {
     package static let version = ferryVersion
 
-    /// Runs until a signal stops it. Returns the process exit status.
-    package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30)) async -> Int32 {
+    /// Runs until a signal stops it. Returns the process exit status. SIGHUP applies `reload` (see
+    /// `reloadConfiguration`); without one, it is logged and changes nothing.
+    package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30),
+                            reload: Reload? = nil) async -> Int32 {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -133,12 +135,20 @@ package enum Agent {
             }
             tasks.addTask {
                 // The first signal starts the graceful shutdown (ServiceGroup); a second one ends the process.
-                // SIGHUP (`systemctl reload`) must not end it: trapped here, it only logs.
+                // SIGHUP (`systemctl reload`) reloads what can be reloaded; it never ends the process.
                 var count = 0
+                var running = configuration
                 for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
                     if signal == .sighup {
-                        logger.warning("SIGHUP received: live reload is not implemented yet, the running configuration stays; restart Ferry to apply a changed file")
-                        service.reloadNotImplemented()
+                        service.reloadBegins()
+                        if let reload {
+                            let outcome = reloadConfiguration(running: running, reload, logger: logger)
+                            running = outcome.now
+                            countReload(outcome.result)
+                        } else {
+                            logger.warning("SIGHUP received: this agent has no configuration to reload; the running configuration stays")
+                        }
+                        service.reloadEnds()
                         continue
                     }
                     count += 1
