@@ -166,6 +166,8 @@ let package = Package(
             name: "FerryAgent",
             dependencies: [
                 "FerryPipeline", "FerryQueue", "FerryWire", "FerryIngest", "FerryForward", "FerryKafka", "FerrySyslog", "FerryFile", "FerryJournald",
+                "FerryService",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,6 +177,13 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // systemd integration: the notify protocol (READY, STOPPING, STATUS, WATCHDOG, RELOADING) spoken
+        // over an AF_UNIX datagram socket, and the watchdog's decision. swift-log only: no NIO, no libsystemd.
+        .target(
+            name: "FerryService",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // `ferry run | check-config | version`: a thin command line over FerryAgent.
@@ -219,6 +228,17 @@ let package = Package(
         .executableTarget(
             name: "ferry-crash-appender",
             dependencies: ["FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Child process of the notify tests: FerryService's notifier and watchdog over a real NIO event loop
+        // group, with a fake queue writer that can be told to stall.
+        .executableTarget(
+            name: "ferry-notify-child",
+            dependencies: [
+                "FerryService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Child process of the file input's SIGKILL test: follows files into a queue, prints each append.
@@ -386,6 +406,11 @@ let package = Package(
         .testTarget(
             name: "FerryToolsTests",
             dependencies: ["FerryFile", "FerryQueue", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryServiceTests",
+            dependencies: ["FerryService", "FerryAgent", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

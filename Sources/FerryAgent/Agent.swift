@@ -24,8 +24,10 @@ import UnixSignals
 package enum Agent {
     package static let version = ferryVersion
 
-    /// Runs until a signal stops it. Returns the process exit status.
-    package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30)) async -> Int32 {
+    /// Runs until a signal stops it. Returns the process exit status. SIGHUP applies `reload` (see
+    /// `reloadConfiguration`); without one, it is logged and changes nothing.
+    package static func run(_ configuration: AgentConfiguration, logger: Logger, shutdownTimeout: Duration = .seconds(30),
+                            reload: Reload? = nil) async -> Int32 {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -110,6 +112,8 @@ package enum Agent {
                         isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
         }
 
+        let service = ServiceIntegration(queue: queue, logger: logger)
+
         // Shut down in reverse order: the inputs first (their in-flight commits complete), then the outputs, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let admin { services.append(.init(service: admin)) }
@@ -136,14 +140,30 @@ package enum Agent {
                 for input in inputs { lines.append(await input.started()) }
                 state.inputsStarted.store(true, ordering: .releasing)
                 banner(configuration, inputs: lines, adminPort: await admin?.listeningPort(), logger: logger)
+                await service.readyThenMonitor(queue: queue)
                 return false
             }
             tasks.addTask {
                 // The first signal starts the graceful shutdown (ServiceGroup); a second one ends the process.
+                // SIGHUP (`systemctl reload`) reloads what can be reloaded; it never ends the process.
                 var count = 0
-                for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                var running = configuration
+                for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                    if signal == .sighup {
+                        service.reloadBegins()
+                        if let reload {
+                            let outcome = reloadConfiguration(running: running, reload, logger: logger)
+                            running = outcome.now
+                            countReload(outcome.result)
+                        } else {
+                            logger.warning("SIGHUP received: this agent has no configuration to reload; the running configuration stays")
+                        }
+                        service.reloadEnds()
+                        continue
+                    }
                     count += 1
                     if count == 1 {
+                        service.stopping()
                         logger.notice("stopping: no new events are taken, requests in flight finish, undelivered records stay queued; send the signal again to stop at once")
                     } else {
                         logger.warning("second signal: exiting now; every acknowledged event is on disk and will be delivered after the next start")
@@ -155,6 +175,7 @@ package enum Agent {
             while let groupEnded = await tasks.next(), !groupEnded {}
             tasks.cancelAll()
         }
+        service.stopping()
         logger.notice("stopped", metadata: [
             "ferry.queue.records": "\(queue.stats.records)", "ferry.queue.events": "\(queue.stats.events)",
         ])

@@ -14,12 +14,32 @@ package struct LineLogHandler: LogHandler {
     let format: Format
     let limiter: RepeatLimiter
     package var metadata: Logger.Metadata = [:]
-    package var logLevel: Logger.Level
+    /// The process-wide level that a reload changes, when the handler follows one.
+    let sharedLevel: LogLevelSetting?
+    /// A level set on this logger that differs from the shared one; it then stays.
+    private var pinnedLevel: Logger.Level?
+
+    /// The shared level unless this logger was given another one (setting it to the shared level
+    /// follows the shared level again: `Logger.child` copies its parent's level that way).
+    package var logLevel: Logger.Level {
+        get { pinnedLevel ?? sharedLevel?.level ?? .info }
+        set { pinnedLevel = newValue == sharedLevel?.level ? nil : newValue }
+    }
 
     package init(label: String, format: Format, level: Logger.Level, limiter: RepeatLimiter) {
         self.label = label
         self.format = format
-        self.logLevel = level
+        self.sharedLevel = nil
+        self.pinnedLevel = level
+        self.limiter = limiter
+    }
+
+    /// A handler whose level follows `level`, which a configuration reload changes for every logger.
+    package init(label: String, format: Format, level: LogLevelSetting, limiter: RepeatLimiter) {
+        self.label = label
+        self.format = format
+        self.sharedLevel = level
+        self.pinnedLevel = nil
         self.limiter = limiter
     }
 
@@ -82,5 +102,20 @@ package final class RepeatLimiter: Sendable {
             state[key] = entry
             return 0
         }
+    }
+}
+
+/// The log level of every `LineLogHandler` made with it: `logging.level`, changed by a reload (SIGHUP).
+/// Lock-free; a change is seen by the next message logged on any thread.
+package final class LogLevelSetting: Sendable {
+    private let index: Atomic<Int>
+
+    package init(_ level: Logger.Level) {
+        index = Atomic(Logger.Level.allCases.firstIndex(of: level) ?? 2)
+    }
+
+    package var level: Logger.Level {
+        get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
+        set { index.store(Logger.Level.allCases.firstIndex(of: newValue) ?? 2, ordering: .relaxed) }
     }
 }

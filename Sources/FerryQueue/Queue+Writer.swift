@@ -1,6 +1,7 @@
 import FerryWire
 import Foundation
 import Logging
+import Synchronization
 
 /// A change applied by the writer thread inside a group transaction.
 struct WriteOperation: Sendable {
@@ -40,6 +41,12 @@ final class Writer: @unchecked Sendable {
     private var stopping = false
     private let condition = NSCondition()
     private let finished = DispatchSemaphore(value: 0)
+
+    // The heartbeat (`heartbeat`), read by the service watchdog without taking `condition`, so that a
+    // writer stuck while holding it cannot stall the reader. Times are CLOCK_MONOTONIC ns; 0 means none.
+    private let finishedGroups = Atomic<UInt64>(0)
+    private let busySince = Atomic<UInt64>(0)
+    private let waitingSince = Atomic<UInt64>(0)
 
     // Owned by the writer thread once started.
     private var state: QueueState
@@ -81,6 +88,7 @@ final class Writer: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if stopping { return false }
+        if pending.isEmpty { waitingSince.store(writerMonotonicNanoseconds(), ordering: .relaxed) }
         pending.append(operation)
         condition.signal()
         return true
@@ -113,10 +121,25 @@ final class Writer: @unchecked Sendable {
             }
             let group = Array(pending.prefix(count))
             pending.removeFirst(count)
+            let now = writerMonotonicNanoseconds()
+            busySince.store(now, ordering: .relaxed)
+            waitingSince.store(pending.isEmpty ? 0 : now, ordering: .relaxed)
             condition.unlock()
             commit(group)
+            busySince.store(0, ordering: .relaxed)
+            finishedGroups.add(1, ordering: .relaxed)
         }
         finished.signal()
+    }
+
+    /// Groups finished since the start, when the current group began (nil while waiting for work), and
+    /// when the oldest change not yet taken was submitted (nil when none waits). Lock-free; CLOCK_MONOTONIC
+    /// nanoseconds. A commit in a slow fsync shows as `busySince` in the past; a writer that no longer
+    /// loops shows as a count that stops growing with `waitingSince` or `busySince` getting old.
+    var heartbeat: (finishedGroups: UInt64, busySince: UInt64?, waitingSince: UInt64?) {
+        let busy = busySince.load(ordering: .relaxed)
+        let waiting = waitingSince.load(ordering: .relaxed)
+        return (finishedGroups.load(ordering: .relaxed), busy == 0 ? nil : busy, waiting == 0 ? nil : waiting)
     }
 
     private func commit(_ group: [WriteOperation]) {
@@ -328,4 +351,11 @@ extension UInt64 {
     mutating func subtractClamped(_ value: UInt64) {
         self = self >= value ? self - value : 0
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the service watchdog that reads the writer's heartbeat.
+private func writerMonotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }

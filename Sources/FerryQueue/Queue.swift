@@ -721,6 +721,13 @@ public final class Queue: Sendable {
         return stats
     }
 
+    /// The writer thread's heartbeat for the service watchdog (`FerryService.Watchdog`): groups finished,
+    /// when the current group began, when the oldest waiting change was submitted (CLOCK_MONOTONIC ns).
+    /// Lock-free. Nil for a read-only queue, which has no writer.
+    package var writerHeartbeat: (finishedGroups: UInt64, busySince: UInt64?, waitingSince: UInt64?)? {
+        writer?.heartbeat
+    }
+
     /// Stats read from the last commit, by whichever process made it: what a read-only tool shows.
     /// O(1): `meta`'s state, two cursor moves, two page counts.
     public func readStats() throws(QueueError) -> QueueStats {

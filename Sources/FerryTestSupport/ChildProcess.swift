@@ -8,8 +8,10 @@ public final class ChildProcess: Sendable {
     private let readerDone = DispatchSemaphore(value: 0)
 
     /// Starts `executable` with `arguments`; its stderr goes to `stderrPath` (appended) or, without one,
-    /// to this process's stderr.
-    public init(executable: String, arguments: [String], stderrPath: String? = nil) throws {
+    /// to this process's stderr. The child gets `environment` if given (the whole of it), else this
+    /// process's: tests that set a variable for one child must not `setenv` in a process shared by
+    /// parallel tests.
+    public init(executable: String, arguments: [String], stderrPath: String? = nil, environment: [String: String]? = nil) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
         var actions = posix_spawn_file_actions_t()
@@ -45,8 +47,15 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let rc: Int32
+        if let envp {
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        } else {
+            rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        }
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])

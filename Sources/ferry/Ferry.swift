@@ -136,10 +136,12 @@ struct Run: AsyncParsableCommand {
         let level = Logger.Level(rawValue: configuration.logging.level) ?? .info
         let format: LineLogHandler.Format = configuration.logging.format == .json ? .json : .logfmt
         let limiter = RepeatLimiter()
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: level, limiter: limiter) }
-        var logger = Logger(label: "ferry")
-        logger.logLevel = level
-        let status = await Agent.run(configuration, logger: logger)
+        let sharedLevel = LogLevelSetting(level)
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: sharedLevel, limiter: limiter) }
+        let logger = Logger(label: "ferry")
+        // SIGHUP reads the file and the flags again, as at this start.
+        let reload = Agent.Reload(logLevel: sharedLevel) { [flags, config] () throws(ConfigurationError) in try flags.configuration(file: config) }
+        let status = await Agent.run(configuration, logger: logger, reload: reload)
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -126,7 +126,8 @@ func running<R>(_ input: FileInput, _ body: () async throws -> R) async throws -
 
 /// Waits (up to 20 s) until `condition` holds; fails the test with `message` otherwise.
 func expectEventually(_ message: @autoclosure () -> String, _ condition: () -> Bool) async throws {
-    let held = try await eventually(timeout: .seconds(20), every: .milliseconds(10)) { condition() }
+    // 60 s: under a full parallel run on 2 cores, 20 s was seen to pass before a full queue was reached.
+    let held = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) { condition() }
     if !held { throw TestFailure(message()) }
 }
 

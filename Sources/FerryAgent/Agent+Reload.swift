@@ -1,0 +1,70 @@
+package import Logging
+import Metrics
+
+extension Agent {
+    /// What SIGHUP (`systemctl reload`) needs: how to read the configuration again (the file and the
+    /// command line's flags, as at the start) and the process-wide log level it may change.
+    package struct Reload: Sendable {
+        package let logLevel: LogLevelSetting
+        package let read: @Sendable () throws(ConfigurationError) -> AgentConfiguration
+
+        package init(logLevel: LogLevelSetting, read: @escaping @Sendable () throws(ConfigurationError) -> AgentConfiguration) {
+            self.logLevel = logLevel
+            self.read = read
+        }
+    }
+
+    /// One reload: reads the configuration; an invalid one keeps the running configuration (`invalid`).
+    /// Applies `logging.level`, the only key applied live so far; any other change is refused with a
+    /// log line naming its keys (`restart_needed`; the level is still applied). Returns the outcome (the
+    /// `result` label of `ferry_config_reloads_total`) and the configuration now in effect.
+    static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger) -> (result: String, now: AgentConfiguration) {
+        let fresh: AgentConfiguration
+        do {
+            fresh = try reload.read()
+        } catch {
+            logger.error("reload refused: the configuration is invalid; the running configuration stays", metadata: ["error": "\(error.message)"])
+            return ("invalid", running)
+        }
+        guard let level = Logger.Level(rawValue: fresh.logging.level) else {
+            logger.error("reload refused: the configuration is invalid; the running configuration stays", metadata: [
+                "error": "logging.level: \(fresh.logging.level) is not a level (trace debug info notice warning error critical)",
+            ])
+            return ("invalid", running)
+        }
+        reload.logLevel.level = level
+        var now = running
+        now.logging.level = fresh.logging.level
+        let keys = changedKeys(running: running, fresh: fresh)
+        if !keys.isEmpty {
+            logger.warning("reload: these changes need a restart and are not applied; restart Ferry to apply them", metadata: [
+                "ferry.config.keys": "\(keys.joined(separator: ","))",
+            ])
+        }
+        logger.notice("configuration reloaded", metadata: ["ferry.logging.level": "\(level)"])
+        return (keys.isEmpty ? "applied" : "restart_needed", now)
+    }
+
+    /// The keys (sections) that differ between `running` and `fresh`, other than `logging.level`.
+    static func changedKeys(running: AgentConfiguration, fresh: AgentConfiguration) -> [String] {
+        var keys: [String] = []
+        let names = Set(running.inputs.map(\.name)).union(fresh.inputs.map(\.name)).sorted()
+        for name in names where running.inputs.first(where: { $0.name == name }) != fresh.inputs.first(where: { $0.name == name }) {
+            keys.append("input.\(name)")
+        }
+        if running.dataDirectory != fresh.dataDirectory { keys.append("queue.path") }
+        if running.queue != fresh.queue { keys.append("queue") }
+        let outputs = Set(running.outputs.map(\.name)).union(fresh.outputs.map(\.name)).sorted()
+        for name in outputs where running.outputs.first(where: { $0.name == name }) != fresh.outputs.first(where: { $0.name == name }) {
+            keys.append("outputs.\(name)")
+        }
+        if running.admin != fresh.admin { keys.append("admin") }
+        if running.logging.format != fresh.logging.format { keys.append("logging.format") }
+        return keys
+    }
+
+    /// Counts a reload in `ferry_config_reloads_total{result}`.
+    static func countReload(_ result: String) {
+        Counter(label: "ferry_config_reloads_total", dimensions: [("result", result)]).increment()
+    }
+}
