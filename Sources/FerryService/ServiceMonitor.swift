@@ -42,16 +42,20 @@ package struct ServiceMonitor: Sendable {
 
     /// Runs until cancelled.
     package func run() async {
+        // The status last delivered: a datagram dropped (EAGAIN on a full socket buffer) is sent again with
+        // the next ping instead of being taken as delivered.
         var lastStatus: String?
         func changedStatus(_ text: String?) -> String? {
             guard let text, text != lastStatus else { return nil }
-            lastStatus = text
             return text
+        }
+        func sent(_ delivered: Bool, _ text: String?) {
+            if delivered, let text { lastStatus = text }
         }
 
         guard let configuration = watchdog else {
             while !Task.isCancelled {
-                if let text = changedStatus(status()) { notifier.notify(.status(text)) }
+                if let text = changedStatus(status()) { sent(notifier.notify(.status(text)), text) }
                 guard (try? await Task.sleep(for: .nanoseconds(Int64(clamping: statusInterval)))) != nil else { return }
             }
             return
@@ -72,13 +76,15 @@ package struct ServiceMonitor: Sendable {
                         "ferry.service.watchdog.problem": "\(problem)",
                         "ferry.service.watchdog.timeout_ms": "\(configuration.timeout / 1_000_000)",
                     ])
-                    notifier.notify(.status(changedStatus("watchdog withheld: \(problem)") ?? "watchdog withheld: \(problem)"))
+                    let text = "watchdog withheld: \(problem)"
+                    sent(notifier.notify(.status(text)), text)
                 }
             } else {
                 if decision.changed {
                     logger.notice("watchdog healthy again")
                 }
-                notifier.notify(.watchdog(status: changedStatus(status())))
+                let text = changedStatus(status())
+                sent(notifier.notify(.watchdog(status: text)), text)
             }
         }
     }

@@ -81,13 +81,17 @@ package final class ServiceNotifier: Sendable {
     }
 
     /// Sends `notification`; logs a failure at warning instead of throwing.
-    package func notify(_ notification: ServiceNotification) {
+    /// Returns whether it was sent (a full socket buffer drops it: the caller may send it again).
+    @discardableResult
+    package func notify(_ notification: ServiceNotification) -> Bool {
         do {
             try send(notification)
+            return true
         } catch {
             logger.warning("systemd notification failed", metadata: [
                 "ferry.service.error": "\(error.message)", "ferry.service.code": "\(error.code)",
             ])
+            return false
         }
     }
 
