@@ -48,7 +48,6 @@ struct QuickFlags: ParsableArguments {
     @Flag(name: .customLong("journald"), help: "Read the system journal (input.journald, from its end at the first start).")
     var journald = false
 
-
     /// The configuration file (or the embedded default) with these flags applied to its values, checked
     /// by the same rules as the keys they stand for.
     func configuration(file: String?) throws(ConfigurationError) -> AgentConfiguration {
