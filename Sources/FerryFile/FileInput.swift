@@ -116,30 +116,6 @@ package final class FileInput: Input, Sendable {
     }
 }
 
-/// A gate opened once, for any number of waiters.
-final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let open = state.withLock { state in
-                if !state.open { state.waiters.append(continuation) }
-                return state.open
-            }
-            if open { continuation.resume() }
-        }
-    }
-}
-
 /// Events from the watcher's thread, waiting for the loop.
 final class WatchInbox: Sendable {
     private let events = Mutex<[DirectoryWatcher.Event]>([])

@@ -38,7 +38,7 @@ package final class JournaldInput: Input, Sendable {
     private let logger: Logger
     private let metrics: Metrics
     /// Opened once the start position is found (or the input stopped first): `started()`.
-    private let startedLatch = StartLatch()
+    private let startedLatch = Latch()
 
     struct Metrics: Sendable {
         let entries: Counter
@@ -192,30 +192,6 @@ package final class JournaldInput: Input, Sendable {
                                metadata: ["ferry.input.journald.entries": "\(batch.damagedEntries)"])
             }
             batch = next
-        }
-    }
-}
-
-/// A gate opened once, for any number of waiters.
-final class StartLatch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let open = state.withLock { state in
-                if !state.open { state.waiters.append(continuation) }
-                return state.open
-            }
-            if open { continuation.resume() }
         }
     }
 }
