@@ -55,6 +55,7 @@ package struct ServiceMonitor: Sendable {
 
         guard let configuration = watchdog else {
             while !Task.isCancelled {
+                notifier.sendPending()
                 if let text = changedStatus(status()) { sent(notifier.notify(.status(text)), text) }
                 guard (try? await Task.sleep(for: .nanoseconds(Int64(clamping: statusInterval)))) != nil else { return }
             }
@@ -67,6 +68,7 @@ package struct ServiceMonitor: Sendable {
         while !Task.isCancelled {
             let delay = decision.nextCheck.subtractingClamped(clock())
             guard (try? await Task.sleep(for: .nanoseconds(Int64(clamping: delay)))) != nil else { return }
+            notifier.sendPending()
             decision = machine.check(now: clock(), eventLoopsAnsweredAt: eventLoops.answeredAt, writer: writer())
             if decision.sendProbe { eventLoops.send() }
             observe(decision)

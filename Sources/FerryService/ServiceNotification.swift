@@ -14,6 +14,14 @@ package enum ServiceNotification: Sendable, Hashable {
     /// `WATCHDOG=1`: the keep-alive ping.
     case watchdog(status: String?)
 
+    /// `READY=1`, `RELOADING=1` and `STOPPING=1` are said once; a ping or a status is followed by newer ones.
+    package var isOneShot: Bool {
+        switch self {
+        case .ready, .reloading, .stopping: true
+        case .status, .watchdog: false
+        }
+    }
+
     /// The datagram's text. A status is one line: line breaks become spaces, because a newline would
     /// start a new assignment that systemd would read as a key.
     package var encoded: String {

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 package import Logging
+import Synchronization
 
 /// Sends systemd notifications (`READY=1`, `STOPPING=1`, `STATUS=`, `WATCHDOG=1`, `RELOADING=1`) to
 /// `$NOTIFY_SOCKET`, speaking the protocol itself: one `AF_UNIX` datagram per notification, no libsystemd.
@@ -15,10 +16,18 @@ package import Logging
 ///
 /// Failure modes: `send` throws `.socket` when the datagram could not be sent (no listener at the path,
 /// its buffer full); `notify` logs that instead, because a lost status line must not stop the agent.
+/// A lost one-shot notification (`READY=1`, `RELOADING=1`, `STOPPING=1`) would leave systemd waiting
+/// (a `Type=notify-reload` unit times out its reload), so `notify` keeps those that failed, in order, and
+/// `sendPending` (called with every watchdog or status tick) sends them again before anything newer of
+/// their kind. The socket's queue is short (`net.unix.max_dgram_qlen`, 10 by default): a listener that
+/// reads late fills it with pings.
 package final class ServiceNotifier: Sendable {
     package let address: NotifySocketAddress
     private let descriptor: Int32
     private let logger: Logger
+    /// One-shot notifications not yet delivered, oldest first; at most `pendingLimit`.
+    private let pending = Mutex<[ServiceNotification]>([])
+    private static let pendingLimit = 16
 
     /// The notifier systemd asked for, or nil when `NOTIFY_SOCKET` is unset or empty (not started by
     /// systemd, or not as `Type=notify`): then there is nobody to tell, and the agent skips notifying.
@@ -81,16 +90,48 @@ package final class ServiceNotifier: Sendable {
     }
 
     /// Sends `notification`; logs a failure at warning instead of throwing.
-    /// Returns whether it was sent (a full socket buffer drops it: the caller may send it again).
+    /// Returns whether it was sent. A failed ping or status is dropped (the caller sends a newer one); a
+    /// failed one-shot notification is kept and sent again by `sendPending`, after those failed before it.
     @discardableResult
     package func notify(_ notification: ServiceNotification) -> Bool {
+        guard notification.isOneShot else { return attempt(notification) }
+        return pending.withLock { queued in
+            queued.append(notification)
+            return flush(&queued, warnOnce: true)
+        }
+    }
+
+    /// Sends the one-shot notifications that failed before, oldest first, stopping at the first that
+    /// fails again. Returns whether none is left.
+    @discardableResult
+    package func sendPending() -> Bool {
+        pending.withLock { queued in flush(&queued, warnOnce: false) }
+    }
+
+    private func flush(_ queued: inout [ServiceNotification], warnOnce: Bool) -> Bool {
+        while let first = queued.first {
+            guard attempt(first, warn: warnOnce) else {
+                if queued.count > Self.pendingLimit {
+                    logger.warning("systemd notification dropped: too many undelivered", metadata: ["ferry.service.notification": "\(queued[0].encoded)"])
+                    queued.removeFirst()
+                }
+                return false
+            }
+            queued.removeFirst()
+        }
+        return true
+    }
+
+    private func attempt(_ notification: ServiceNotification, warn: Bool = true) -> Bool {
         do {
             try send(notification)
             return true
         } catch {
-            logger.warning("systemd notification failed", metadata: [
-                "ferry.service.error": "\(error.message)", "ferry.service.code": "\(error.code)",
-            ])
+            if warn {
+                logger.warning("systemd notification failed", metadata: [
+                    "ferry.service.error": "\(error.message)", "ferry.service.code": "\(error.code)",
+                ])
+            }
             return false
         }
     }

@@ -1,6 +1,7 @@
 import FerryService
 import FerryTestSupport
 import Foundation
+import Logging
 import Testing
 
 /// A datagram socket of the test's own, standing in for systemd's notify socket.
@@ -100,6 +101,32 @@ struct NotifyChildTests {
             #expect(status == 0)
             #expect(child.lines.last == "stopped")
         }
+    }
+
+    @Test func aReadyDroppedByAFullSocketIsSentAgainInOrderAndPingsAreNot() async throws {
+        let directory = try TemporaryDirectory(prefix: "ferry-notify-full")
+        defer { directory.remove() }
+        let listener = try NotifyListener(directory: directory.path)
+        let notifier = try ServiceNotifier(address: NotifySocketAddress(listener.name), logger: Logger(label: "test"))
+        // A listener that does not read: pings fill its queue (net.unix.max_dgram_qlen) until one fails.
+        var pings = 0
+        while notifier.notify(.watchdog(status: nil)) {
+            pings += 1
+            try #require(pings < 100_000, "the socket's queue never filled")
+        }
+        #expect(!notifier.notify(.reloading(monotonicMicroseconds: 7, status: nil)))
+        #expect(!notifier.notify(.ready(status: nil)))
+        #expect(!notifier.sendPending(), "still full")
+
+        // The listener reads again: the next tick delivers both, RELOADING before READY; the lost ping stays lost.
+        for _ in 0 ..< pings { #expect(try await listener.next(timeout: .seconds(5)) == "WATCHDOG=1") }
+        #expect(notifier.sendPending())
+        #expect(try await listener.next(timeout: .seconds(5)) == "RELOADING=1\nMONOTONIC_USEC=7")
+        #expect(try await listener.next(timeout: .seconds(5)) == "READY=1")
+        #expect(try await listener.next(timeout: .milliseconds(200)) == nil)
+        // Nothing left over: a new one-shot goes out at once.
+        #expect(notifier.notify(.stopping(status: nil)))
+        #expect(try await listener.next(timeout: .seconds(5)) == "STOPPING=1")
     }
 
     @Test func aStalledWriterStopsThePingsAndSaysWhyInTheStatus() async throws {
