@@ -190,7 +190,7 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryAgent", "FerryForward", "FerryIngest",
+                "FerryAgent", "FerryForward", "FerryIngest", "FerryPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -221,7 +221,7 @@ let package = Package(
         // librdkafka's mock cluster, for the Kafka tests and benchmark: test tooling, not production code.
         .target(
             name: "FerryKafkaTestSupport",
-            dependencies: ["CRdKafka", "FerryKafka", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CRdKafka", "FerryKafka", "FerryPipeline", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // Child process of the crash-safety test: appends concurrently, prints what was acknowledged.
@@ -264,7 +264,8 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench-ingest",
             dependencies: [
-                "FerryIngest", "FerryQueue", "FerryWire", "FerryTestSupport",
+                "FerryIngest", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -352,6 +353,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -4,13 +4,17 @@
 //   - single-event NDJSON requests over 64 connections,
 // each reported with events/s, requests/s, latency p50/p99, the ingest's peak RSS, and the ratio to a
 // baseline measured in the same run: the same batches appended to the queue directly, without HTTP.
+// And a second baseline for single events: a bare Hummingbird server that answers the same POST with
+// 200 after reading the body, storing nothing (the ceiling of an HTTP server here).
 //
 //   tools/bench/ingest [--seconds S] [--dir DIR]
 import FerryIngest
+import FerryPipeline
 import FerryQueue
 import FerryTestSupport
 import FerryWire
 import Foundation
+import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -97,6 +101,8 @@ struct Scenario {
     /// earlier versions); `EventStamp()` is the default of a configured input: `@timestamp` added to every
     /// event here, since the benchmark's events carry none.
     var stamp: EventStamp = .none
+    /// The bare Hummingbird server instead of the ingest: reads the body, answers 200, stores nothing.
+    var bare = false
 }
 
 let scenarios = [
@@ -104,7 +110,19 @@ let scenarios = [
     Scenario(name: "1000-event gzip +ts", connections: 8, threads: 1, eventsPerRequest: 1000, body: work + "/batch.ndjson.gz", gzip: true, stamp: EventStamp()),
     Scenario(name: "1-event", connections: 64, threads: 2, eventsPerRequest: 1, body: work + "/single.ndjson", gzip: false),
     Scenario(name: "1-event +ts", connections: 64, threads: 2, eventsPerRequest: 1, body: work + "/single.ndjson", gzip: false, stamp: EventStamp()),
+    Scenario(name: "1-event bare HB", connections: 64, threads: 2, eventsPerRequest: 1, body: work + "/single.ndjson", gzip: false, bare: true),
 ]
+
+/// The bare server of the single-event baseline, as a service.
+func bareServer(listening: ListeningPort) -> some Service {
+    let router = Router()
+    router.post("/") { request, _ -> Response in
+        _ = try await request.body.collect(upTo: 1 << 20)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"stored":1}"#)))
+    }
+    return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "bare"),
+                       onServerRunning: { channel in listening.set(channel.localAddress?.port ?? 0) }, logger: quiet)
+}
 
 /// CPU seconds (user + system) this process has used.
 func cpuSeconds() -> Double {
@@ -145,13 +163,24 @@ print("events: \(pool.reduce(0) { $0 + $1.count } / pool.count) bytes on average
 print("")
 print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct")
 var cpuPerEvent: [String: Double] = [:]
+var requestsPerSecond: [String: Double] = [:]
 for scenario in scenarios {
     let dir = work + "/queue-\(scenario.connections)"
     let queue = try Queue.open(at: dir, configuration: QueueConfiguration(maxBytes: 32 << 30), logger: quiet)
-    let server = try IngestServer(configuration: IngestConfiguration(port: 0), queue: queue, stamp: scenario.stamp, logger: quiet)
-    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: quiet))
+    let service: any Service
+    let listeningPort: @Sendable () async -> Int
+    if scenario.bare {
+        let listening = ListeningPort()
+        service = bareServer(listening: listening)
+        listeningPort = { await listening.value }
+    } else {
+        let server = try IngestServer(configuration: IngestConfiguration(port: 0), queue: queue, stamp: scenario.stamp, logger: quiet)
+        service = server
+        listeningPort = { await server.listeningPort() }
+    }
+    let group = ServiceGroup(configuration: .init(services: [.init(service: service)], logger: quiet))
     let runTask = Task { try await group.run() }
-    let port = await server.listeningPort()
+    let port = await listeningPort()
     let script = work + "/script-\(scenario.connections).lua"
     try luaScript(body: scenario.body, gzip: scenario.gzip).write(toFile: script, atomically: true, encoding: .utf8)
     resetPeakRSS()
@@ -173,7 +202,9 @@ for scenario in scenarios {
     let (requests, duration, errors, p50, p99) = (fields[0], fields[1] / 1e6, fields[2], fields[3] / 1000, fields[4] / 1000)
     let events = requests * Double(scenario.eventsPerRequest)
     cpuPerEvent[scenario.name] = cpu / events * 1e6
-    let direct = try await directAppendRate(appenders: scenario.connections, eventsPerBatch: scenario.eventsPerRequest, seconds: seconds)
+    requestsPerSecond[scenario.name] = requests / duration
+    // The bare server stores nothing: no direct-append baseline, no check of the queue.
+    let direct = scenario.bare ? .nan : try await directAppendRate(appenders: scenario.connections, eventsPerBatch: scenario.eventsPerRequest, seconds: seconds)
     print(scenario.name.padding(toLength: 21, withPad: " ", startingAt: 0)
         + String(scenario.connections).padding(toLength: 7, withPad: " ", startingAt: 0)
         + f(requests / duration).padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -186,11 +217,14 @@ for scenario in scenarios {
         + f(direct).padding(toLength: 24, withPad: " ", startingAt: 0)
         + f(events / duration / direct, 2))
     // Every 200 wrk counted was a durable append: the queue must hold at least that many events.
-    if Double(stored) < events - errors * Double(scenario.eventsPerRequest) {
+    if !scenario.bare && Double(stored) < events - errors * Double(scenario.eventsPerRequest) {
         print("  WARNING: the queue holds \(stored) events, fewer than the \(Int(events)) acknowledged")
     }
 }
 print("")
+if let ingest = requestsPerSecond["1-event"], let bare = requestsPerSecond["1-event bare HB"] {
+    print("single-event requests/s of the ingest over a bare Hummingbird server answering 200: \(f(ingest / bare, 3)) (\(f(ingest)) / \(f(bare)))")
+}
 for (plain, stamped) in [("1000-event gzip", "1000-event gzip +ts"), ("1-event", "1-event +ts")] {
     if let a = cpuPerEvent[plain], let b = cpuPerEvent[stamped] {
         print("@timestamp added to every event: \(f(b / a, 3))x the CPU per event of \(plain) (\(f(a, 2)) -> \(f(b, 2)) us)")

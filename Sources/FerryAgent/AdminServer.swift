@@ -108,9 +108,9 @@ final class AdminServer: Service, Sendable {
         gauge("ferry_queue_dropped_events", Double(stats.droppedEvents))
         gauge("ferry_queue_fill_ratio", stats.fillRatio)
         gauge("ferry_queue_map_used_bytes", Double(stats.mapUsedBytes))
-        let age = stats.oldestCreatedAt.map { Double(max(0, currentTimeMilliseconds() - $0)) / 1000 } ?? 0
+        let now = RecordTime.now()
+        let age = stats.oldestCreatedAt.map { Double(max(0, now - $0)) / 1000 } ?? 0
         gauge("ferry_queue_oldest_age_seconds", age)
-        let now = currentTimeMilliseconds()
         for output in stats.outputs {
             let labels = [("output", output.name)]
             let status = outputs.first { $0.name == output.name }?.status

@@ -1,3 +1,4 @@
+package import FerryPipeline
 package import Logging
 import Metrics
 

@@ -77,13 +77,7 @@ package enum Agent {
                     return try makeOutput(output.kind, consumer: consumer, logger: outputLogger)
                 })
             }
-        } catch let error as IngestConfigurationError {
-            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
-            return 2
-        } catch let error as ForwardConfigurationError {
-            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
-            return 2
-        } catch let error as KafkaConfigurationError {
+        } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch let error as QueueError {
@@ -120,8 +114,9 @@ package enum Agent {
         for output in outputs { services.append(.init(service: output)) }
         for input in inputs.reversed() { services.append(.init(service: input)) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger.child("ferry.lifecycle"))
-        groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout
-        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        // The group's own limits end before the watchdog's, so that a slow stop still closes the queue cleanly.
+        groupConfiguration.maximumGracefulShutdownDuration = max(shutdownTimeout - .seconds(5), shutdownTimeout / 2)
+        groupConfiguration.maximumCancellationDuration = .seconds(3)
         let group = ServiceGroup(configuration: groupConfiguration)
 
         await withTaskGroup(of: Bool.self) { tasks in
@@ -133,6 +128,9 @@ package enum Agent {
                     logger.error("stopped with an error", metadata: ["error": "\(error)"])
                     state.exitStatus.withLock { $0 = 1 }
                 }
+                // However the group ended, what comes after (the other tasks, the queue's close, the
+                // process's exit) is bounded too.
+                ShutdownWatchdog.arm(limit: shutdownTimeout)
                 return true
             }
             tasks.addTask { [inputs] in
@@ -165,9 +163,11 @@ package enum Agent {
                     if count == 1 {
                         service.stopping()
                         logger.notice("stopping: no new events are taken, requests in flight finish, undelivered records stay queued; send the signal again to stop at once")
+                        // From here on the second signal and the limit end the process whatever it awaits.
+                        ShutdownWatchdog.arm(limit: shutdownTimeout)
                     } else {
                         logger.warning("second signal: exiting now; every acknowledged event is on disk and will be delivered after the next start")
-                        exit(130)
+                        _exit(130)
                     }
                 }
                 return false

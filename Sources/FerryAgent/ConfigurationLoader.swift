@@ -1,19 +1,12 @@
 import FerryForward
 import FerryIngest
 import FerryKafka
-import FerryPipeline
+package import FerryPipeline
 import FerryQueue
 import FerryWire
 import Foundation
 import Yams
 
-/// A configuration Ferry refuses to start with: the message names the key (and the line) and the
-/// accepted values. `ferry` exits with status 2 on it.
-package struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    package let message: String
-    package init(_ message: String) { self.message = message }
-    package var description: String { message }
-}
 
 /// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
 /// checked (unknown keys refused with their path), every value checked (bad ones refused with the

@@ -1,3 +1,4 @@
+package import FerryPipeline
 package import FerryIngest
 package import FerrySyslog
 import Yams

@@ -1,3 +1,4 @@
+package import FerryPipeline
 package import FerryQueue
 import FerryWire
 import Foundation
@@ -29,16 +30,16 @@ package final class FileForwarder: Service, Sendable {
     private let logger: Logger
 
     /// The output of the queue's default consumer (tests, tools).
-    package convenience init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
+    package convenience init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ConfigurationError) {
         try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
     }
 
     /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
-    package init(consumer: Consumer, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ForwardConfigurationError) {
+    package init(consumer: Consumer, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ConfigurationError) {
         do {
             try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
         } catch {
-            throw ForwardConfigurationError("output.file.path \(configuration.path) cannot be made (\(error)); choose a writable directory")
+            throw ConfigurationError("output.file.path \(configuration.path) cannot be made (\(error)); choose a writable directory", code: .unusable)
         }
         self.consumer = consumer
         self.configuration = configuration
@@ -87,7 +88,7 @@ package final class FileForwarder: Service, Sendable {
         let path = configuration.path + "/ferry-\(String(format: "%020llu", sequence)).ndjson"
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard fd >= 0 else {
-            throw ForwardConfigurationError("cannot open \(path): \(String(cString: strerror(errno))); check output.file.path")
+            throw ConfigurationError("cannot open \(path): \(String(cString: strerror(errno))); check output.file.path", code: .unusable)
         }
         // Make the new file's directory entry durable too.
         let dir = open(configuration.path, O_RDONLY | O_DIRECTORY)
@@ -98,19 +99,12 @@ package final class FileForwarder: Service, Sendable {
 
     /// Writes everything, then fsyncs: the events are on disk before their records are deleted.
     private func write(_ buffer: ByteBuffer, to fd: Int32) throws {
-        try buffer.withUnsafeReadableBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw ForwardConfigurationError("file output write failed: \(String(cString: strerror(errno))); free disk space, the events stay queued")
-                }
-                offset += n
-            }
+        let failed = buffer.withUnsafeReadableBytes { writeAll(fd, $0) }
+        guard failed == 0 else {
+            throw ConfigurationError("file output write failed: \(String(cString: strerror(failed))); free disk space, the events stay queued", code: .unusable)
         }
         guard fdatasync(fd) == 0 else {
-            throw ForwardConfigurationError("file output fsync failed: \(String(cString: strerror(errno))); the events stay queued")
+            throw ConfigurationError("file output fsync failed: \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
         }
     }
 }

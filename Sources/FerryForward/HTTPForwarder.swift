@@ -1,4 +1,4 @@
-import FerryPipeline
+package import FerryPipeline
 package import FerryQueue
 import FerryWire
 package import Logging
@@ -20,15 +20,21 @@ package final class HTTPForwarder: Service, Sendable {
     private let sender: HTTPSender
     private let pool: Mutex<HostPool>
     private let logger: Logger
+    /// Time for host choice, backoffs and hedging: the monotonic clock, or a test's.
+    private let clock: OutputClock
 
     /// The output of the queue's default consumer (tests, tools).
-    package convenience init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
-        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    package convenience init(queue: Queue, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward"),
+                             clock: OutputClock = .continuous) throws(ConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger, clock: clock)
     }
 
     /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
-    package init(consumer: Consumer, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward")) throws(ForwardConfigurationError) {
+    /// `clock`: time for host choice, backoffs and hedging (a test's, to step it).
+    package init(consumer: Consumer, configuration: HTTPOutputConfiguration, logger: Logger = Logger(label: "ferry.forward"),
+                 clock: OutputClock = .continuous) throws(ConfigurationError) {
         self.consumer = consumer
+        self.clock = clock
         self.configuration = configuration
         self.sender = try HTTPSender(configuration: configuration)
         var poolConfiguration = HostPool.Configuration()
@@ -41,7 +47,7 @@ package final class HTTPForwarder: Service, Sendable {
 
     /// Per-host state and counters, for /metrics and tests.
     package func hostStatus() -> [HostStatus] {
-        let now = ContinuousClock.now
+        let now = clock.now()
         return pool.withLock { pool in
             pool.hosts.indices.map { i in
                 let host = pool.hosts[i]
@@ -56,7 +62,7 @@ package final class HTTPForwarder: Service, Sendable {
         let slots = Slots(count: sender.endpoints.count * configuration.concurrencyPerHost)
         // `max_events_per_second`: each request waits for its events' tokens before it starts.
         let pace: (([StoredRecord]) async -> Void)? = configuration.maxEventsPerSecond.map { rate in
-            let limiter = RateLimiter(eventsPerSecond: rate)
+            let limiter = RateLimiter(eventsPerSecond: rate, clock: ContinuousClock())
             return { records in await limiter.take(records.reduce(0) { $0 + Int($1.record.eventCount) }) }
         }
         await withDiscardingTaskGroup { group in
@@ -83,11 +89,11 @@ package final class HTTPForwarder: Service, Sendable {
                 consumer.release(batch.sequences)  // leased again after a restart; nothing is lost
                 return
             }
-            let now = ContinuousClock.now
+            let now = clock.now()
             guard let host = pool.withLock({ $0.choose(now: now, avoiding: avoid) }) else {
                 // Every host is cooling off or full: wait for the first to come back.
                 let next = pool.withLock { $0.nextAvailable(now: now) } ?? now + .milliseconds(20)
-                try? await Task.sleep(until: min(next, now + .seconds(1)), clock: .continuous)
+                await clock.sleep(min(next, now + .seconds(1)))
                 continue
             }
             let (answered, outcome) = await attempt(batch, on: host)
@@ -139,15 +145,16 @@ extension HTTPForwarder {
     fileprivate func attempt(_ batch: OutboundBatch, on host: Int) async -> (Int, SendOutcome) {
         let hedging = configuration.hedge && sender.endpoints.count > 1
         return await withTaskGroup(of: AttemptEvent.self) { group in
-            let start = ContinuousClock.now
+            let start = clock.now()
             group.addTask { [sender] in .answer(host: host, start: start, outcome: await sender.send(batch, to: host)) }
             if hedging {
                 group.addTask { [self] in
                     // The delay follows the latencies as answers come in: re-read it at least every 100 ms.
                     while !Task.isCancelled {
                         let due = start + pool.withLock { $0.hedgeDelay() }
-                        if ContinuousClock.now >= due { return .hedgeDue }
-                        try? await Task.sleep(until: min(due, .now + .milliseconds(100)), clock: .continuous)
+                        let now = clock.now()
+                        if now >= due { return .hedgeDue }
+                        await clock.sleep(min(due, now + .milliseconds(100)))
                     }
                     return .hedgeDue
                 }
@@ -159,10 +166,11 @@ extension HTTPForwarder {
                 switch event {
                 case .hedgeDue:
                     guard settled == nil, running == 1, !Task.isCancelled else { continue }
-                    guard let other = pool.withLock({ $0.chooseHedge(now: .now, otherThan: host) }) else {
+                    let now = clock.now()
+                    guard let other = pool.withLock({ $0.chooseHedge(now: now, otherThan: host) }) else {
                         // No other host has room now: look again shortly, while the request waits.
-                        group.addTask {
-                            try? await Task.sleep(for: .milliseconds(100))
+                        group.addTask { [clock] in
+                            await clock.sleep(now + .milliseconds(100))
                             return .hedgeDue
                         }
                         continue
@@ -172,11 +180,11 @@ extension HTTPForwarder {
                         "downstream.host": "\(sender.endpoints[host])", "ferry.forward.hedge_host": "\(sender.endpoints[other])",
                         "ferry.forward.batch": "\(batch.batchID)",
                     ])
-                    let hedgeStart = ContinuousClock.now
+                    let hedgeStart = clock.now()
                     group.addTask { [sender] in .answer(host: other, start: hedgeStart, outcome: await sender.send(batch, to: other)) }
                 case .answer(let answered, let begun, let outcome):
                     running -= 1
-                    let now = ContinuousClock.now
+                    let now = clock.now()
                     if let (winner, decided) = settled {
                         // The copy that lost the race, cancelled or answered late. The original host counts
                         // as failed only when the hedge was delivered while it stayed silent.
@@ -227,25 +235,61 @@ package struct HostStatus: Sendable, Hashable {
     package let latencySeconds: Double?
 }
 
-/// A token bucket over events: `take(n)` waits until n events may go.
-final class RateLimiter: Sendable {
-    private let rate: Double
-    private let state: Mutex<(tokens: Double, last: ContinuousClock.Instant)>
+/// The http output's time: host choice, backoffs and the hedge delay read `now` and wait with `sleep`.
+/// The monotonic clock in production (no wall-clock step moves it); tests drive one by hand, so that a
+/// hedge after a second takes no second.
+package struct OutputClock: Sendable {
+    package let now: @Sendable () -> ContinuousClock.Instant
+    /// Waits until the instant (or returns early when the task is cancelled).
+    package let sleep: @Sendable (ContinuousClock.Instant) async -> Void
 
-    init(eventsPerSecond: Int) {
+    package init(now: @escaping @Sendable () -> ContinuousClock.Instant, sleep: @escaping @Sendable (ContinuousClock.Instant) async -> Void) {
+        self.now = now
+        self.sleep = sleep
+    }
+
+    package static let continuous = OutputClock(now: { .now }, sleep: { try? await Task.sleep(until: $0, clock: .continuous) })
+}
+
+/// A token bucket over events, as a value with the time passed in: `take(_:now:)` says how long the
+/// events must wait before they go. Holds at most a second's worth of tokens (the burst). Pure, so its
+/// tests are exact; `RateLimiter` is its clock and lock.
+package struct TokenBucket<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
+    package let rate: Double
+    private var tokens: Double
+    private var last: Instant
+
+    package init(eventsPerSecond: Int, now: Instant) {
         rate = Double(max(eventsPerSecond, 1))
-        state = Mutex((rate, .now))
+        tokens = rate
+        last = now
+    }
+
+    /// Takes `events` tokens at `now` and returns the wait before they may go (zero when there were
+    /// enough). A time before the last one (it cannot happen on a monotonic clock) adds nothing.
+    package mutating func take(_ events: Int, now: Instant) -> Duration {
+        let elapsed = max(.zero, last.duration(to: now))
+        tokens = min(rate, tokens + rate * elapsed.inSeconds)
+        if elapsed > .zero { last = now }
+        tokens -= Double(events)
+        return tokens >= 0 ? .zero : .seconds(-tokens / rate)
+    }
+}
+
+/// `max_events_per_second`: a `TokenBucket` read and slept on with `clock` (a monotonic one, so a step
+/// of the wall clock changes nothing).
+final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration, C.Instant: Sendable {
+    private let clock: C
+    private let bucket: Mutex<TokenBucket<C.Instant>>
+
+    init(eventsPerSecond: Int, clock: C) {
+        self.clock = clock
+        bucket = Mutex(TokenBucket(eventsPerSecond: eventsPerSecond, now: clock.now))
     }
 
     func take(_ events: Int) async {
-        let wait = state.withLock { state -> Duration in
-            let now = ContinuousClock.now
-            let elapsed = now - state.last
-            state.tokens = min(rate, state.tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-            state.last = now
-            state.tokens -= Double(events)
-            return state.tokens >= 0 ? .zero : .nanoseconds(Int64(-state.tokens / rate * 1e9))
-        }
-        if wait > .zero { try? await Task.sleep(for: wait) }
+        let now = clock.now
+        let wait = bucket.withLock { $0.take(events, now: now) }
+        if wait > .zero { try? await clock.sleep(for: wait) }
     }
 }

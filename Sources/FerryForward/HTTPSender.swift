@@ -1,8 +1,10 @@
 import AsyncHTTPClient
+package import FerryPipeline
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Synchronization
 
 /// What one attempt to deliver a batch to one host came to.
 package enum SendOutcome: Sendable, Equatable {
@@ -36,15 +38,14 @@ package final class HTTPSender: Sendable {
     let authorization: String?
     let timeout: TimeAmount
 
-    package init(configuration: HTTPOutputConfiguration) throws(ForwardConfigurationError) {
+    package init(configuration: HTTPOutputConfiguration) throws(ConfigurationError) {
         var endpoints: [Endpoint] = []
         for host in configuration.hosts {
             guard let endpoint = Endpoint(host) else {
-                throw ForwardConfigurationError("output.http.hosts: \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
+                throw ConfigurationError("output.http.hosts: \"\(host)\" is not host:port (IPv6 in brackets, e.g. [::1]:9800)")
             }
             endpoints.append(endpoint)
         }
-        guard !endpoints.isEmpty else { throw ForwardConfigurationError("output.http.hosts is empty; list at least one host:port") }
         var clientConfiguration = HTTPClient.Configuration()
         if let tls = configuration.tls {
             clientConfiguration.tlsConfiguration = try Self.makeTLS(tls)
@@ -60,8 +61,29 @@ package final class HTTPSender: Sendable {
         self.timeout = .seconds(configuration.requestTimeoutSeconds)
     }
 
-    package func shutdown() async {
-        try? await client.shutdown()
+    /// Shuts the client down, waiting at most `limit`: a stopping agent must not wait forever on a
+    /// connection that never settles (a host that accepts and then says nothing).
+    ///
+    /// The shutdown runs in a task of its own that is left behind when the limit passes: a task group
+    /// would wait for it at its end, which is the wait this avoids.
+    package func shutdown(limit: Duration = .seconds(5)) async {
+        final class Waiter: Sendable {
+            let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
+            func resume() { continuation.withLock { $0.take() }?.resume() }
+        }
+        let waiter = Waiter()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            waiter.continuation.withLock { $0 = continuation }
+            let resume: @Sendable () -> Void = { waiter.resume() }
+            Task { [client] in
+                try? await client.shutdown()
+                resume()
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                resume()
+            }
+        }
     }
 
     package func send(_ batch: OutboundBatch, to index: Int) async -> SendOutcome {
@@ -88,7 +110,7 @@ package final class HTTPSender: Sendable {
         }
     }
 
-    static func makeTLS(_ tls: HTTPOutputConfiguration.TLS) throws(ForwardConfigurationError) -> TLSConfiguration {
+    static func makeTLS(_ tls: HTTPOutputConfiguration.TLS) throws(ConfigurationError) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         do {
             if let ca = tls.certificateAuthority {
@@ -103,16 +125,10 @@ package final class HTTPSender: Sendable {
                 configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
             }
         } catch {
-            throw ForwardConfigurationError("cannot load output.http.tls files (\(error)); check the paths and the keystore password")
+            throw ConfigurationError("cannot load output.http.tls files (\(error)); check the paths and the keystore password")
         }
         if !tls.verifyHostname { configuration.certificateVerification = .noHostnameVerification }
         return configuration
     }
 }
 
-/// An output configuration Ferry cannot start with; the message names the key and what to do.
-package struct ForwardConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    package let message: String
-    init(_ message: String) { self.message = message }
-    package var description: String { message }
-}

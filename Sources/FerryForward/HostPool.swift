@@ -124,7 +124,7 @@ package struct HostPool: Sendable {
     /// How long a request may go unanswered before it is hedged (see `Configuration.hedgeFactor`).
     package func hedgeDelay() -> Duration {
         guard let slowest = hosts.compactMap(\.latency).max() else { return configuration.hedgeBeforeAnyAnswer }
-        return max(configuration.hedgeFloor, .nanoseconds(Int64(slowest * configuration.hedgeFactor * 1e9)))
+        return max(configuration.hedgeFloor, .seconds(slowest * configuration.hedgeFactor))
     }
 
     /// The request to `index` succeeded after `latency`.
@@ -133,7 +133,7 @@ package struct HostPool: Sendable {
         hosts[index].succeeded += 1
         hosts[index].consecutiveFailures = 0
         hosts[index].availableAt = nil
-        let seconds = Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18
+        let seconds = latency.inSeconds
         hosts[index].latency = hosts[index].latency.map { 0.8 * $0 + 0.2 * seconds } ?? seconds
     }
 

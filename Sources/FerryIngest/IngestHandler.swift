@@ -101,7 +101,7 @@ struct IngestHandler: Sendable {
         } catch {
             throw Self.ingestError(error)
         }
-        metrics.commit.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        metrics.commit.recordNanoseconds((ContinuousClock.now - start).inNanoseconds)
         if receipt.duplicate {
             metrics.duplicates.increment()
             return (0, true)
@@ -153,12 +153,5 @@ struct IngestHandler: Sendable {
             difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
         }
         return difference == 0
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

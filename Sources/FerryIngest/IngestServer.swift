@@ -26,14 +26,14 @@ package final class IngestServer: Input, Sendable {
     /// Checks the configuration (TLS files are loaded here, so a bad path fails at start, not at the
     /// first connection). Refuses a non-loopback address without TLS unless `allowPlaintext` is set.
     package convenience init(configuration: IngestConfiguration, queue: Queue, stamp: EventStamp = .none,
-                             logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
+                             logger: Logger = Logger(label: "ferry.ingest")) throws(ConfigurationError) {
         try self.init(configuration: configuration, intake: Intake(input: "http", queue: queue, stamp: stamp, logger: logger), logger: logger)
     }
 
-    package init(configuration: IngestConfiguration, intake: Intake, logger: Logger = Logger(label: "ferry.ingest")) throws(IngestConfigurationError) {
+    package init(configuration: IngestConfiguration, intake: Intake, logger: Logger = Logger(label: "ferry.ingest")) throws(ConfigurationError) {
         if configuration.tls == nil && !configuration.isLoopback {
             guard configuration.allowPlaintext else {
-                throw IngestConfigurationError("input.http.address \(configuration.host):\(configuration.port) is not loopback and has no TLS; configure input.http.tls (certificate and key, or keystore), or set tls: false to send events in clear text on purpose")
+                throw ConfigurationError("input.http.address \(configuration.host):\(configuration.port) is not loopback and has no TLS; configure input.http.tls (certificate and key, or keystore), or set tls: false to send events in clear text on purpose")
             }
             logger.warning("ingest listens without TLS on a non-loopback address: events and passwords cross the network in clear text",
                            metadata: ["ferry.ingest.address": "\(configuration.host):\(configuration.port)"])
@@ -41,7 +41,7 @@ package final class IngestServer: Input, Sendable {
         self.configuration = configuration
         self.intake = intake
         self.logger = logger
-        self.tlsConfiguration = try configuration.tls.map { tls throws(IngestConfigurationError) in try Self.makeTLS(tls) }
+        self.tlsConfiguration = try configuration.tls.map { tls throws(ConfigurationError) in try Self.makeTLS(tls) }
     }
 
     /// Stops taking events: later requests are answered 503 with Retry-After (graceful shutdown begins).
@@ -69,7 +69,7 @@ package final class IngestServer: Input, Sendable {
         router.post("/") { request, context in try await handler.handle(request, context: context) }
         let limits = configuration.limits
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds))],
+            additionalChannelHandlers: [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds), maxBodyBytes: limits.maxBodyBytes)],
             idleTimeout: .seconds(limits.idleTimeoutSeconds)
         )
         let server: HTTPServerBuilder
@@ -107,7 +107,7 @@ package final class IngestServer: Input, Sendable {
 
     /// The server TLS configuration of a listener's `tls` block (`path`: its key, for errors); the syslog
     /// and RELP inputs take the same block.
-    package static func makeTLS(_ tls: IngestConfiguration.TLS, path: String = "input.http.tls") throws(IngestConfigurationError) -> TLSConfiguration {
+    package static func makeTLS(_ tls: IngestConfiguration.TLS, path: String = "input.http.tls") throws(ConfigurationError) -> TLSConfiguration {
         var configuration: TLSConfiguration
         do {
             switch tls.identity {
@@ -124,19 +124,19 @@ package final class IngestServer: Input, Sendable {
                 )
             }
         } catch {
-            throw IngestConfigurationError("cannot load the TLS identity of \(path) (\(error)); check the certificate, key or keystore paths and the keystore password")
+            throw ConfigurationError("cannot load the TLS identity of \(path) (\(error)); check the certificate, key or keystore paths and the keystore password")
         }
         switch tls.clientAuth {
         case .none:
             configuration.certificateVerification = .none
         case .optional, .required:
             guard !tls.certificateAuthorities.isEmpty else {
-                throw IngestConfigurationError("\(path).client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
+                throw ConfigurationError("\(path).client_auth is \(tls.clientAuth.rawValue) but certificate_authorities is empty; list the PEM files of the CAs that sign client certificates")
             }
             do {
                 configuration.trustRoots = .certificates(try tls.certificateAuthorities.flatMap { try NIOSSLCertificate.fromPEMFile($0) })
             } catch {
-                throw IngestConfigurationError("cannot load \(path).certificate_authorities (\(error)); check the paths")
+                throw ConfigurationError("cannot load \(path).certificate_authorities (\(error)); check the paths")
             }
             // `.noHostnameVerification` requires a client certificate on a server; `.optionalVerification`
             // verifies one if presented and accepts a client without.
@@ -146,12 +146,6 @@ package final class IngestServer: Input, Sendable {
     }
 }
 
-/// A configuration the ingest cannot start with; the message names the key and what to do.
-package struct IngestConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    package let message: String
-    init(_ message: String) { self.message = message }
-    package var description: String { message }
-}
 
 /// Per-request context: Hummingbird's core storage plus the peer's address for logs.
 struct IngestContext: RequestContext {

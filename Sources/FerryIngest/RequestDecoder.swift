@@ -48,6 +48,33 @@ package struct RequestDecoder {
     private let keys: TopLevelKeys
     private let members: EventStamp.Members
     private let messagePresent: UInt64
+    /// Whether gzip members may be stored as they arrived (see `Member`).
+    private let passThrough: Bool
+    private var member = Member()
+    /// Records stored as they arrived, for tests and metrics.
+    package private(set) var membersStoredAsSent = 0
+
+    /// The gzip member being inflated, while it may still be stored as it arrived.
+    ///
+    /// A gzip NDJSON body is often already a row of records: a Ferry edge sends its stored members back to
+    /// back, and Logstash's output one member per request. A member that starts and ends at a line
+    /// boundary, holds at most a record's worth of events (`RecordBuilder.defaultMaxRecordBytes`, or one
+    /// event), none of them blank or ending in CR, and whose every event already has what the stamp adds
+    /// (`@timestamp`; a stamp with `host` or `fields` changes every event, so it never passes through) is
+    /// stored as one record with its compressed bytes as they came: its events are validated while it
+    /// inflates, as any other, but not deflated a second time. Until the member ends its events are held
+    /// here; if one of them disqualifies it, they go to the builder (and the rest of the member after them).
+    private struct Member {
+        /// False once the member cannot be stored as sent: its events go to the builder.
+        var candidate = false
+        /// The member's compressed bytes so far.
+        var compressed = ByteBuffer()
+        /// Its events so far, one after the other, and where each one is with its stamp mask.
+        var text: [UInt8] = []
+        var events: [(range: Range<Int>, present: UInt64)] = []
+        /// Bytes the member inflated to so far.
+        var inflated = 0
+    }
 
     /// `stamp` is applied to every event as read at `readAt` (ms since the Unix epoch): the request's time.
     package init(format: Format, gzip: Bool, limits: IngestConfiguration.Limits, stamp: EventStamp = .none,
@@ -57,11 +84,13 @@ package struct RequestDecoder {
         keys = stamp.keys
         members = stamp.members(readAt: readAt)
         messagePresent = stamp.keys.mask(of: "message")
+        passThrough = format == .ndjson && gzip && stamp.host == nil && stamp.fields.isEmpty
         do {
             inflater = gzip ? try GzipInflater(maxOutputBytes: limits.maxDecompressedBytes) : nil
         } catch {
             throw IngestError(status: 500, reason: "internal", message: error.message)
         }
+        beginMember()
     }
 
     /// Events accepted so far.
@@ -74,14 +103,29 @@ package struct RequestDecoder {
             throw IngestError.bodyTooLarge("the request body", limit: limits.maxBodyBytes)
         }
         if let inflater {
-            scratch.clear()
-            do {
-                try chunk.withUnsafeReadableBytes { try inflater.inflate($0, into: &scratch) }
-            } catch let error as WireError {
-                throw Self.gzipError(error, limit: limits.maxDecompressedBytes)
+            try chunk.withUnsafeReadableBytes { (input) in
+                var offset = 0
+                repeat {
+                    let rest = UnsafeRawBufferPointer(rebasing: input[offset...])
+                    scratch.clear()
+                    let step: (consumed: Int, memberEnded: Bool)
+                    do {
+                        step = try inflater.inflateMember(rest, into: &scratch)
+                    } catch let error as WireError {
+                        throw Self.gzipError(error, limit: limits.maxDecompressedBytes)
+                    }
+                    if member.candidate { member.compressed.writeBytes(UnsafeRawBufferPointer(rebasing: rest[..<step.consumed])) }
+                    member.inflated += scratch.readableBytes
+                    let decoded = scratch
+                    try decoded.withUnsafeReadableBytes { (raw) in try decodedPiece(raw) }
+                    offset += step.consumed
+                    if step.memberEnded {
+                        try endMember()
+                    } else if step.consumed == 0 {
+                        break
+                    }
+                } while offset < input.count
             }
-            let decoded = scratch
-            try decoded.withUnsafeReadableBytes { (raw) in try decodedPiece(raw) }
         } else {
             try chunk.withUnsafeReadableBytes { (raw) in try decodedPiece(raw) }
         }
@@ -149,10 +193,17 @@ package struct RequestDecoder {
 
     private mutating func acceptLine(_ raw: UnsafeRawBufferPointer) throws {
         var bytes = raw
-        if let last = bytes.last, last == 0x0D { bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast()) }  // CRLF
+        var carriageReturn = false
+        if let last = bytes.last, last == 0x0D {  // CRLF
+            bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast())
+            carriageReturn = true
+        }
         guard bytes.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
         // Blank lines carry no event (Logstash's line codecs skip them too).
-        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+            if member.candidate { try storeMemberEventsInBuilder() }  // the stored member would hold the blank line
+            return
+        }
         switch format {
         case .ndjson:
             let present: UInt64
@@ -162,7 +213,18 @@ package struct RequestDecoder {
                 if UTF8Validation.firstInvalidOffset(bytes) != nil { throw IngestError.invalidUTF8(line: line) }
                 throw IngestError.invalidJSON(line: line, error.description)
             }
-            try add(bytes, present: present)
+            if member.candidate {
+                let fits = member.text.isEmpty || member.text.count + bytes.count + 1 <= RecordBuilder.defaultMaxRecordBytes
+                if carriageReturn || present & members.all != members.all || !fits { try storeMemberEventsInBuilder() }
+            }
+            if member.candidate {
+                try countEvent()
+                let start = member.text.count
+                member.text.append(contentsOf: bytes)
+                member.events.append((start..<member.text.count, present))
+            } else {
+                try add(bytes, present: present)
+            }
         case .text:
             if UTF8Validation.firstInvalidOffset(bytes) != nil { throw IngestError.invalidUTF8(line: line) }
             try NDJSON.messageEvent(bytes).withUnsafeBytes { (raw) in try add(raw, present: messagePresent) }
@@ -186,14 +248,9 @@ package struct RequestDecoder {
             for range in ranges {
                 let object = UnsafeRawBufferPointer(rebasing: all[range])
                 line = Self.lineNumber(of: range.lowerBound, in: all)
-                // A pretty-printed object spans lines; stored events are one line each.
-                if memchr(object.baseAddress!, 0x0A, object.count) != nil || memchr(object.baseAddress!, 0x0D, object.count) != nil {
-                    let compacted = JSONValidator.compact(object)
-                    guard compacted.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
-                    try compacted.withUnsafeBytes { (raw) in try add(raw, present: TopLevelField.presence(of: keys, in: raw)) }
-                } else {
-                    guard object.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
-                    try add(object, present: TopLevelField.presence(of: keys, in: object))
+                try JSONValidator.withSingleLine(object) { (event) in
+                    guard event.count <= limits.maxEventBytes else { throw eventTooLarge(line: line) }
+                    try add(event, present: TopLevelField.presence(of: keys, in: event))
                 }
             }
         }
@@ -201,11 +258,50 @@ package struct RequestDecoder {
 
     /// Adds one event, a valid JSON object whose stamped keys are `present`.
     private mutating func add(_ event: UnsafeRawBufferPointer, present: UInt64) throws {
+        try countEvent()
+        builder.append(object: event, adding: members, present: present)
+    }
+
+    private mutating func countEvent() throws {
         events += 1
         guard events <= limits.maxEventsPerRequest else {
             throw IngestError(status: 413, reason: "too_many_events", message: "the request holds more than \(limits.maxEventsPerRequest) events; send smaller requests or raise input.http.limits.max_events_per_request")
         }
-        builder.append(object: event, adding: members, present: present)
+    }
+
+    /// A new gzip member starts: it may be stored as sent if it starts at a line boundary.
+    private mutating func beginMember() {
+        member.candidate = passThrough && pending.isEmpty
+        member.compressed.clear()
+        member.text.removeAll(keepingCapacity: true)
+        member.events.removeAll(keepingCapacity: true)
+        member.inflated = 0
+    }
+
+    /// The member ended: stored as it arrived when it still can be, and when it ended at a line boundary.
+    private mutating func endMember() throws {
+        if member.candidate && !pending.isEmpty { try storeMemberEventsInBuilder() }
+        if member.candidate && !member.events.isEmpty {
+            // Every inflated byte is an event and its newline (no blank line, no CR), as a record's payload is.
+            assert(member.inflated == member.text.count + member.events.count)
+            builder.append(member: member.compressed, eventCount: UInt32(member.events.count), uncompressedLength: UInt32(member.inflated))
+            membersStoredAsSent += 1
+        }
+        beginMember()
+    }
+
+    /// The member cannot be stored as sent: its events so far go to the builder (stamped), and so will
+    /// the rest of them.
+    private mutating func storeMemberEventsInBuilder() throws {
+        member.candidate = false
+        member.text.withUnsafeBytes { text in
+            for event in member.events {
+                builder.append(object: UnsafeRawBufferPointer(rebasing: text[event.range]), adding: members, present: event.present)
+            }
+        }
+        member.compressed.clear()
+        member.text.removeAll(keepingCapacity: true)
+        member.events.removeAll(keepingCapacity: true)
     }
 
     static func lineNumber(of offset: Int, in bytes: UnsafeRawBufferPointer) -> Int {

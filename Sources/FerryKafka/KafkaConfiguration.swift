@@ -168,9 +168,3 @@ package struct KafkaInputConfiguration: Sendable, Hashable {
     }
 }
 
-/// A Kafka setting librdkafka refused, or a client that cannot be made; `ferry` exits 2 on it.
-package struct KafkaConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
-    package let message: String
-    package init(_ message: String) { self.message = message }
-    package var description: String { message }
-}

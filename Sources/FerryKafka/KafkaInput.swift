@@ -34,16 +34,14 @@ package final class KafkaInput: Input, Sendable {
     /// An input with an intake of its own (events stamped with `stamp`), for tests and benchmarks.
     package convenience init(queue: Queue, configuration: KafkaInputConfiguration, stamp: EventStamp = .none,
                              logger: Logger = Logger(label: "ferry.input.kafka"),
-                             afterAppend: (@Sendable () async throws -> Void)? = nil) throws(KafkaConfigurationError) {
+                             afterAppend: (@Sendable () async throws -> Void)? = nil) throws(ConfigurationError) {
         try self.init(intake: Intake(input: "kafka", queue: queue, stamp: stamp, logger: logger), configuration: configuration,
                       logger: logger, afterAppend: afterAppend)
     }
 
     /// `afterAppend` runs between the queue's commit and the offset commit; tests use it to stop there.
     package init(intake: Intake, configuration: KafkaInputConfiguration, logger: Logger = Logger(label: "ferry.input.kafka"),
-                afterAppend: (@Sendable () async throws -> Void)? = nil) throws(KafkaConfigurationError) {
-        guard !configuration.connection.brokers.isEmpty else { throw KafkaConfigurationError("input.kafka.brokers is empty; list at least one host:port") }
-        guard !configuration.topics.isEmpty else { throw KafkaConfigurationError("input.kafka.topics is empty; name at least one topic to read") }
+                afterAppend: (@Sendable () async throws -> Void)? = nil) throws(ConfigurationError) {
         self.intake = intake
         self.configuration = configuration
         self.logger = logger
@@ -66,7 +64,7 @@ package final class KafkaInput: Input, Sendable {
         }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             if let fatal = consumer.context.fatal.withLock({ $0 }) {
-                throw KafkaConfigurationError("kafka input stopped: \(fatal); restart ferry to go on")
+                throw ConfigurationError("kafka input stopped: \(fatal); restart ferry to go on")
             }
             // librdkafka blocks while it waits for messages: that happens on a thread of the pool, never on
             // one of Swift's cooperative threads.
@@ -106,11 +104,7 @@ package final class KafkaInput: Input, Sendable {
             batch.sourceBytes += value.count
             value.withUnsafeBytes { bytes in
                 if let present = try? JSONValidator.validateObject(bytes, finding: keys) {
-                    if memchr(bytes.baseAddress!, 0x0A, bytes.count) != nil || memchr(bytes.baseAddress!, 0x0D, bytes.count) != nil {
-                        JSONValidator.compact(bytes).withUnsafeBytes { batch.add(object: $0, present: present) }
-                    } else {
-                        batch.add(object: bytes, present: present)
-                    }
+                    JSONValidator.withSingleLine(bytes) { batch.add(object: $0, present: present) }
                 } else if UTF8Validation.firstInvalidOffset(bytes) == nil {
                     metrics.wrapped.increment()
                     batch.add(message: bytes)

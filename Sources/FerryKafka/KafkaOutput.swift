@@ -1,6 +1,6 @@
 import CRdKafka
 package import FerryQueue
-import FerryPipeline
+package import FerryPipeline
 import FerryWire
 package import Logging
 import Metrics
@@ -30,14 +30,14 @@ package final class KafkaOutput: Service, Sendable {
     }
 
     /// The output of the queue's default consumer (tests, tools).
-    package convenience init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
+    package convenience init(queue: Queue, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(ConfigurationError) {
         try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
     }
 
     /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
-    package init(consumer: Consumer, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(KafkaConfigurationError) {
-        guard !configuration.connection.brokers.isEmpty else { throw KafkaConfigurationError("output.kafka.brokers is empty; list at least one host:port") }
-        guard !configuration.topic.isEmpty else { throw KafkaConfigurationError("output.kafka.topic is empty; name the topic events go to") }
+    package init(consumer: Consumer, configuration: KafkaOutputConfiguration, logger: Logger = Logger(label: "ferry.output.kafka")) throws(ConfigurationError) {
+        guard !configuration.connection.brokers.isEmpty else { throw ConfigurationError("output.kafka.brokers is empty; list at least one host:port") }
+        guard !configuration.topic.isEmpty else { throw ConfigurationError("output.kafka.topic is empty; name the topic events go to") }
         self.consumer = consumer
         self.configuration = configuration
         self.logger = logger
@@ -62,7 +62,7 @@ package final class KafkaOutput: Service, Sendable {
         purger?.cancel()
         producer.close(timeout: .seconds(1))
         if let fatal = producer.context.fatal.withLock({ $0 }) {
-            throw KafkaConfigurationError("kafka output stopped: \(fatal); undelivered records stay queued, restart ferry to go on")
+            throw ConfigurationError("kafka output stopped: \(fatal); undelivered records stay queued, restart ferry to go on")
         }
     }
 
@@ -107,7 +107,7 @@ package final class KafkaOutput: Service, Sendable {
             attempt += 1
             let start = ContinuousClock.now
             let failures = await producer.produce(pending.map { messages[$0] })
-            metrics.delivery.recordNanoseconds(Int64((ContinuousClock.now - start) / .nanoseconds(1)))
+            metrics.delivery.recordNanoseconds((ContinuousClock.now - start).inNanoseconds)
             var failed = Set<Int>()
             var retry: [Int] = []
             for failure in failures {

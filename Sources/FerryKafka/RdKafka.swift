@@ -1,4 +1,5 @@
 package import CRdKafka
+package import FerryPipeline
 import Foundation
 import Logging
 import NIOCore
@@ -9,23 +10,23 @@ package enum RdKafka {
     static let errorBufferSize = 512
 
     /// A configuration object with `properties` set, or an error naming the property librdkafka refused.
-    package static func makeConfiguration(_ properties: [(String, String)], role: String) throws(KafkaConfigurationError) -> OpaquePointer {
+    package static func makeConfiguration(_ properties: [(String, String)], role: String) throws(ConfigurationError) -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
         var message = [CChar](repeating: 0, count: errorBufferSize)
         for (key, value) in properties where rd_kafka_conf_set(conf, key, value, &message, errorBufferSize) != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(conf)
             let shown = isSecret(key) ? "<redacted>" : value
-            throw KafkaConfigurationError("kafka \(role): librdkafka refuses \(key)=\(shown): \(string(message)); see librdkafka's CONFIGURATION.md for accepted values")
+            throw ConfigurationError("kafka \(role): librdkafka refuses \(key)=\(shown): \(string(message)); see librdkafka's CONFIGURATION.md for accepted values")
         }
         return conf
     }
 
     /// Makes a client from `conf` (which it takes over), or an error saying why not.
-    package static func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer, role: String) throws(KafkaConfigurationError) -> OpaquePointer {
+    package static func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer, role: String) throws(ConfigurationError) -> OpaquePointer {
         var message = [CChar](repeating: 0, count: errorBufferSize)
         guard let handle = rd_kafka_new(type, conf, &message, errorBufferSize) else {
             rd_kafka_conf_destroy(conf)  // only a successful rd_kafka_new takes the configuration
-            throw KafkaConfigurationError("kafka \(role): cannot make the client: \(string(message)); check the kafka settings")
+            throw ConfigurationError("kafka \(role): cannot make the client: \(string(message)); check the kafka settings")
         }
         return handle
     }
@@ -33,7 +34,7 @@ package enum RdKafka {
     /// A client of Ferry's own: `properties` set, `context` reachable from librdkafka's callbacks, its
     /// errors and log lines into swift-log, and whatever else `configure` sets on the configuration.
     static func makeClient(_ type: rd_kafka_type_t, properties: [(String, String)], role: String, context: ClientContext,
-                           configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaConfigurationError) -> OpaquePointer {
+                           configure: (OpaquePointer) -> Void = { _ in }) throws(ConfigurationError) -> OpaquePointer {
         let conf = try makeConfiguration(properties, role: role)
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_error_cb(conf, errorCallback)
@@ -179,7 +180,7 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
         var key: ByteBuffer?
     }
 
-    init(configuration: KafkaOutputConfiguration, logger: Logger) throws(KafkaConfigurationError) {
+    init(configuration: KafkaOutputConfiguration, logger: Logger) throws(ConfigurationError) {
         context = ClientContext(logger: logger)
         handle = try RdKafka.makeClient(RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties(), role: "output", context: context) {
             rd_kafka_conf_set_dr_msg_cb($0, Self.deliveryCallback)
@@ -187,7 +188,7 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
         guard let topic = rd_kafka_topic_new(handle, configuration.topic, nil) else {
             let error = rd_kafka_last_error()
             rd_kafka_destroy(handle)
-            throw KafkaConfigurationError("kafka output: topic \(configuration.topic) is not usable: \(RdKafka.describe(error))")
+            throw ConfigurationError("kafka output: topic \(configuration.topic) is not usable: \(RdKafka.describe(error))")
         }
         self.topic = topic
         // The thread holds the producer until `close` stops it.
@@ -246,7 +247,7 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
 
     /// Waits up to `timeout` for outstanding messages, then stops the poller and frees the client.
     func close(timeout: Duration = .seconds(5)) {
-        _ = rd_kafka_flush(handle, Int32(timeout.components.seconds * 1000))
+        _ = rd_kafka_flush(handle, Int32(clamping: timeout.inMilliseconds))
         running.store(false, ordering: .releasing)
         pollerDone.wait()
         rd_kafka_topic_destroy(topic)
@@ -270,7 +271,7 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
     private let queue: OpaquePointer
     private let closed = Atomic<Bool>(false)
 
-    init(configuration: KafkaInputConfiguration, logger: Logger) throws(KafkaConfigurationError) {
+    init(configuration: KafkaInputConfiguration, logger: Logger) throws(ConfigurationError) {
         context = ClientContext(logger: logger)
         handle = try RdKafka.makeClient(RD_KAFKA_CONSUMER, properties: configuration.librdkafkaProperties(), role: "input", context: context) {
             rd_kafka_conf_set_offset_commit_cb($0, Self.commitCallback)
@@ -282,7 +283,7 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
         let error = rd_kafka_subscribe(handle, list)
         guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
             rd_kafka_destroy(handle)
-            throw KafkaConfigurationError("kafka input: cannot subscribe to \(configuration.topics.joined(separator: ", ")): \(RdKafka.describe(error))")
+            throw ConfigurationError("kafka input: cannot subscribe to \(configuration.topics.joined(separator: ", ")): \(RdKafka.describe(error))")
         }
         queue = rd_kafka_queue_get_consumer(handle)
     }
@@ -291,7 +292,7 @@ final class KafkaConsumer: @unchecked Sendable {  // the handles are thread-safe
     /// Errors the consumer reports (a broker down, an unknown topic) are logged; librdkafka retries them.
     func poll(maxMessages: Int, timeout: Duration) -> [ConsumedMessage] {
         var raw = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: maxMessages)
-        let count = rd_kafka_consume_batch_queue(queue, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), &raw, maxMessages)
+        let count = rd_kafka_consume_batch_queue(queue, Int32(clamping: timeout.inMilliseconds), &raw, maxMessages)
         guard count > 0 else { return [] }
         var result: [ConsumedMessage] = []
         result.reserveCapacity(count)

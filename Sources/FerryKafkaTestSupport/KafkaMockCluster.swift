@@ -1,4 +1,5 @@
 package import CRdKafka
+package import FerryPipeline
 import Foundation
 import NIOCore
 package import FerryKafka
@@ -11,12 +12,12 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
     /// `host:port,...` of the mock brokers.
     package let bootstrapServers: String
 
-    package init(brokers: Int = 3) throws(KafkaConfigurationError) {
+    package init(brokers: Int = 3) throws(ConfigurationError) {
         let conf = try RdKafka.makeConfiguration([("log_level", "3")], role: "mock cluster")
         host = try RdKafka.makeClient(RD_KAFKA_PRODUCER, conf, role: "mock cluster")
         guard let cluster = rd_kafka_mock_cluster_new(host, Int32(brokers)) else {
             rd_kafka_destroy(host)
-            throw KafkaConfigurationError("the mock cluster cannot be made")
+            throw ConfigurationError("the mock cluster cannot be made")
         }
         self.cluster = cluster
         bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
@@ -27,9 +28,9 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
         rd_kafka_destroy(host)
     }
 
-    package func createTopic(_ name: String, partitions: Int = 3, replicationFactor: Int = 3) throws(KafkaConfigurationError) {
+    package func createTopic(_ name: String, partitions: Int = 3, replicationFactor: Int = 3) throws(ConfigurationError) {
         let error = rd_kafka_mock_topic_create(cluster, name, Int32(partitions), Int32(replicationFactor))
-        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaConfigurationError("mock topic \(name): \(RdKafka.describe(error))") }
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw ConfigurationError("mock topic \(name): \(RdKafka.describe(error))") }
     }
 
     /// The next `errors.count` Produce requests (to any broker) fail with these errors, in order.
@@ -39,7 +40,7 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
 
     /// Produces `values` to `topic` and waits until each is delivered; returns how many failed.
     /// `properties` replace the defaults (e.g. the kafka output's own, for a like-for-like benchmark baseline).
-    package func produce(_ values: [[UInt8]], to topic: String, keys: [[UInt8]?]? = nil, properties: [(String, String)]? = nil) throws(KafkaConfigurationError) -> Int {
+    package func produce(_ values: [[UInt8]], to topic: String, keys: [[UInt8]?]? = nil, properties: [(String, String)]? = nil) throws(ConfigurationError) -> Int {
         let settings = (properties ?? [("acks", "all"), ("linger.ms", "5"), ("queue.buffering.max.messages", "2000000")]) + [("bootstrap.servers", bootstrapServers)]
         let conf = try RdKafka.makeConfiguration(settings, role: "mock producer")
         let failures = FailureCount()
@@ -74,7 +75,7 @@ package final class KafkaMockCluster: @unchecked Sendable {  // librdkafka's moc
     /// The mock keeps a few MB per partition; older messages are gone (and the reader starts at the oldest kept).
     package func readTopic(_ topic: String, partitions: Int, expected: Int, timeout: Duration = .seconds(30),
                            properties: [(String, String)] = [],
-                           firstMessageAt: UnsafeMutablePointer<ContinuousClock.Instant?>? = nil) throws(KafkaConfigurationError) -> [(key: [UInt8]?, value: [UInt8])] {
+                           firstMessageAt: UnsafeMutablePointer<ContinuousClock.Instant?>? = nil) throws(ConfigurationError) -> [(key: [UInt8]?, value: [UInt8])] {
         let conf = try RdKafka.makeConfiguration([("bootstrap.servers", bootstrapServers), ("group.id", "ferry-test-reader"),
                                                   ("enable.auto.commit", "false"), ("auto.offset.reset", "earliest")] + properties, role: "mock reader")
         let consumer = try RdKafka.makeClient(RD_KAFKA_CONSUMER, conf, role: "mock reader")

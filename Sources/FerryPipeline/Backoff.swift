@@ -23,8 +23,6 @@ package struct Backoff: Sendable, Hashable {
 
     /// The delay before retry number `attempt`: `random(0...ceiling)`, in seconds.
     package func delay(attempt: Int, random: (ClosedRange<Double>) -> Double = { Double.random(in: $0) }) -> Duration {
-        let ceiling = ceiling(attempt: attempt)
-        let seconds = Double(ceiling.components.seconds) + Double(ceiling.components.attoseconds) / 1e18
-        return .nanoseconds(Int64(random(0...seconds) * 1e9))
+        .seconds(random(0...ceiling(attempt: attempt).inSeconds))
     }
 }

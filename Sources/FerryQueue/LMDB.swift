@@ -16,7 +16,10 @@ struct LMDBError: Error, CustomStringConvertible {
 
     var isMapFull: Bool { code == MDB_MAP_FULL }
     var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
-    var isNotFound: Bool { code == MDB_NOTFOUND }
+    /// A read began after the environment was closed (the queue was closed meanwhile).
+    var isEnvironmentClosed: Bool { code == EBADF }
+
+    static let environmentClosed = LMDBError(code: EBADF, operation: "read after the environment was closed")
     /// Errors after which the environment must be closed and opened again.
     var isFatal: Bool { code == MDB_PANIC || code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND || code == EIO }
 }
@@ -29,9 +32,12 @@ func lmdbCheck(_ rc: Int32, _ operation: StaticString) throws(LMDBError) {
 /// An LMDB environment. `MDB_env` is safe to share between threads; transactions are not (see `Transaction`).
 final class Environment: @unchecked Sendable {
     let handle: OpaquePointer
-    private(set) var isClosed = false
-    /// Read transactions hold it shared; changing the map size holds it exclusively, because LMDB remaps
-    /// the file and a reader inside the old mapping would fault.
+    /// Guarded by `mapLock`: read under it shared, set under it exclusively.
+    private var isClosed = false
+    /// Read transactions (and `info`) hold it shared; changing the map size and closing hold it
+    /// exclusively, because LMDB remaps the file (or unmaps it) and a reader inside the old mapping would
+    /// fault. So a read racing a close (stats asked for while the agent stops) either finishes before
+    /// the close or fails with `environmentClosed`; it never touches a closed environment.
     private let mapLock: UnsafeMutablePointer<pthread_rwlock_t>
 
     struct Flags: OptionSet {
@@ -66,7 +72,10 @@ final class Environment: @unchecked Sendable {
         pthread_rwlockattr_destroy(&attributes)
     }
 
+    /// Closes the environment once the reads in progress have ended; later reads fail.
     func close() {
+        pthread_rwlock_wrlock(mapLock)
+        defer { pthread_rwlock_unlock(mapLock) }
         guard !isClosed else { return }
         isClosed = true
         mdb_env_close(handle)
@@ -83,6 +92,7 @@ final class Environment: @unchecked Sendable {
     func setMapSize(_ size: Int) throws(LMDBError) {
         pthread_rwlock_wrlock(mapLock)
         defer { pthread_rwlock_unlock(mapLock) }
+        guard !isClosed else { throw .environmentClosed }
         try lmdbCheck(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize")
     }
 
@@ -90,17 +100,24 @@ final class Environment: @unchecked Sendable {
         var mapSize: Int
         var lastPage: Int
         var pageSize: Int
-        var readersUsed: Int
-        var maxReaders: Int
     }
 
+    /// The map's size and use. Only for a caller that keeps the environment open (opening, the writer,
+    /// maintenance, a read transaction): it takes no lock, so it may be called inside `read`, where
+    /// taking the lock again could deadlock behind a waiting resize. Anyone else asks `infoIfOpen`.
     func info() -> Info {
         var info = MDB_envinfo()
         var stat = MDB_stat()
         mdb_env_info(handle, &info)
         mdb_env_stat(handle, &stat)
-        return Info(mapSize: info.me_mapsize, lastPage: info.me_last_pgno, pageSize: Int(stat.ms_psize),
-                    readersUsed: Int(info.me_numreaders), maxReaders: Int(info.me_maxreaders))
+        return Info(mapSize: info.me_mapsize, lastPage: info.me_last_pgno, pageSize: Int(stat.ms_psize))
+    }
+
+    /// The map's size and use, or nil once the environment is closed: for callers that race a close.
+    func infoIfOpen() -> Info? {
+        pthread_rwlock_rdlock(mapLock)
+        defer { pthread_rwlock_unlock(mapLock) }
+        return isClosed ? nil : info()
     }
 
     /// Clears reader slots left by processes that died inside a read transaction. Returns how many.
@@ -121,6 +138,7 @@ final class Environment: @unchecked Sendable {
     func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         pthread_rwlock_rdlock(mapLock)
         defer { pthread_rwlock_unlock(mapLock) }
+        guard !isClosed else { throw LMDBError.environmentClosed }
         let txn = try beginTransaction(readOnly: true)
         defer { txn.abort() }
         return try body(txn)
@@ -176,16 +194,6 @@ struct Transaction {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
         try lmdbCheck(mdb_put(handle, db, &k, &v, append ? UInt32(MDB_APPEND) : 0), "mdb_put")
-    }
-
-    /// Reserves `size` bytes under `key` and lets `fill` write them in place (one copy instead of two).
-    func put(_ db: Database, _ key: UnsafeRawBufferPointer, reserving size: Int, append: Bool = false,
-             _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(LMDBError) {
-        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
-        var v = MDB_val(mv_size: size, mv_data: nil)
-        let flags = UInt32(MDB_RESERVE) | (append ? UInt32(MDB_APPEND) : 0)
-        try lmdbCheck(mdb_put(handle, db, &k, &v, flags), "mdb_put")
-        fill(UnsafeMutableRawBufferPointer(start: v.mv_data, count: size))
     }
 
     /// Deletes `key`; false if it was not there.

@@ -357,3 +357,27 @@ func hex64(_ value: UInt64) -> String {
     let digits = String(value, radix: 16)
     return String(repeating: "0", count: 16 - digits.count) + digits
 }
+
+extension Queue {
+    /// The newest time the queue holds: its last record's `createdAt` or its newest `seen` entry's time,
+    /// whichever is later. The process's `RecordTime` is raised to it at open, so that a wall clock that
+    /// went back while Ferry was stopped never makes a stored time lie in the future (negative ages,
+    /// `seen` entries that outlive their age).
+    static func newestStoredTime(_ txn: Transaction, databases: Databases) throws -> Int64 {
+        var newest = Int64.min
+        if let last = try txn.cursor(databases.records).last(), let header = try? QueueRecord.header(of: last.value) {
+            newest = header.createdAt
+        }
+        if let last = try txn.cursor(databases.seenByTime).last(), last.key.count >= 8 {
+            newest = max(newest, Int64(bitPattern: UInt64(bigEndian: last.key.loadUnaligned(as: UInt64.self))))
+        }
+        return newest
+    }
+
+    /// How far the process's clock is raised for `newestStored`: up to a day ahead of the wall clock. A
+    /// clock that went back by minutes or hours is absorbed; one that was years in the future (a wrong NTP
+    /// server, since corrected) is not carried on forever, since every record made after would inherit it.
+    static func raisedTime(newestStored: Int64, wall: Int64 = currentTimeMilliseconds()) -> Int64 {
+        min(newestStored, wall + 86_400_000)
+    }
+}

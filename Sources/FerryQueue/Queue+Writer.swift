@@ -23,7 +23,7 @@ struct WriteContext {
     let databases: Databases
     let configuration: QueueConfiguration
     let path: String
-    /// Wall-clock time of the group, in ms since the Unix epoch.
+    /// Time of the group, in ms since the Unix epoch, from the queue's clock (steady through wall-clock steps).
     let now: Int64
     var state: QueueState
     /// The consumers (outputs): cursors, ranges and counters; written at the group's end when changed.
@@ -60,10 +60,12 @@ final class Writer: @unchecked Sendable {
     private let configuration: QueueConfiguration
     private let path: String
     private let logger: Logger
+    /// The time of a group (ms since the Unix epoch): `RecordTime`, steady through wall-clock steps.
+    private let clock: @Sendable () -> Int64
     private let publish: @Sendable (QueueStats) -> Void
 
     init(environment: Environment, databases: Databases, configuration: QueueConfiguration, path: String,
-         state: QueueState, consumers: [ConsumerState], logger: Logger, publish: @escaping @Sendable (QueueStats) -> Void) {
+         state: QueueState, consumers: [ConsumerState], logger: Logger, clock: @escaping @Sendable () -> Int64, publish: @escaping @Sendable (QueueStats) -> Void) {
         self.environment = environment
         self.databases = databases
         self.configuration = configuration
@@ -71,6 +73,7 @@ final class Writer: @unchecked Sendable {
         self.state = state
         self.consumers = consumers
         self.logger = logger
+        self.clock = clock
         self.publish = publish
     }
 
@@ -169,7 +172,7 @@ final class Writer: @unchecked Sendable {
 
         var retry: [WriteOperation] = []
         var context = WriteContext(txn: parent, databases: databases, configuration: configuration, path: path,
-                                   now: currentTimeMilliseconds(), state: state, consumers: consumers)
+                                   now: clock(), state: state, consumers: consumers)
         var succeeded: [(WriteOperation, @Sendable () -> Void)] = []
         for operation in group {
             // A child transaction per operation: LMDB undoes a failed one (even MDB_MAP_FULL) without

@@ -81,7 +81,8 @@ public final class Queue: Sendable {
 
     private init(path: String, configuration: QueueConfiguration, agentID: String, environment: Environment,
                  databases: Databases, state: QueueState, consumers: [ConsumerState], stats: QueueStats,
-                 remembered: [UInt32: [ClosedRange<UInt64>]], lock: DirectoryLock?, mode: AccessMode, logger: Logger) {
+                 remembered: [UInt32: [ClosedRange<UInt64>]], lock: DirectoryLock?, mode: AccessMode, logger: Logger,
+                 clock: @escaping @Sendable () -> Int64) {
         self.path = path
         self.consumerIDs = consumers.map { ($0.name, $0.id) }
         var planners: [UInt32: LeasePlanner] = [:]
@@ -105,7 +106,7 @@ public final class Queue: Sendable {
             return
         }
         let writer = Writer(environment: environment, databases: databases, configuration: configuration, path: path,
-                             state: state, consumers: consumers, logger: logger, publish: { stats in
+                             state: state, consumers: consumers, logger: logger, clock: clock, publish: { stats in
                                  let appended = snapshot.value.withLock { old in
                                      defer { old = stats }
                                      return stats.appendedRecords != old.appendedRecords || stats.requeuedEvents != old.requeuedEvents
@@ -131,6 +132,15 @@ public final class Queue: Sendable {
     public static func open(at path: String, configuration: QueueConfiguration = QueueConfiguration(),
                             mode: AccessMode = .exclusive,
                             logger: Logger = Logger(label: "ferry.queue")) throws(QueueError) -> Queue {
+        try open(at: path, configuration: configuration, mode: mode, logger: logger, clock: nil)
+    }
+
+    /// `open(at:configuration:mode:logger:)` with the queue's clock (ms since the Unix epoch, for `seen`
+    /// and dead records) given, so that tests can step it. Without one, the process's `RecordTime`, raised
+    /// to the newest time the queue holds.
+    package static func open(at path: String, configuration: QueueConfiguration = QueueConfiguration(),
+                             mode: AccessMode = .exclusive, logger: Logger,
+                             clock: (@Sendable () -> Int64)?) throws(QueueError) -> Queue {
         guard configuration.maxBytes > 0 else {
             throw QueueError(.invalidArgument, "queue.max_bytes must be positive, got \(configuration.maxBytes)")
         }
@@ -176,6 +186,7 @@ public final class Queue: Sendable {
                         remembered[consumer.id] = try rememberedBatches(txn, databases: opened.databases, consumer: consumer)
                     }
                 }
+                if clock == nil { RecordTime.raise(toAtLeast: try raisedTime(newestStored: newestStoredTime(txn, databases: opened.databases))) }
             } catch {
                 txn.abort()
                 throw error
@@ -206,7 +217,7 @@ public final class Queue: Sendable {
         ])
         let queue = Queue(path: path, configuration: configuration, agentID: opened.agentID, environment: environment,
                           databases: opened.databases, state: opened.state, consumers: opened.consumers, stats: stats, remembered: remembered,
-                          lock: lock, mode: mode, logger: logger)
+                          lock: lock, mode: mode, logger: logger, clock: clock ?? { RecordTime.now() })
         // Records only a removed output still held are freed now, not at the next append.
         if !opened.removed.isEmpty { _ = queue.writer?.submit(Writer.housekeepingOnly) }
         return queue
@@ -713,8 +724,7 @@ public final class Queue: Sendable {
     public var stats: QueueStats {
         if mode == .readOnly, let fresh = try? readStats() { return fresh }
         var stats = snapshot.value.withLock { $0 }
-        if !closed.load(ordering: .acquiring) {
-            let info = environment.info()
+        if let info = environment.infoIfOpen() {
             stats.mapSize = info.mapSize
             stats.mapUsedBytes = (info.lastPage + 1) * info.pageSize
         }
@@ -772,7 +782,7 @@ public final class Queue: Sendable {
         } catch let error as QueueError {
             throw error
         } catch let error as LMDBError {
-            throw QueueError.reading(error, path: path)
+            throw error.isEnvironmentClosed ? QueueError.closedError : QueueError.reading(error, path: path)
         } catch {
             throw QueueError(.environmentFailed, "queue read failed in \(path): \(error)")
         }

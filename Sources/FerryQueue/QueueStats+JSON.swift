@@ -4,7 +4,7 @@ extension QueueStats {
     /// The stats as one JSON object with stable snake_case field names: what the agent's `/queue` endpoint
     /// and `ferry-tools stats --json` print. Fields are only ever added, never renamed.
     /// `outputState` adds fields to each output's object (the agent's run state of it).
-    public func json(agentID: String, path: String, now: Int64 = currentTimeMilliseconds(),
+    public func json(agentID: String, path: String, now: Int64 = RecordTime.now(),
                      outputState: (String) -> [(String, String)] = { _ in [] }) -> String {
         var fields: [(String, String)] = [
             ("path", Self.string(path)),

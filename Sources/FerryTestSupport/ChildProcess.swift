@@ -112,19 +112,28 @@ public final class ChildProcess: Sendable {
     /// SIGKILL. Returns the wait status after `signal`, or nil when it had to be killed.
     public func stop(_ signal: Int32 = SIGTERM, timeout: Duration) async throws -> Int32? {
         _ = Foundation.kill(pid, signal)
-        let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
-        while ContinuousClock.now < deadline {
-            let reaped = waitpid(pid, &status, WNOHANG)
-            if reaped == pid {
-                try await onThread { [readerDone] in readerDone.wait() }
-                return status
-            }
-            try await Task.sleep(for: .milliseconds(10))  // polling interval of a condition with a deadline
-        }
+        if let status = try await waitForExit(timeout: timeout) { return status }
         _ = Foundation.kill(pid, SIGKILL)
         _ = try await onThread { [self] in waitForExit() }
         return nil
+    }
+
+    /// Reaps the process if it exits within `timeout` and returns its wait status once its output is
+    /// fully read; nil, with the process left running, when it does not (the caller kills it): a test
+    /// never waits for a hung child forever.
+    public func waitForExit(timeout: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            var status: Int32 = 0
+            let rc = waitpid(pid, &status, WNOHANG)
+            if rc == pid {
+                try await onThread { [readerDone] in readerDone.wait() }
+                return status
+            }
+            if rc < 0 && errno != EINTR { return nil }
+            if ContinuousClock.now >= deadline { return nil }
+            try await Task.sleep(for: .milliseconds(10))  // polling interval of a condition with a deadline
+        }
     }
 
     /// Reaps the process and waits until its output is fully read. Returns the wait status.

@@ -139,9 +139,24 @@ public final class GzipInflater {
 
     /// Decodes `input`, appending the output to `output`.
     public func inflate(_ input: UnsafeRawBufferPointer, into output: inout ByteBuffer) throws(WireError) {
-        guard let base = input.baseAddress, input.count > 0 else { return }
+        var offset = 0
+        repeat {
+            let step = try inflateMember(UnsafeRawBufferPointer(rebasing: input[offset...]), into: &output)
+            offset += step.consumed
+            if step.consumed == 0 && !step.memberEnded { return }
+        } while offset < input.count
+    }
+
+    /// Decodes `input` up to the end of the current member at most, appending the output to `output`.
+    /// Returns how many bytes of `input` it consumed and whether a member ended there (its output is then
+    /// all in `output`): so a caller can tell which compressed bytes made which member, and store a member
+    /// as it arrived. Call again with the rest of `input`.
+    public func inflateMember(_ input: UnsafeRawBufferPointer, into output: inout ByteBuffer) throws(WireError) -> (consumed: Int, memberEnded: Bool) {
         var consumed = 0
-        while consumed < input.count {
+        // zlib may take the last input bytes and still hold output (when the room ran out): go on while the
+        // room was filled, or that output would wait for a next call that never comes.
+        var roomFilled = false
+        while consumed < input.count || roomFilled {
             let remainingOutput = maxOutputBytes - totalOutput
             // One byte more than allowed lets us tell "exactly at the limit" from "over it".
             let room = min(Self.chunk, remainingOutput + 1)
@@ -149,7 +164,7 @@ public final class GzipInflater {
             var usedIn = 0
             let produced = output.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { out in
                 let availIn = min(input.count - consumed, Int(UInt32.max))
-                stream.pointee.next_in = UnsafeMutablePointer(mutating: base.advanced(by: consumed).assumingMemoryBound(to: Bytef.self))
+                stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress.map { $0.advanced(by: consumed).assumingMemoryBound(to: Bytef.self) })
                 stream.pointee.avail_in = uInt(availIn)
                 stream.pointee.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 stream.pointee.avail_out = uInt(room)
@@ -159,6 +174,7 @@ public final class GzipInflater {
             }
             consumed += usedIn
             totalOutput += produced
+            roomFilled = produced == room
             if usedIn > 0 { inMember = true }
             if totalOutput > maxOutputBytes {
                 throw WireError(.outputLimitExceeded, "gzip input decompresses to more than \(maxOutputBytes) bytes; send smaller requests or raise the limit")
@@ -168,11 +184,12 @@ public final class GzipInflater {
                 membersCompleted += 1
                 inMember = false
                 inflateReset(stream)
+                return (consumed, true)
             case Z_OK:
                 continue
             case Z_BUF_ERROR:
                 // No progress possible: zlib wants more input than we have (handled by finish()) or more room.
-                if usedIn == 0 && produced == 0 { return }
+                if usedIn == 0 && produced == 0 { return (consumed, false) }
             case Z_DATA_ERROR, Z_NEED_DICT:
                 let reason = stream.pointee.msg.map { String(cString: $0) } ?? "damaged deflate data"
                 throw WireError(.invalidGzip, "input is not valid gzip (\(reason)) after \(consumed) bytes; send gzip data or drop Content-Encoding: gzip")
@@ -180,6 +197,7 @@ public final class GzipInflater {
                 throw WireError(.zlib, "zlib inflate failed with code \(rc); the process may be out of memory")
             }
         }
+        return (consumed, false)
     }
 
     /// Ends the stream: throws `.truncatedGzip` if the input stopped inside a member.

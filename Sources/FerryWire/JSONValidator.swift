@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A JSON syntax error: where (byte offset in the input) and what.
 public struct JSONSyntaxError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Byte offset of the problem in the validated input.
@@ -43,6 +49,19 @@ public enum JSONValidator {
         return scanner.found
     }
 
+    /// Checks that `bytes` hold exactly one JSON value of any kind (RFC 8259's JSON text: an object, an
+    /// array, a string, a number, `true`, `false` or `null`), with optional whitespace around it, by the
+    /// same rules as `validateObject(_:)`. Events must be objects; this is for JSON that is not an event,
+    /// and lets the scanner be checked against corpora of any JSON (JSONTestSuite).
+    public static func validateValue(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
+        var scanner = Scanner(bytes: bytes)
+        scanner.skipWhitespace()
+        guard !scanner.atEnd else { throw scanner.error("empty input where a JSON value was expected") }
+        try scanner.value(depth: 0)
+        scanner.skipWhitespace()
+        guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON value") }
+    }
+
     /// Splits a body holding one JSON object or an array of JSON objects into the byte ranges of the objects.
     public static func objects(in bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> [Range<Int>] {
         var scanner = Scanner(bytes: bytes)
@@ -77,6 +96,16 @@ public enum JSONValidator {
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON value") }
         return ranges
+    }
+
+    /// Calls `body` with `object` (valid JSON) on one line: as it is, or compacted when it spans lines
+    /// (a pretty-printed object), since a stored event is one NDJSON line. The one folding of events that
+    /// arrive whole rather than as lines: JSON bodies and Kafka messages.
+    public static func withSingleLine<R>(_ object: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let base = object.baseAddress, memchr(base, 0x0A, object.count) != nil || memchr(base, 0x0D, object.count) != nil else {
+            return try body(object)
+        }
+        return try compact(object).withUnsafeBytes { try body($0) }
     }
 
     /// Removes whitespace outside strings from valid JSON, so that a pretty-printed object fits on one line.

@@ -42,7 +42,7 @@ public struct RecordBuilder {
     private var pendingEvents: UInt32 = 0
     private var records: [QueueRecord] = []
 
-    public init(maxRecordBytes: Int = defaultMaxRecordBytes, level: Int32 = Gzip.defaultLevel, createdAt: Int64 = currentTimeMilliseconds()) {
+    public init(maxRecordBytes: Int = defaultMaxRecordBytes, level: Int32 = Gzip.defaultLevel, createdAt: Int64 = RecordTime.now()) {
         precondition(maxRecordBytes > 0 && maxRecordBytes <= Int(UInt32.max))
         self.maxRecordBytes = maxRecordBytes
         self.level = level
@@ -71,6 +71,15 @@ public struct RecordBuilder {
     /// Adds one event from a buffer, without copying it to an intermediate array.
     public mutating func append(line: ByteBuffer) {
         line.withUnsafeReadableBytes { append(line: $0) }
+    }
+
+    /// Adds a record whose payload is `member`, one gzip member of `eventCount` NDJSON lines (each ending
+    /// in a newline) that are `uncompressedLength` bytes once inflated, stored as it is: no second deflate.
+    /// The caller has inflated and validated it. Events added before come first (they are flushed into a
+    /// record of their own), so the order of events is kept.
+    public mutating func append(member: ByteBuffer, eventCount: UInt32, uncompressedLength: UInt32) {
+        if pendingEvents > 0 { flush() }
+        records.append(QueueRecord(eventCount: eventCount, createdAt: createdAt, uncompressedLength: uncompressedLength, payload: member))
     }
 
     /// Compresses what is left and returns the batch. The builder is empty afterwards.

@@ -115,7 +115,7 @@ struct Stats: ParsableCommand {
         }
         var info = statvfs()
         let free = statvfs(q.path, &info) == 0 ? UInt64(info.f_bavail) * UInt64(info.f_frsize) : 0
-        let now = currentTimeMilliseconds()
+        let now = RecordTime.now()
         let rows: [(String, String)] = [
             ("queue", q.path),
             ("agent id", q.agentID),
@@ -123,11 +123,12 @@ struct Stats: ParsableCommand {
             ("records", "\(s.records)" + (s.firstSequence.map { " (sequence \($0)…\(s.lastSequence ?? $0))" } ?? "")),
             ("events", "\(s.events)"),
             ("stored bytes", humanBytes(s.bytes)),
-            ("oldest record", s.oldestCreatedAt.map { "\(isoTime($0)) (\(humanAge(now - $0)) old)" } ?? "-"),
+            ("oldest record", s.oldestCreatedAt.map { "\(isoTime($0)) (\(humanAge(max(0, now - $0))) old)" } ?? "-"),
             ("dead records", "\(s.deadRecords) (\(s.deadEvents) events, \(humanBytes(s.deadBytes)))"),
             ("appended", "\(s.appendedEvents) events in \(s.appendedRecords) records"),
             ("delivered", "\(s.deliveredEvents) events"),
-            ("dropped", "\(s.droppedEvents) events (when_full: drop_oldest)"),
+            // Only `when_full: drop_oldest` drops; the policy lives in the agent's configuration, not in the queue.
+            ("dropped", "\(s.droppedEvents) events deleted unsent to make room (only when_full: drop_oldest drops)"),
             ("moved to dead", "\(s.deadEventsTotal) events"),
             ("duplicates refused", "\(s.duplicateBatches) batches"),
             ("fill", String(format: "%.1f%% of max_bytes %@", s.fillRatio * 100, humanBytes(UInt64(s.maxBytes)))),
@@ -255,14 +256,8 @@ struct Export: ParsableCommand {
             let ndjson = try record.decompressedPayload()
             var out = ByteBuffer()
             if gzip { ndjson.withUnsafeReadableBytes { Gzip.compress($0, level: 6, into: &out) } } else { out = ndjson }
-            try out.withUnsafeReadableBytes { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                    guard n > 0 else { throw fail("write failed: \(String(cString: strerror(errno)))") }
-                    offset += n
-                }
-            }
+            let failed = out.withUnsafeReadableBytes { writeAll(fd, $0) }
+            guard failed == 0 else { throw fail("write failed: \(String(cString: strerror(failed)))") }
             records += 1
             events += Int(record.eventCount)
             bytesIn += record.storedSize

@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryAgent
 import FerryForward
 import FerryIngest
+import FerryPipeline
 import Foundation
 import Logging
 

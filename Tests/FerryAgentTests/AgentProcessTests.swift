@@ -46,6 +46,22 @@ final class FerryProcess: @unchecked Sendable {
         child = nil
     }
 
+    /// Sends `signals` (the second after `gap`) and waits at most `timeout` for the exit. Returns the wait
+    /// status, or nil when the process still ran at the timeout (it is SIGKILLed then), and the time taken.
+    func stop(signals: [Int32], gap: Duration = .milliseconds(100), timeout: Duration) async -> (status: Int32?, elapsed: Duration) {
+        guard let child else { return (0, .zero) }
+        self.child = nil
+        let start = ContinuousClock.now
+        for (i, signal) in signals.enumerated() {
+            if i > 0 { try? await Task.sleep(for: gap) }  // the spacing of the signals under test, not a wait for a condition
+            _ = kill(child.pid, signal)
+        }
+        let status = try? await child.waitForExit(timeout: timeout) ?? nil
+        let elapsed = ContinuousClock.now - start
+        if status == nil { child.kill(SIGKILL) }
+        return (status, elapsed)
+    }
+
     /// Sends `signal` and returns the exit status (as `waitpid` reports it) once the process has exited.
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM) async throws -> Int32 {
@@ -113,7 +129,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
 }
 
 /// End to end, real processes: edge `ferry` → aggregator `ferry` → file output.
-@Suite(.serialized) struct AgentProcessTests {
+@Suite(.serialized, .tags(.long), .timeLimit(.minutes(5))) struct AgentProcessTests {
     @Test func badConfigurationExitsWith2AndNamesTheKey() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }

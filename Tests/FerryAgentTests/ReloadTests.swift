@@ -1,4 +1,5 @@
 @testable import FerryAgent
+import FerryPipeline
 import Logging
 import Synchronization
 import Testing

@@ -1,4 +1,5 @@
 @testable import FerryAgent
+import FerryPipeline
 import FerryIngest
 import FerrySyslog
 import Testing
@@ -61,7 +62,7 @@ import Testing
         // UDP has no TLS: a TLS block secures TCP only, and a non-loopback UDP listener still needs tls: false.
         var tls = RELPInputSettings(address: .init(host: "0.0.0.0", port: 2514))
         tls.tls = .init(identity: .pem(certificate: "/nonexistent.pem", key: "/nonexistent.key"))
-        #expect(throws: IngestConfigurationError.self) { try tls.serverConfiguration(name: "relp") }  // past the rule, at the files
+        #expect(throws: ConfigurationError.self) { try tls.serverConfiguration(name: "relp") }  // past the rule, at the files
         var udp = SyslogInputSettings(address: .init(host: "0.0.0.0", port: 514))
         udp.tls = tls.tls
         #expect(throws: ConfigurationError.self) { try udp.serverConfiguration(name: "syslog") }

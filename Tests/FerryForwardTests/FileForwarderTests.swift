@@ -1,4 +1,5 @@
 @testable import FerryForward
+import FerryPipeline
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -35,7 +36,7 @@ import Testing
             let file = try TemporaryDirectory(prefix: "ferry-file")
             defer { file.remove() }
             try Data("x".utf8).write(to: URL(fileURLWithPath: file.appending("plain")))
-            #expect(throws: ForwardConfigurationError.self) {
+            #expect(throws: ConfigurationError.self) {
                 _ = try FileForwarder(queue: queue, configuration: FileOutputConfiguration(path: file.appending("plain/out")), logger: quietLogger)
             }
         }

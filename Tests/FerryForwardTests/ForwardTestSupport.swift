@@ -99,3 +99,62 @@ func httpOutput(_ ports: [Int], _ configure: (inout HTTPOutputConfiguration) -> 
 }
 
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+/// A clock the test moves by hand, for the http output's host choice, backoffs and hedging.
+final class ManualClock: Sendable {
+    private struct Sleeper {
+        let id: Int
+        let deadline: ContinuousClock.Instant
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
+    private let state: Mutex<(now: ContinuousClock.Instant, sleepers: [Sleeper], nextID: Int)>
+
+    init(start: ContinuousClock.Instant = .now) {
+        state = Mutex((start, [], 0))
+    }
+
+    var now: ContinuousClock.Instant { state.withLock { $0.now } }
+
+    /// The earliest instant a task waits for, if one waits.
+    var earliestWait: ContinuousClock.Instant? { state.withLock { $0.sleepers.map(\.deadline).min() } }
+
+    var outputClock: OutputClock {
+        OutputClock(now: { [self] in now }, sleep: { [self] in await sleep(until: $0) })
+    }
+
+    func sleep(until deadline: ContinuousClock.Instant) async {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let due = state.withLock { state -> Bool in
+                    if deadline <= state.now || Task.isCancelled { return true }
+                    state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
+                    return false
+                }
+                if due { continuation.resume() }
+            }
+        } onCancel: {
+            let sleeper = state.withLock { state -> Sleeper? in
+                guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.sleepers.remove(at: index)
+            }
+            sleeper?.continuation.resume()
+        }
+    }
+
+    /// Moves the clock and wakes every task whose instant has come.
+    func advance(by duration: Duration) {
+        let due = state.withLock { state -> [Sleeper] in
+            state.now += duration
+            let now = state.now
+            let due = state.sleepers.filter { $0.deadline <= now }
+            state.sleepers.removeAll { $0.deadline <= now }
+            return due
+        }
+        for sleeper in due { sleeper.continuation.resume() }
+    }
+}

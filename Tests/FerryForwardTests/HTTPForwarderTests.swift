@@ -11,7 +11,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-@Suite struct HTTPForwarderTests {
+@Suite(.tags(.long), .timeLimit(.minutes(5))) struct HTTPForwarderTests {
     @Test func healthyHostsEachGetAFairShare() async throws {
         let receivers = (0..<3).map { _ in StubReceiver() }
         try await withServices(receivers) {
@@ -117,6 +117,35 @@ import Testing
                 #expect(status[0].failed >= 1, "the silent host was not marked failed: \(status)")
                 // The blackhole stored nothing, so nothing is duplicated.
                 #expect(receivers[1].received.withLock { $0.events.compactMap(eventID) }.sorted() == ids.sorted())
+                #expect(receivers[0].received.withLock { $0.requests } == 0)
+            }
+        }
+    }
+
+    /// The hedge on the test's clock: not a moment before its delay (1 s before any host answered), at
+    /// once after it, and no real second waited.
+    @Test func theHedgeDelayRunsOnTheInjectedClock() async throws {
+        try await withReceiversBehindProxies(2) { receivers, proxies in
+            proxies[0].mode = .blackhole
+            try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
+                let ids = try await appendEvents(queue, prefix: "clock", count: 1)
+                let clock = ManualClock()
+                let configuration = httpOutput(proxies.map(\.port)) { $0.requestTimeoutSeconds = 60 }
+                let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger, clock: clock.outputClock)
+                try await withServices([forwarder]) { () async throws in
+                    // The request went to the silent host; the hedge timer waits on the test's clock.
+                    let start = clock.now
+                    #expect(try await eventually(timeout: .seconds(10)) { clock.earliestWait != nil })
+                    clock.advance(by: .milliseconds(950))
+                    // The timer woke, found the delay not over, and waits again, for the rest of it.
+                    #expect(try await eventually(timeout: .seconds(10)) { (clock.earliestWait ?? start) > start + .milliseconds(950) })
+                    #expect(forwarder.hostStatus()[1].hedges == 0)
+                    #expect(receivers[1].received.withLock { $0.requests } == 0)
+                    clock.advance(by: .milliseconds(50))
+                    #expect(try await eventually(timeout: .seconds(10)) { queue.stats.records == 0 })
+                }
+                #expect(forwarder.hostStatus()[1].hedges == 1)
+                #expect(receivers[1].received.withLock { $0.events.compactMap(eventID) } == ids)
                 #expect(receivers[0].received.withLock { $0.requests } == 0)
             }
         }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 @testable import FerryIngest
+import FerryPipeline
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -94,6 +95,61 @@ import Testing
             #expect(exploded.status == 413)
             #expect(exploded.body.contains("decompressed"))
             #expect(ingest.queue.stats.appendedEvents == 0)
+        }
+    }
+
+    /// What Python's `http.client`, Logstash's output and most libraries do: write the whole body, then read.
+    /// Closing at the 413 made the kernel reset the connection under the client's writes, and a reset is
+    /// retriable, so such a client would resend the same request forever.
+    @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+    func aClientThatWritesAWhole60MBBodyBeforeReadingReadsThe413(chunked: Bool) async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let (sentAll, answer) = try await onThread { () -> (Bool, String) in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                let total = 60_000_000
+                let framing = chunked ? "Transfer-Encoding: chunked" : "Content-Length: \(total)"
+                var sentAll = connection.send(Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\(framing)\r\n\r\n".utf8))
+                let lines = Array(String(repeating: "{\"a\":1}\n", count: 131_072).utf8)  // 1 MiB of valid events
+                var sent = 0
+                while sentAll && sent < total {
+                    let piece = lines.prefix(total - sent)
+                    sentAll = connection.send(chunked ? Array((String(piece.count, radix: 16) + "\r\n").utf8) + piece + [0x0D, 0x0A] : Array(piece))
+                    sent += piece.count
+                }
+                if sentAll && chunked { sentAll = connection.send(Array("0\r\n\r\n".utf8)) }
+                return (sentAll, String(decoding: connection.readToEnd(), as: UTF8.self))
+            }
+            #expect(sentAll, "the server reset the connection under the client's writes")
+            #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer.prefix(200))")
+            #expect(answer.contains(#""error":"body_too_large""#))
+            #expect(ingest.queue.stats.appendedEvents == 0)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func expectContinueGets413AtOnceOrContinue() async throws {
+        try await withIngest({ $0.limits.maxBodyBytes = 1000 }) { ingest in
+            let port = ingest.port
+            let (refused, continued, stored) = try await onThread { () -> (String, String, String) in
+                let tooLarge = try RawConnection(port: port)
+                defer { tooLarge.close() }
+                tooLarge.send(Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n".utf8))
+                let refused = tooLarge.readToEnd()  // the answer and end of file, without a byte of body sent
+                let fits = try RawConnection(port: port)
+                defer { fits.close() }
+                let event = "{\"a\":1}\n"
+                fits.send(Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(event.utf8.count)\r\nExpect: 100-continue\r\n\r\n".utf8))
+                let continued = fits.read(until: "\r\n\r\n")
+                fits.send(Array(event.utf8))
+                return (String(decoding: refused, as: UTF8.self), continued, fits.read(until: "}"))
+            }
+            #expect(refused.hasPrefix("HTTP/1.1 413"), "\(refused)")
+            #expect(!refused.contains("100 Continue"))
+            #expect(continued.hasPrefix("HTTP/1.1 100 Continue"), "\(continued)")
+            #expect(stored.hasPrefix("HTTP/1.1 200"), "\(stored)")
+            #expect(try ingest.storedEvents() == [#"{"a":1}"#])
         }
     }
 
@@ -200,7 +256,7 @@ import Testing
         let logs = RecordingLogHandler.Store()
         let queue = try Queue.open(at: dir.path, logger: logs.logger())
         defer { queue.close() }
-        #expect(throws: IngestConfigurationError.self) {
+        #expect(throws: ConfigurationError.self) {
             _ = try IngestServer(configuration: IngestConfiguration(host: "0.0.0.0", port: 0), queue: queue, logger: logs.logger())
         }
         _ = try IngestServer(configuration: IngestConfiguration(host: "0.0.0.0", port: 0, allowPlaintext: true), queue: queue, logger: logs.logger())

@@ -76,8 +76,9 @@ final class RawConnection: @unchecked Sendable {
     init(port: Int) throws {
         guard let fd = connectLoopback(port: port) else { throw POSIXError(.ECONNREFUSED) }
         self.fd = fd
-        var timeout = timeval(tv_sec: 15, tv_usec: 0)  // no read blocks a test forever
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)  // no read or write blocks a test forever
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     /// Sends bytes; false once the peer has closed the connection.
@@ -95,6 +96,18 @@ final class RawConnection: @unchecked Sendable {
             if n <= 0 { return all }
             all += buffer[..<n]
         }
+    }
+
+    /// Reads until what came contains `marker` (or the peer closes, or the receive timeout passes).
+    func read(until marker: String) -> String {
+        var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: all, as: UTF8.self).contains(marker) {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            all += buffer[..<n]
+        }
+        return String(decoding: all, as: UTF8.self)
     }
 
     func close() { Foundation.close(fd) }

@@ -11,7 +11,7 @@ import Testing
 
 /// The kafka output and input against librdkafka's mock cluster (real Kafka protocol on loopback
 /// sockets, started by each test in its own process).
-@Suite struct KafkaTests {
+@Suite(.tags(.long), .timeLimit(.minutes(5))) struct KafkaTests {
     let quiet = Logger(label: "q") { _ in SwiftLogNoOpLogHandler() }
 
     @Test func topLevelFieldFindsStringsAndScalarsOnly() {

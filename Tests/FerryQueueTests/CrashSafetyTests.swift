@@ -7,7 +7,7 @@ import Testing
 
 /// Acknowledged means fsynced: a child process appends from many tasks and prints each batch only after
 /// `append` returned; it is SIGKILLed at random moments; every printed batch must be there, whole, once.
-@Suite struct CrashSafetyTests {
+@Suite(.tags(.long), .timeLimit(.minutes(5))) struct CrashSafetyTests {
     @Test func acknowledgedEventsSurviveSigkill() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-crash")
         defer { dir.remove() }
