@@ -17,8 +17,10 @@ extension Queue {
         try await defaultConsumer.remember(sequences)
     }
 
-    /// `remember` for consumer `id`: batches are kept per consumer (`batches`, key id · first sequence).
-    func remember(consumer id: UInt32, _ sequences: [UInt64]) async throws(QueueError) -> Bool {
+    /// `remember` for consumer `id`: batches are kept per consumer (`batches`, key id · first sequence,
+    /// value last sequence · `note`). `note` is the output's own record of where the batch went (the file
+    /// output's file, offset and length), read back with `rememberedBatch(consumer:startingAt:)`.
+    func remember(consumer id: UInt32, _ sequences: [UInt64], note: [UInt8] = []) async throws(QueueError) -> Bool {
         guard let first = sequences.first, let last = sequences.last, first <= last else { return false }
         let batch = first...last
         guard leases.withLock({ $0[id]?.add(batch) ?? false }) else { return false }
@@ -36,7 +38,9 @@ extension Queue {
                     entry = try cursor.next()
                 }
                 guard found == count else { return false }
-                try withConsumerKey(id, first) { key in try withSequenceKey(last) { try context.txn.put(table, key, $0) } }
+                var value = withUnsafeBytes(of: last.bigEndian) { Array($0) }
+                value += note
+                try withConsumerKey(id, first) { key in try value.withUnsafeBytes { try context.txn.put(table, key, $0) } }
                 return true
             }
         } catch {
@@ -55,7 +59,7 @@ extension Queue {
         var empty: [UInt64] = []
         let cursor = try txn.cursor(table)
         var entry = try withConsumerKey(consumer.id, 0) { try cursor.seek($0) }
-        while let current = entry, let key = consumerKey(current.key), key.id == consumer.id, let last = sequence(fromKey: current.value) {
+        while let current = entry, let key = consumerKey(current.key), key.id == consumer.id, let last = rememberedLast(current.value) {
             if key.sequence <= last, try holdsPending(txn, databases: databases, key.sequence...last, consumer) {
                 found.append(key.sequence...last)
             } else {
@@ -82,6 +86,17 @@ extension Queue {
         return finished
     }
 
+    /// The batch consumer `id` remembered that starts at `first`: its last sequence and its note; nil when
+    /// there is none (never remembered, or all of its records settled).
+    func rememberedBatch(consumer id: UInt32, startingAt first: UInt64) throws(QueueError) -> (last: UInt64, note: [UInt8])? {
+        try read { txn in
+            guard let table = databases.batches,
+                  let value = try withConsumerKey(id, first, { try txn.get(table, $0) }),
+                  let last = rememberedLast(value) else { return nil }
+            return (last, Array(value[8...]))
+        }
+    }
+
     /// True when a record of `batch` is stored and not settled by `consumer`.
     private static func holdsPending(_ txn: Transaction, databases: Databases, _ batch: ClosedRange<UInt64>, _ consumer: ConsumerState) throws -> Bool {
         let cursor = try txn.cursor(databases.records)
@@ -92,4 +107,10 @@ extension Queue {
         }
         return false
     }
+}
+
+/// The last sequence of a remembered batch: the first 8 bytes of its value (a note may follow).
+func rememberedLast(_ value: UnsafeRawBufferPointer) -> UInt64? {
+    guard value.count >= 8 else { return nil }
+    return UInt64(bigEndian: value.loadUnaligned(as: UInt64.self))
 }

@@ -38,8 +38,8 @@ public struct SteadyWallClock: Sendable, Hashable {
     /// Moves the clock forward so that it reads at least `time` at `monotonic`: a stored time from the
     /// future (the wall clock went back since it was stored) is never in the future of this clock.
     public mutating func raise(toAtLeast time: Int64, monotonic: Int64) {
-        let behind = time - now(monotonic: monotonic)
-        if behind > 0 { wallAtAnchor += behind }
+        let current = now(monotonic: monotonic)
+        if time > current { wallAtAnchor += time - current }
     }
 }
 

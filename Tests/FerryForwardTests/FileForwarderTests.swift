@@ -31,6 +31,45 @@ import Testing
         }
     }
 
+    /// After a crash, a remembered batch goes again: a file that holds it whole is left as it is; a file
+    /// that holds part of it is cut back to its offset and the batch written once.
+    @Test(arguments: [true, false])
+    func aBatchGoingAgainIsWrittenOnceWhetherItsFileHoldsItWholeOrInPart(whole: Bool) async throws {
+        let out = try TemporaryDirectory(prefix: "ferry-file-out")
+        defer { out.remove() }
+        let dir = try TemporaryDirectory(prefix: "ferry-file-queue")
+        defer { dir.remove() }
+        let lines = (0..<30).map { #"{"id":"r-\#($0)"}"# }
+        var queue = try Queue.open(at: dir.path, logger: quietLogger)
+        for chunk in stride(from: 0, to: lines.count, by: 10) {
+            _ = try await queue.append(EventBatch(lines: lines[chunk ..< chunk + 10].map { Array($0.utf8) }))
+        }
+        // The state a crash leaves: the batch remembered with its place, the file written up to some point.
+        let lease = try queue.defaultConsumer.lease(maxRecords: 10)
+        let batch = try lease.records.map { stored in
+            var payload = try stored.record.decompressedPayload()
+            return payload.readBytes(length: payload.readableBytes)!
+        }.joined()
+        let before = Array("{\"id\":\"earlier\"}\n".utf8)
+        let name = lease.sequences[0]
+        let placement = FileForwarder.Placement(file: name, offset: UInt64(before.count), length: UInt64(batch.count))
+        #expect(try await queue.defaultConsumer.remember(lease.sequences, note: placement.encoded))
+        let path = out.appending("ferry-\(String(format: "%020llu", name)).ndjson")
+        let written = whole ? before + batch : before + batch.prefix(batch.count / 2)
+        try Data(written).write(to: URL(fileURLWithPath: path))
+        queue.close()
+
+        queue = try Queue.open(at: dir.path, logger: quietLogger)
+        defer { queue.close() }
+        let output = try FileForwarder(queue: queue, configuration: FileOutputConfiguration(path: out.path), logger: quietLogger)
+        try await withServices([output]) { () async throws in
+            #expect(try await eventually { queue.stats.records == 0 })
+        }
+        let content = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(content == [#"{"id":"earlier"}"#] + lines, "the batch once, then the rest")
+        #expect(queue.stats.deliveredEvents == 30)
+    }
+
     @Test func anUnwritableDirectoryIsAClearConfigurationError() async throws {
         try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
             let file = try TemporaryDirectory(prefix: "ferry-file")

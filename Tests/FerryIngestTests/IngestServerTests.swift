@@ -111,7 +111,9 @@ import Testing
                 let total = 60_000_000
                 let framing = chunked ? "Transfer-Encoding: chunked" : "Content-Length: \(total)"
                 var sentAll = connection.send(Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\(framing)\r\n\r\n".utf8))
-                let lines = Array(String(repeating: "{\"a\":1}\n", count: 131_072).utf8)  // 1 MiB of valid events
+                // 1 MiB of valid 1 KiB events: ~58,000 in 60 MB, under max_events_per_request, so the body's size is what is refused.
+                let line = "{\"a\":\"" + String(repeating: "x", count: 1015) + "\"}\n"
+                let lines = Array(String(repeating: line, count: 1024).utf8)
                 var sent = 0
                 while sentAll && sent < total {
                     let piece = lines.prefix(total - sent)

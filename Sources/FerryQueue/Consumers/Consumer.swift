@@ -60,10 +60,18 @@ public struct Consumer: Sendable {
         try await queue.settle(consumer: id, sequences, as: .buried(reason: Array(reason.utf8.prefix(DeadRecord.maxReasonBytes))))
     }
 
-    /// Records that the leased `sequences` go downstream as one batch (see `Queue.remember`).
+    /// Records that the leased `sequences` go downstream as one batch (see `Queue.remember`), with `note`:
+    /// what the output needs to know after a restart about where the batch went (at most a few hundred
+    /// bytes; it rides the group commit).
     @discardableResult
-    public func remember(_ sequences: [UInt64]) async throws(QueueError) -> Bool {
-        try await queue.remember(consumer: id, sequences)
+    public func remember(_ sequences: [UInt64], note: [UInt8] = []) async throws(QueueError) -> Bool {
+        try await queue.remember(consumer: id, sequences, note: note)
+    }
+
+    /// The batch this consumer remembered that starts at `first` (its last sequence and note), or nil.
+    /// A lease whose first record has one is that batch going again after a restart or a release.
+    public func rememberedBatch(startingAt first: UInt64) throws(QueueError) -> (last: UInt64, note: [UInt8])? {
+        try queue.rememberedBatch(consumer: id, startingAt: first)
     }
 
     /// Returns when an append commits, after `timeout`, or when the task is cancelled.
