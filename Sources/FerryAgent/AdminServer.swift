@@ -60,7 +60,11 @@ final class AdminServer: Service, Sendable {
             },
             logger: logger
         )
-        try await app.run()
+        do {
+            try await app.run()
+        } catch {
+            throw IngestServer.listenError(error, listener: "admin", address: "\(address.host):\(address.port)", key: "admin.address")
+        }
     }
 
     static let help: [String: String] = [

@@ -114,9 +114,10 @@ package enum Agent {
         for output in outputs { services.append(.init(service: output)) }
         for input in inputs.reversed() { services.append(.init(service: input)) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger.child("ferry.lifecycle"))
-        // The group's own limits end before the watchdog's, so that a slow stop still closes the queue cleanly.
+        // The graceful limit ends before the watchdog's, so that a slow stop is cancelled and still closes the
+        // queue cleanly. No cancellation limit: ServiceLifecycle ends a group past it with fatalError (a trap
+        // and a core dump); the watchdog's `_exit` at `shutdownTimeout` bounds a cancellation that hangs.
         groupConfiguration.maximumGracefulShutdownDuration = max(shutdownTimeout - .seconds(5), shutdownTimeout / 2)
-        groupConfiguration.maximumCancellationDuration = .seconds(3)
         let group = ServiceGroup(configuration: groupConfiguration)
 
         await withTaskGroup(of: Bool.self) { tasks in

@@ -50,10 +50,12 @@ package struct AgentConfiguration: Sendable, Hashable {
     /// The embedded default: ingest on 127.0.0.1:9800 (plain HTTP, loopback), queue in `./ferry-data`,
     /// `file` output under `./ferry-data/out`, admin on 127.0.0.1:9801.
     package static func embeddedDefault(dataDirectory: String = "./ferry-data") -> AgentConfiguration {
-        AgentConfiguration(
+        var queue = QueueConfiguration()
+        queue.minFree = .percent(5)
+        return AgentConfiguration(
             inputs: [InputConfiguration(.http(IngestConfiguration()))],
             dataDirectory: dataDirectory,
-            queue: QueueConfiguration(),
+            queue: queue,
             outputs: [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: dataDirectory + "/out")))],
             admin: Address(host: "127.0.0.1", port: 9801),
             logging: Logging()

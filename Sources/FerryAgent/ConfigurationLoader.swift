@@ -36,9 +36,10 @@ package enum ConfigurationLoader {
         let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "outputs", "admin", "logging"])
 
         if let queue = top["queue"] {
-            let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full"])
+            let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full", "min_free"])
             if let path = q["path"] { configuration.dataDirectory = try reader.string(path, path: "queue.path") }
             if let size = q["max_bytes"] { configuration.queue.maxBytes = try reader.bytes(size, path: "queue.max_bytes") }
+            if let free = q["min_free"] { configuration.queue.minFree = try reader.minFree(free, path: "queue.min_free") }
             if let policy = q["when_full"] {
                 configuration.queue.whenFull = try reader.choice(policy, path: "queue.when_full", QueueConfiguration.WhenFull.allCases.map(\.rawValue)).flatMap(QueueConfiguration.WhenFull.init(rawValue:))!
             }
@@ -214,11 +215,13 @@ package enum ConfigurationLoader {
         if let kafka = o["kafka"] { return .kafka(try kafkaOutput(kafka, path: "\(path).kafka", reader: reader)) }
         if let http = o["http"] { return .http(try httpOutput(http, path: "\(path).http", reader: reader)) }
         let file = o["file"]!
-        let f = try reader.mapping(file, path: "\(path).file", keys: ["path", "rotate_bytes"])
+        let f = try reader.mapping(file, path: "\(path).file", keys: ["path", "rotate_bytes", "max_files", "max_age"])
         // The default output writes under <queue.path>/out, others under <queue.path>/out-<name>.
         var c = FileOutputConfiguration(path: dataDirectory + (name == ConsumerSettings.defaultName ? "/out" : "/out-\(name)"))
         if let path = f["path"] { c.path = try reader.string(path, path: "\(path).file.path") }
         if let rotate = f["rotate_bytes"] { c.rotateBytes = try reader.bytes(rotate, path: "\(path).file.rotate_bytes") }
+        if let count = f["max_files"] { c.maxFiles = try reader.positiveInt(count, path: "\(path).file.max_files") }
+        if let age = f["max_age"] { c.maxAgeSeconds = try reader.seconds(age, path: "\(path).file.max_age") }
         return .file(c)
     }
 
@@ -498,6 +501,19 @@ package enum ConfigurationLoader {
         }
 
         /// `1048576`, `512KiB`, `4MiB`, `1GiB`, `2TiB` (also KB/MB/GB as powers of 1000).
+        /// A size or a percentage of the file system (`5%`); `0` turns the floor off.
+        func minFree(_ node: Node, path: String) throws(ConfigurationError) -> QueueConfiguration.MinFree {
+            let text = try string(node, path: path).replacingOccurrences(of: " ", with: "")
+            if text == "0" { return .bytes(0) }
+            if text.hasSuffix("%") {
+                guard let percent = Double(text.dropLast()), percent >= 0, percent < 100 else {
+                    throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a percentage of the file system from 0% to 99%, such as 5%, or a size such as 512MiB")
+                }
+                return .percent(percent)
+            }
+            return .bytes(UInt64(try bytes(node, path: path)))
+        }
+
         func bytes(_ node: Node, path: String) throws(ConfigurationError) -> Int {
             let text = try string(node, path: path).replacingOccurrences(of: " ", with: "")
             let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
@@ -515,10 +531,10 @@ package enum ConfigurationLoader {
             return Int(value * Double(multiplier))
         }
 
-        /// `30`, `30s`, `500ms` (rounded up to whole seconds), `5m`, `1h`.
+        /// `30`, `30s`, `500ms` (rounded up to whole seconds), `5m`, `1h`, `30d`.
         func seconds(_ node: Node, path: String) throws(ConfigurationError) -> Int64 {
             let text = try string(node, path: path)
-            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
             var number = Substring(text)
             var factor = 1.0
             for (suffix, f) in units where text.hasSuffix(suffix) {
@@ -527,7 +543,7 @@ package enum ConfigurationLoader {
                 break
             }
             guard let value = Double(number), value > 0 else {
-                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a duration such as 30s, 500ms or 5m")
+                throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a duration such as 30s, 500ms, 5m or 7d")
             }
             return Int64((value * factor).rounded(.up))
         }

@@ -73,6 +73,11 @@ extension AgentConfiguration {
         lines.append("  path: \(quote(dataDirectory))")
         lines.append("  max_bytes: \(queue.maxBytes)")
         lines.append("  when_full: \(queue.whenFull.rawValue)")
+        switch queue.minFree {
+        case .bytes(let bytes): lines.append("  min_free: \(bytes)")
+        case .percent(let percent):
+            lines.append("  min_free: \(percent == percent.rounded() ? String(Int(percent)) : String(percent))%")
+        }
         if outputs.count == 1, outputs[0].name == ConsumerSettings.defaultName, outputs[0].consumer == ConsumerSettings(name: ConsumerSettings.defaultName) {
             lines.append("output:")
             lines += outputLines(outputs[0].kind, indent: "  ", quote: quote)
@@ -133,6 +138,8 @@ extension AgentConfiguration {
             lines.append(indent + "file:")
             lines.append(indent + "  path: \(quote(file.path))")
             lines.append(indent + "  rotate_bytes: \(file.rotateBytes)")
+            if let count = file.maxFiles { lines.append(indent + "  max_files: \(count)") }
+            if let age = file.maxAgeSeconds { lines.append(indent + "  max_age: \(age)s") }
         case .kafka(let kafka):
             lines.append(indent + "kafka:")
             lines += kafkaConnection(kafka.connection, quote: quote).map { String(indent.dropLast(2)) + $0 }

@@ -39,8 +39,10 @@ package enum ShutdownWatchdog {
             sigaddset(&signals, SIGTERM)
             sigaddset(&signals, SIGINT)
             pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-            while DispatchTime.now().uptimeNanoseconds < deadline {
-                let left = deadline - DispatchTime.now().uptimeNanoseconds
+            while true {
+                let now = DispatchTime.now().uptimeNanoseconds  // read once: a second reading could pass the deadline
+                guard now < deadline else { break }
+                let left = deadline - now
                 var pause = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
                 _ = nanosleep(&pause, nil)  // interrupted by a signal: its handler exits, or the loop goes on
             }

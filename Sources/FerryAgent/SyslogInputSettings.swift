@@ -1,4 +1,4 @@
-package import FerryPipeline
+import FerryPipeline
 package import FerryIngest
 package import FerrySyslog
 import Yams

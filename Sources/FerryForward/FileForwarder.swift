@@ -13,9 +13,16 @@ package struct FileOutputConfiguration: Sendable, Hashable {
     /// A new file is started once the current one holds this many bytes. Default 256 MiB.
     package var rotateBytes: Int
 
-    package init(path: String, rotateBytes: Int = 256 << 20) {
+    /// Retention: at most this many files are kept; the oldest go first. nil keeps every file.
+    package var maxFiles: Int?
+    /// Retention: files last written longer ago than this (seconds) are deleted. nil keeps every file.
+    package var maxAgeSeconds: Int64?
+
+    package init(path: String, rotateBytes: Int = 256 << 20, maxFiles: Int? = nil, maxAgeSeconds: Int64? = nil) {
         self.path = path
         self.rotateBytes = rotateBytes
+        self.maxFiles = maxFiles
+        self.maxAgeSeconds = maxAgeSeconds
     }
 }
 
@@ -89,9 +96,18 @@ package final class FileForwarder: Service, Sendable {
 
             // A batch going again after a crash: is it in its file already, whole or in part?
             if let remembered = try consumer.rememberedBatch(startingAt: first), let placement = Placement(remembered.note) {
-                if try resume(placement, output, &file) {
+                switch try resume(placement, output, &file) {
+                case .whole:
                     try await consumer.acknowledge(good)
                     continue
+                case .atItsPlace:
+                    break
+                case .elsewhere(let offset):
+                    // Its place is gone: the note says where it goes now, before it is written there.
+                    var moved = placement
+                    moved.offset = offset
+                    moved.length = UInt64(output.readableBytes)
+                    _ = try await consumer.renote(startingAt: first, note: moved.encoded)
                 }
             } else {
                 if file == nil || file!.size >= configuration.rotateBytes {
@@ -100,10 +116,20 @@ package final class FileForwarder: Service, Sendable {
                 }
                 let placement = Placement(file: file!.name, offset: UInt64(file!.size), length: UInt64(output.readableBytes))
                 if !(try await consumer.remember(good, note: placement.encoded)) {
-                    logger.debug("file output batch not remembered (gaps in the lease): written at least once", metadata: ["ferry.output.first": "\(first)"])
+                    logger.info("file output batch not remembered (it has gaps or overlaps a remembered one): written at least once", metadata: ["ferry.output.first": "\(first)"])
                 }
             }
-            try write(output, to: file!.fd)
+            let offset = file!.size
+            do {
+                try write(output, to: file!.fd)
+            } catch {
+                // Bytes whose write or fsync failed are never trusted later (Linux marks pages clean after a
+                // failed fsync): cut them off, best effort, so that a restart writes the batch again.
+                _ = ftruncate(file!.fd, off_t(offset))
+                close(file!.fd)
+                file = nil
+                throw error
+            }
             file!.size += output.readableBytes
             try await consumer.acknowledge(good)
         }
@@ -136,63 +162,79 @@ package final class FileForwarder: Service, Sendable {
         }
     }
 
-    /// Makes the remembered batch `placement`, rebuilt as `output`, whole in its file. Returns true when
-    /// the file already held it (nothing written); false when the caller must write `output` to `file`,
-    /// which then is that file, cut back to the batch's offset if it held part of the batch.
-    private func resume(_ placement: Placement, _ output: ByteBuffer, _ file: inout OpenFile?) throws -> Bool {
+    /// What a restart found of a remembered batch in its file.
+    private enum Found {
+        /// The file holds it whole, fsynced now: acknowledge it, write nothing.
+        case whole
+        /// The caller writes it to `file`, whose end is the batch's place (cut back to it if needed).
+        case atItsPlace
+        /// The caller writes it to `file` at `offset`, its end, which is not the remembered place (the file
+        /// is gone or shorter than before): the note is updated first.
+        case elsewhere(offset: UInt64)
+    }
+
+    /// Finds the remembered batch `placement`, rebuilt as `output`, in its file and makes `file` that file.
+    /// Bytes at and after the batch's offset are the batch's own (the file output only appends, and a
+    /// remembered batch is the last thing it wrote), so cutting them off loses nothing.
+    private func resume(_ placement: Placement, _ output: ByteBuffer, _ file: inout OpenFile?) throws -> Found {
         if let open = file, open.name != placement.file {
             close(open.fd)
             file = nil
         }
+        let path = self.path(placement.file)
         if file == nil {
-            let path = self.path(placement.file)
             let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else {
-                // Gone (deleted by hand, or never made): the batch is written again, to a new file.
+                // Gone (deleted by hand, or never made): the batch is written again, to a new file of that name.
                 logger.warning("file output: the file of a batch that was being written is gone; the batch is written again", metadata: [
                     "ferry.output.file": "\(path)", "ferry.output.error": "\(String(cString: strerror(errno)))",
                 ])
                 file = try openFile(named: placement.file)
-                return false
+                return .elsewhere(offset: UInt64(file!.size))
             }
             var info = stat()
             guard fstat(fd, &info) == 0 else {
+                let reason = String(cString: strerror(errno))
                 close(fd)
-                throw ConfigurationError("cannot read the size of \(path): \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
+                throw ConfigurationError("cannot read the size of \(path): \(reason); the events stay queued", code: .unusable)
             }
             file = OpenFile(fd: fd, name: placement.file, size: Int(info.st_size))
         }
         let size = UInt64(file!.size)
-        if size >= placement.offset + placement.length {
-            if placement.length == UInt64(output.readableBytes), try !holds(output, at: placement.offset, in: file!.fd) {
-                // Not what was written there: write the batch again rather than lose it.
-                logger.warning("file output: a batch's place in its file holds other bytes; the batch is written again at the end", metadata: [
-                    "ferry.output.file": "\(path(placement.file))", "ferry.output.offset": "\(placement.offset)",
-                ])
-                return false
-            }
-            logger.info("file output: a batch written before the restart is in its file whole; not written again", metadata: [
-                "ferry.output.file": "\(path(placement.file))", "ferry.output.offset": "\(placement.offset)",
-                "ferry.output.bytes": "\(placement.length)",
-            ])
-            return true
-        }
-        if size > placement.offset {
-            // Part of the batch: cut it off, so that the batch is written once, whole.
-            guard ftruncate(file!.fd, off_t(placement.offset)) == 0, fdatasync(file!.fd) == 0 else {
-                throw ConfigurationError("cannot cut \(path(placement.file)) back to \(placement.offset) bytes: \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
-            }
-            logger.notice("file output: cut a half-written batch off its file; writing it again", metadata: [
-                "ferry.output.file": "\(path(placement.file))", "ferry.output.offset": "\(placement.offset)",
-                "ferry.output.cut_bytes": "\(size - placement.offset)",
-            ])
-            file!.size = Int(placement.offset)
-        } else if size < placement.offset {
+        if size < placement.offset {
             logger.warning("file output: a file is shorter than before the restart (cut by hand?); the batch is appended", metadata: [
-                "ferry.output.file": "\(path(placement.file))", "ferry.output.size": "\(size)", "ferry.output.offset": "\(placement.offset)",
+                "ferry.output.file": "\(path)", "ferry.output.size": "\(size)", "ferry.output.offset": "\(placement.offset)",
+            ])
+            return .elsewhere(offset: size)
+        }
+        if size >= placement.offset + placement.length {
+            // Records dropped since (drop_oldest) change the rebuilt bytes: then the length decides alone.
+            let same = try placement.length != UInt64(output.readableBytes) || (try holds(output, at: placement.offset, in: file!.fd))
+            if same {
+                // Written, but perhaps never fsynced (killed between the write and the fsync): fsync now.
+                guard fdatasync(file!.fd) == 0 else {
+                    throw ConfigurationError("file output fsync of \(path) failed: \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
+                }
+                logger.info("file output: a batch written before the restart is in its file whole; not written again", metadata: [
+                    "ferry.output.file": "\(path)", "ferry.output.offset": "\(placement.offset)", "ferry.output.bytes": "\(placement.length)",
+                ])
+                return .whole
+            }
+            logger.warning("file output: a batch's place in its file holds other bytes (a power cut?); cutting them off and writing the batch again", metadata: [
+                "ferry.output.file": "\(path)", "ferry.output.offset": "\(placement.offset)",
+            ])
+        } else if size == placement.offset {
+            return .atItsPlace
+        } else {
+            logger.notice("file output: cut a half-written batch off its file; writing it again", metadata: [
+                "ferry.output.file": "\(path)", "ferry.output.offset": "\(placement.offset)", "ferry.output.cut_bytes": "\(size - placement.offset)",
             ])
         }
-        return false
+        guard ftruncate(file!.fd, off_t(placement.offset)) == 0, fdatasync(file!.fd) == 0 else {
+            throw ConfigurationError("cannot cut \(path) back to \(placement.offset) bytes: \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
+        }
+        file!.size = Int(placement.offset)
+        return .atItsPlace
     }
 
     /// Whether `fd` holds exactly `output` at `offset`.
@@ -202,6 +244,9 @@ package final class FileForwarder: Service, Sendable {
         while read < stored.count {
             let n = stored.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + read, $0.count - read, off_t(offset) + off_t(read)) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                throw ConfigurationError("cannot read back what the file output wrote at offset \(offset): \(String(cString: strerror(errno))); the events stay queued", code: .unusable)
+            }
             guard n > 0 else { return false }
             read += n
         }
@@ -224,7 +269,39 @@ package final class FileForwarder: Service, Sendable {
         let dir = open(configuration.path, O_RDONLY | O_DIRECTORY)
         if dir >= 0 { fsync(dir); close(dir) }
         logger.info("file output writes a new file", metadata: ["ferry.output.file": "\(path)"])
+        pruneFiles(keeping: sequence)
         return OpenFile(fd: fd, name: sequence, size: size)
+    }
+
+    /// Retention (`max_files`, `max_age`), applied whenever a file is opened: deletes the oldest files
+    /// beyond `maxFiles` and those last written more than `maxAgeSeconds` ago, never the file `current`.
+    /// Only files this output names (`ferry-<sequence>.ndjson`) are touched. Returns the names deleted.
+    @discardableResult
+    func pruneFiles(keeping current: UInt64, now: time_t = time(nil)) -> [String] {
+        guard configuration.maxFiles != nil || configuration.maxAgeSeconds != nil else { return [] }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: configuration.path)) ?? [])
+            .filter { $0.hasPrefix("ferry-") && $0.hasSuffix(".ndjson") && $0 != "ferry-\(String(format: "%020llu", current)).ndjson" }
+            .sorted()  // zero-padded sequences: oldest first
+        var deleted: [String] = []
+        for (index, name) in names.enumerated() {
+            let path = configuration.path + "/" + name
+            // The current file counts as one of the `maxFiles` kept.
+            let beyondCount = configuration.maxFiles.map { names.count - index >= $0 } ?? false
+            var info = stat()
+            let tooOld = configuration.maxAgeSeconds.map { age in stat(path, &info) == 0 && Int64(now - info.st_mtim.tv_sec) > age } ?? false
+            guard beyondCount || tooOld else { continue }
+            if unlink(path) == 0 {
+                deleted.append(name)
+                logger.notice("file output deleted an old file (retention)", metadata: [
+                    "ferry.output.file": "\(path)", "ferry.output.reason": "\(beyondCount ? "max_files" : "max_age")",
+                ])
+            } else if errno != ENOENT {
+                logger.warning("file output cannot delete an old file; check the directory's permissions", metadata: [
+                    "ferry.output.file": "\(path)", "ferry.output.error": "\(String(cString: strerror(errno)))",
+                ])
+            }
+        }
+        return deleted
     }
 
     /// Writes everything, then fsyncs: the events are on disk before their records are deleted.

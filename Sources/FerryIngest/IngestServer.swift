@@ -99,10 +99,27 @@ package final class IngestServer: Input, Sendable {
         // On graceful shutdown, requests still arriving on open connections are answered 503 + Retry-After
         // while Hummingbird finishes the ones in flight and closes the listener.
         try await withGracefulShutdownHandler {
-            try await app.run()
+            do {
+                try await app.run()
+            } catch {
+                throw Self.listenError(error, listener: "ingest", address: "\(configuration.host):\(configuration.port)", key: "input.http.address")
+            }
         } onGracefulShutdown: { [self] in
             stopAccepting()
         }
+    }
+
+    /// A server's failure to bind, as a sentence that names the listener, its address and what to do
+    /// ("ingest cannot listen on 127.0.0.1:9800: Address already in use; …") instead of NIO's
+    /// `bind(descriptor:ptr:bytes:)` text. Other errors are returned as they are.
+    package static func listenError(_ error: any Error, listener: String, address: String, key: String) -> any Error {
+        guard let io = error as? IOError, [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(io.errnoCode) else { return error }
+        let remedy = switch io.errnoCode {
+        case EADDRINUSE: "stop what uses that port, or choose another \(key)"
+        case EACCES: "ports below 1024 need CAP_NET_BIND_SERVICE (see the unit's drop-in), or choose another \(key)"
+        default: "the address is not one of this host's; choose another \(key)"
+        }
+        return ConfigurationError("\(listener) cannot listen on \(address): \(String(cString: strerror(io.errnoCode))); \(remedy)", code: .unusable)
     }
 
     /// The server TLS configuration of a listener's `tls` block (`path`: its key, for errors); the syslog

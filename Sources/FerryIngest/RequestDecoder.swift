@@ -214,7 +214,7 @@ package struct RequestDecoder {
                 throw IngestError.invalidJSON(line: line, error.description)
             }
             if member.candidate {
-                let fits = member.text.isEmpty || member.text.count + bytes.count + 1 <= RecordBuilder.defaultMaxRecordBytes
+                let fits = member.text.isEmpty || member.text.count + member.events.count + bytes.count + 1 <= RecordBuilder.defaultMaxRecordBytes  // a newline after each event
                 if carriageReturn || present & members.all != members.all || !fits { try storeMemberEventsInBuilder() }
             }
             if member.candidate {

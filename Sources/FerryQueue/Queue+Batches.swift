@@ -86,6 +86,18 @@ extension Queue {
         return finished
     }
 
+    /// Replaces the note of the batch consumer `id` remembered that starts at `first` (it went elsewhere
+    /// than its note said). Returns false when there is no such batch. Durable on return.
+    func renote(consumer id: UInt32, startingAt first: UInt64, note: [UInt8]) async throws(QueueError) -> Bool {
+        try await perform(weight: 0) { context throws -> Bool in
+            guard let table = context.databases.batches,
+                  let last = try withConsumerKey(id, first, { try context.txn.get(table, $0).flatMap(rememberedLast) }) else { return false }
+            let value = withUnsafeBytes(of: last.bigEndian) { Array($0) } + note
+            try withConsumerKey(id, first) { key in try value.withUnsafeBytes { try context.txn.put(table, key, $0) } }
+            return true
+        }
+    }
+
     /// The batch consumer `id` remembered that starts at `first`: its last sequence and its note; nil when
     /// there is none (never remembered, or all of its records settled).
     func rememberedBatch(consumer id: UInt32, startingAt first: UInt64) throws(QueueError) -> (last: UInt64, note: [UInt8])? {

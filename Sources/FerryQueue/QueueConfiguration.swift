@@ -8,10 +8,30 @@ public struct QueueConfiguration: Sendable, Hashable {
         case dropOldest = "drop_oldest"
     }
 
+    /// Free space the queue leaves on its file system for the host.
+    public enum MinFree: Sendable, Hashable {
+        /// At least this many bytes free.
+        case bytes(UInt64)
+        /// At least this percentage (0–100) of the file system's size free.
+        case percent(Double)
+
+        /// The bytes to keep free on a file system of `total` bytes.
+        public func bytes(ofTotal total: UInt64) -> UInt64 {
+            switch self {
+            case .bytes(let bytes): bytes
+            case .percent(let percent): UInt64(Double(total) * min(max(percent, 0), 100) / 100)
+            }
+        }
+    }
+
     /// Upper bound of stored bytes (records and dead records, header and compressed payload). Default 1 GiB.
     public var maxBytes: Int
     /// Policy when `maxBytes` is reached. Default `.block`.
     public var whenFull: WhenFull
+    /// Appends are refused (`QueueError.full`, whatever `whenFull` says) while the queue's file system has
+    /// less free than this, so that Ferry never takes the space the host needs. Default `.bytes(0)` (off)
+    /// for the library; the agent's default is 5 %.
+    public var minFree: MinFree = .bytes(0)
     /// How long a `Ferry-Batch` id stays in the `seen` table. Default one hour.
     public var seenMaxAgeMilliseconds: Int64
     /// Most `Ferry-Batch` ids kept in the `seen` table; the oldest go first. Default 100,000.

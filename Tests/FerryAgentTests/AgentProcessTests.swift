@@ -130,6 +130,31 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
 
 /// End to end, real processes: edge `ferry` → aggregator `ferry` → file output.
 @Suite(.serialized, .tags(.long), .timeLimit(.minutes(5))) struct AgentProcessTests {
+    /// A listener that cannot bind names itself and its address (not NIO's `bind(descriptor:ptr:bytes:)`).
+    @Test func aPortInUseIsNamedWithTheListenerAndItsAddress() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        // A socket of the test's own listens on the port first.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        for (flags, expected) in [(["--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(freePort())"], "ingest cannot listen on 127.0.0.1:\(port): Address already in use; stop what uses that port, or choose another input.http.address"),
+                                  (["--listen", "127.0.0.1:\(freePort())", "--admin", "127.0.0.1:\(port)"], "admin cannot listen on 127.0.0.1:\(port): Address already in use; stop what uses that port, or choose another admin.address")] {
+            let result = try await run(builtProductsDirectory() + "/ferry", ["run", "--data-dir", dir.appending("data")] + flags)
+            #expect(result.status != 0)
+            #expect(result.errors.contains(expected), "\(result.errors.suffix(1500))")
+            #expect(!result.errors.contains("bind(descriptor"))
+        }
+    }
+
     @Test func badConfigurationExitsWith2AndNamesTheKey() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }

@@ -66,6 +66,25 @@ import Testing
         #expect(reread == c)
     }
 
+    @Test func minFreeAndFileRetentionAreReadPrintedAndBadValuesNamed() throws {
+        #expect(try ConfigurationLoader.parse("", environment: [:]).queue.minFree == .percent(5), "a safe default")
+        #expect(try ConfigurationLoader.parse("queue: { min_free: 512MiB }", environment: [:]).queue.minFree == .bytes(512 << 20))
+        #expect(try ConfigurationLoader.parse("queue: { min_free: 12.5% }", environment: [:]).queue.minFree == .percent(12.5))
+        #expect(try ConfigurationLoader.parse("queue: { min_free: 0 }", environment: [:]).queue.minFree == .bytes(0))
+        #expect(error("queue: { min_free: 100% }")?.contains("queue.min_free is \"100%\"; give a percentage") == true)
+        #expect(error("queue: { min_free: lots }")?.contains("queue.min_free") == true)
+
+        let c = try ConfigurationLoader.parse("output: { file: { path: /a, max_files: 20, max_age: 7d } }", environment: [:])
+        #expect(c.output == .file(FileOutputConfiguration(path: "/a", maxFiles: 20, maxAgeSeconds: 7 * 86400)))
+        #expect(error("output: { file: { path: /a, max_files: 0 } }")?.contains("output.file.max_files") == true)
+        // What is printed reads back as the same configuration.
+        var printed = c
+        printed.queue.minFree = .percent(12.5)
+        let reread = try ConfigurationLoader.parse(printed.redactedYAML, environment: [:])
+        #expect(reread.redactedYAML == printed.redactedYAML)
+        #expect(reread.queue.minFree == .percent(12.5) && reread.output == c.output)
+    }
+
     @Test func unknownKeysAreRefusedWithTheirPathAndLine() {
         let message = error("queue:\n  path: ./q\n  max_byte: 1GiB\n")
         #expect(message?.contains("unknown key queue.max_byte") == true)

@@ -31,10 +31,14 @@ import Testing
         }
     }
 
+    /// What a crash (or a hand) left of a batch's file.
+    enum Left: CaseIterable { case whole, part, otherBytes, shorter, gone }
+
     /// After a crash, a remembered batch goes again: a file that holds it whole is left as it is; a file
-    /// that holds part of it is cut back to its offset and the batch written once.
-    @Test(arguments: [true, false])
-    func aBatchGoingAgainIsWrittenOnceWhetherItsFileHoldsItWholeOrInPart(whole: Bool) async throws {
+    /// that holds part of it, or other bytes at its place (a power cut), is cut back to its offset and
+    /// the batch written once; a file cut short or deleted by hand gets the batch at its end.
+    @Test(arguments: Left.allCases)
+    func aBatchGoingAgainIsWrittenOnceWhateverItsFileHolds(left: Left) async throws {
         let out = try TemporaryDirectory(prefix: "ferry-file-out")
         defer { out.remove() }
         let dir = try TemporaryDirectory(prefix: "ferry-file-queue")
@@ -54,9 +58,21 @@ import Testing
         let name = lease.sequences[0]
         let placement = FileForwarder.Placement(file: name, offset: UInt64(before.count), length: UInt64(batch.count))
         #expect(try await queue.defaultConsumer.remember(lease.sequences, note: placement.encoded))
+        // A note can be replaced (the batch went elsewhere), only that of a remembered batch.
+        #expect(try await queue.defaultConsumer.renote(startingAt: name, note: [9]))
+        #expect(try queue.defaultConsumer.rememberedBatch(startingAt: name)?.note == [9])
+        #expect(try queue.defaultConsumer.rememberedBatch(startingAt: name)?.last == lease.sequences.last)
+        #expect(try await !queue.defaultConsumer.renote(startingAt: name + 1, note: [9]), "no batch starts there")
+        #expect(try await queue.defaultConsumer.renote(startingAt: name, note: placement.encoded))
         let path = out.appending("ferry-\(String(format: "%020llu", name)).ndjson")
-        let written = whole ? before + batch : before + batch.prefix(batch.count / 2)
-        try Data(written).write(to: URL(fileURLWithPath: path))
+        let written: [UInt8]? = switch left {
+        case .whole: before + batch
+        case .part: before + batch.prefix(batch.count / 2)
+        case .otherBytes: before + [UInt8](repeating: 0, count: batch.count + 10)
+        case .shorter: []
+        case .gone: nil
+        }
+        if let written { try Data(written).write(to: URL(fileURLWithPath: path)) }
         queue.close()
 
         queue = try Queue.open(at: dir.path, logger: quietLogger)
@@ -66,8 +82,51 @@ import Testing
             #expect(try await eventually { queue.stats.records == 0 })
         }
         let content = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
-        #expect(content == [#"{"id":"earlier"}"#] + lines, "the batch once, then the rest")
+        let earlier = [.whole, .part, .otherBytes].contains(left) ? [#"{"id":"earlier"}"#] : []
+        #expect(content == earlier + lines, "the batch once, then the rest")
         #expect(queue.stats.deliveredEvents == 30)
+        #expect(try queue.defaultConsumer.rememberedBatch(startingAt: name) == nil, "settled: forgotten")
+    }
+
+    @Test func retentionKeepsMaxFilesAndDeletesFilesOlderThanMaxAge() async throws {
+        let out = try TemporaryDirectory(prefix: "ferry-file-out")
+        defer { out.remove() }
+        try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
+            var expected: [String] = []
+            for batch in 0..<20 {
+                let lines = (0..<50).map { #"{"id":"k-\#(batch)-\#($0)","pad":"\#(String(repeating: "x", count: 40))"}"# }
+                expected += lines
+                _ = try await queue.append(EventBatch(lines: lines.map { Array($0.utf8) }))
+            }
+            let configuration = FileOutputConfiguration(path: out.path, rotateBytes: 10_000, maxFiles: 3)
+            let output = try FileForwarder(queue: queue, configuration: configuration, logger: quietLogger)
+            try await withServices([output]) { () async throws in
+                #expect(try await eventually { queue.stats.records == 0 })
+            }
+            let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".ndjson") }.sorted()
+            #expect(files.count == 3, "\(files)")
+            // The newest files are the ones kept: they end with the last events, in order.
+            let kept = try files.flatMap { name in
+                try String(contentsOfFile: out.appending(name), encoding: .utf8).split(separator: "\n").map(String.init)
+            }
+            #expect(kept.count < expected.count)
+            #expect(Array(expected.suffix(kept.count)) == kept)
+
+            // max_age: with the clock a day on, every file but the one named current goes; other files stay.
+            try Data("keep".utf8).write(to: URL(fileURLWithPath: out.appending("notes.txt")))
+            let aged = try FileForwarder(queue: queue, configuration: FileOutputConfiguration(path: out.path, maxAgeSeconds: 3600), logger: quietLogger)
+            let current = try #require(UInt64(files.last!.dropFirst(6).prefix(20)))
+            // Every file last written at t0: an hour later none is older than max_age, a second after that all are.
+            let t0 = time(nil) - 10
+            for name in files + ["notes.txt"] {
+                var times = utimbuf(actime: t0, modtime: t0)
+                #expect(utime(out.appending(name), &times) == 0)
+            }
+            #expect(aged.pruneFiles(keeping: current, now: t0 + 3600).isEmpty, "not older than max_age yet")
+            #expect(aged.pruneFiles(keeping: current, now: t0 + 3601) == Array(files.dropLast()))
+            let left = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+            #expect(left == [files.last!, "notes.txt"])
+        }
     }
 
     @Test func anUnwritableDirectoryIsAClearConfigurationError() async throws {

@@ -200,6 +200,42 @@ import Testing
         }
     }
 
+    /// `min_free`: the file system's own free space, asked with statvfs at each append. A floor above what
+    /// the disk has refuses every append (even with drop_oldest, whose drops would free no disk); one below
+    /// lets them through. Nothing stored is harmed by a refusal.
+    @Test func appendsAreRefusedWhileTheFileSystemHasLessThanMinFree() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-min-free")
+        defer { dir.remove() }
+        var fs = statvfs()
+        try #require(statvfs(dir.path, &fs) == 0)
+        let free = UInt64(fs.f_bavail) * UInt64(fs.f_frsize)
+
+        var configuration = QueueConfiguration(whenFull: .dropOldest)
+        configuration.minFree = .bytes(1 << 20)
+        var queue = try openQueue(at: dir.path, configuration: configuration)
+        _ = try await queue.append(generator.batch(0, count: 5))
+        queue.close()
+
+        for floor in [QueueConfiguration.MinFree.bytes(free + (1 << 40)), .percent(99.999)] {
+            configuration.minFree = floor
+            queue = try openQueue(at: dir.path, configuration: configuration)
+            var message = ""
+            let code = await queueErrorCode {
+                do { _ = try await queue.append(generator.batch(1, count: 5)) } catch let error as QueueError { message = error.message; throw error }
+            }
+            #expect(code == .full, "\(floor)")
+            #expect(message.contains("less than queue.min_free") && message.contains("free disk space there"), "\(message)")
+            #expect(queue.stats.events == 5 && queue.stats.droppedEvents == 0, "a refusal harms nothing stored")
+            queue.close()
+        }
+
+        configuration.minFree = .percent(0.001)
+        queue = try openQueue(at: dir.path, configuration: configuration)
+        defer { queue.close() }
+        _ = try await queue.append(generator.batch(2, count: 5))
+        #expect(queue.stats.events == 10)
+    }
+
     @Test func dropOldestPolicyDeletesTheOldestAndCountsThem() async throws {
         let one = EventGenerator(prefix: "cap").batch(0, count: 20).storedBytes
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: one * 3 + one / 2, whenFull: .dropOldest)) { queue, _ in

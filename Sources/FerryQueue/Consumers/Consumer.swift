@@ -68,6 +68,12 @@ public struct Consumer: Sendable {
         try await queue.remember(consumer: id, sequences, note: note)
     }
 
+    /// Replaces the note of the batch this consumer remembered that starts at `first`; false if there is none.
+    @discardableResult
+    public func renote(startingAt first: UInt64, note: [UInt8]) async throws(QueueError) -> Bool {
+        try await queue.renote(consumer: id, startingAt: first, note: note)
+    }
+
     /// The batch this consumer remembered that starts at `first` (its last sequence and note), or nil.
     /// A lease whose first record has one is that batch going again after a restart or a release.
     public func rememberedBatch(startingAt first: UInt64) throws(QueueError) -> (last: UInt64, note: [UInt8])? {
