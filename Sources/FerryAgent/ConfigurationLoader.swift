@@ -5,6 +5,7 @@ package import FerryPipeline
 import FerryQueue
 import FerryWire
 import Foundation
+import Synchronization
 import Yams
 
 
@@ -24,6 +25,16 @@ package enum ConfigurationLoader {
     }
 
     package static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
+        // One parse at a time: Yams crashed (SIGSEGV in Parser.parse) when two threads parsed at once, seen
+        // when the configuration and packaging tests ran side by side. Ferry parses its file once per start
+        // or reload, so the lock costs nothing.
+        let result = yamlLock.withLock { _ in Result { () throws(ConfigurationError) in try parseAlone(text, environment: environment, source: source) } }
+        return try result.get()
+    }
+
+    private static let yamlLock = Mutex(())
+
+    private static func parseAlone(_ text: String, environment: [String: String]?, source: String) throws(ConfigurationError) -> AgentConfiguration {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -36,10 +47,11 @@ package enum ConfigurationLoader {
         let top = try reader.mapping(root, path: "", keys: ["input", "queue", "output", "outputs", "admin", "logging"])
 
         if let queue = top["queue"] {
-            let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full", "min_free"])
+            let q = try reader.mapping(queue, path: "queue", keys: ["path", "max_bytes", "when_full", "min_free", "max_age"])
             if let path = q["path"] { configuration.dataDirectory = try reader.string(path, path: "queue.path") }
             if let size = q["max_bytes"] { configuration.queue.maxBytes = try reader.bytes(size, path: "queue.max_bytes") }
             if let free = q["min_free"] { configuration.queue.minFree = try reader.minFree(free, path: "queue.min_free") }
+            if let age = q["max_age"] { configuration.queue.maxAgeMilliseconds = try reader.seconds(age, path: "queue.max_age") * 1000 }
             if let policy = q["when_full"] {
                 configuration.queue.whenFull = try reader.choice(policy, path: "queue.when_full", QueueConfiguration.WhenFull.allCases.map(\.rawValue)).flatMap(QueueConfiguration.WhenFull.init(rawValue:))!
             }

@@ -73,6 +73,7 @@ extension AgentConfiguration {
         lines.append("  path: \(quote(dataDirectory))")
         lines.append("  max_bytes: \(queue.maxBytes)")
         lines.append("  when_full: \(queue.whenFull.rawValue)")
+        if let age = queue.maxAgeMilliseconds { lines.append("  max_age: \(age / 1000)s") }
         switch queue.minFree {
         case .bytes(let bytes): lines.append("  min_free: \(bytes)")
         case .percent(let percent):

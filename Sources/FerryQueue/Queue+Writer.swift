@@ -250,6 +250,14 @@ final class Writer: @unchecked Sendable {
             var more = false
             do {
                 more = try Queue.sweep(&childContext)
+                let expired = try Queue.expireOld(&childContext)
+                if expired.records > 0 {
+                    logger.warning("records older than queue.max_age were dropped undelivered", metadata: [
+                        "ferry.queue.dropped_records": "\(expired.records)", "ferry.queue.dropped_events": "\(expired.events)",
+                        "ferry.queue.path": "\(path)",
+                    ])
+                }
+                more = more || expired.more
                 let dropped = try Queue.enforceLagBounds(&childContext)
                 if dropped > 0 {
                     logger.warning("outputs past their lag bound were moved past their oldest records", metadata: [

@@ -32,6 +32,9 @@ public struct QueueConfiguration: Sendable, Hashable {
     /// less free than this, so that Ferry never takes the space the host needs. Default `.bytes(0)` (off)
     /// for the library; the agent's default is 5 %.
     public var minFree: MinFree = .bytes(0)
+    /// Records made longer ago than this (milliseconds) are dropped for every output, counted as dropped
+    /// and logged: queued events have an age limit. nil (the default) keeps them until delivered.
+    public var maxAgeMilliseconds: Int64?
     /// How long a `Ferry-Batch` id stays in the `seen` table. Default one hour.
     public var seenMaxAgeMilliseconds: Int64
     /// Most `Ferry-Batch` ids kept in the `seen` table; the oldest go first. Default 100,000.

@@ -128,7 +128,7 @@ struct Stats: ParsableCommand {
             ("appended", "\(s.appendedEvents) events in \(s.appendedRecords) records"),
             ("delivered", "\(s.deliveredEvents) events"),
             // Only `when_full: drop_oldest` drops; the policy lives in the agent's configuration, not in the queue.
-            ("dropped", "\(s.droppedEvents) events deleted unsent to make room (only when_full: drop_oldest drops)"),
+            ("dropped", "\(s.droppedEvents) events deleted unsent (by when_full: drop_oldest to make room, or by queue.max_age)"),
             ("moved to dead", "\(s.deadEventsTotal) events"),
             ("duplicates refused", "\(s.duplicateBatches) batches"),
             ("fill", String(format: "%.1f%% of max_bytes %@", s.fillRatio * 100, humanBytes(UInt64(s.maxBytes)))),

@@ -236,6 +236,46 @@ import Testing
         #expect(queue.stats.events == 10)
     }
 
+    /// `max_age`: records made longer ago are dropped at the next group commit, for every output,
+    /// counted as dropped and logged; younger ones and dead records stay.
+    @Test func recordsOlderThanMaxAgeAreDroppedCountedAndLogged() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-max-age")
+        defer { dir.remove() }
+        let hour: Int64 = 3_600_000
+        let now = Mutex<Int64>(1_795_000_000_000)
+        var configuration = QueueConfiguration()
+        configuration.maxAgeMilliseconds = hour
+        configuration.consumers = [ConsumerSettings(name: "a"), ConsumerSettings(name: "b")]
+        let logs = RecordingLogHandler.Store()
+        let queue = try Queue.open(at: dir.path, configuration: configuration, logger: logs.logger(), clock: { now.withLock { $0 } })
+        defer { queue.close() }
+        func batch(_ n: Int) -> EventBatch {
+            var builder = RecordBuilder(createdAt: now.withLock { $0 })
+            for i in 0..<10 { builder.append(line: Array(#"{"n":\#(n),"i":\#(i)}"#.utf8)) }
+            return builder.finish()
+        }
+        for n in 0..<3 { _ = try await queue.append(batch(n)) }
+        // Output a delivered the first record already: it is not counted against a.
+        let a = try queue.consumer(named: "a")
+        _ = try await a.acknowledge(a.lease(maxRecords: 1))
+        now.withLock { $0 += hour - 1 }
+        _ = try await queue.append(batch(3))
+        #expect(queue.stats.records == 4, "not older than max_age yet")
+
+        now.withLock { $0 += 2 }  // the first three are now older than an hour; the fourth is not
+        _ = try await queue.append(batch(4))
+        let stats = queue.stats
+        #expect(stats.records == 2 && stats.events == 20)
+        #expect(stats.droppedRecords == 3 && stats.droppedEvents == 30)
+        #expect(stats.outputs.first { $0.name == "a" }?.droppedFullEvents == 20)
+        #expect(stats.outputs.first { $0.name == "b" }?.droppedFullEvents == 30)
+        let warning = logs.all.first { $0.message.contains("older than queue.max_age") }
+        #expect(warning?.metadata["ferry.queue.dropped_records"] == "3")
+        // What is left goes out, oldest first.
+        let b = try queue.consumer(named: "b")
+        #expect(try b.lease(maxRecords: 10).eventCount == 20)
+    }
+
     @Test func dropOldestPolicyDeletesTheOldestAndCountsThem() async throws {
         let one = EventGenerator(prefix: "cap").batch(0, count: 20).storedBytes
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: one * 3 + one / 2, whenFull: .dropOldest)) { queue, _ in

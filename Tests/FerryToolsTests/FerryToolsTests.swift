@@ -43,7 +43,7 @@ import Testing
         let human = try await run(tools, ["stats", "--data-dir", dir.path])
         #expect(human.output.contains("events              501"))
         // What the dropped line counts, whatever the policy (the queue does not know the agent's).
-        #expect(human.output.contains("dropped             0 events deleted unsent to make room (only when_full: drop_oldest drops)"))
+        #expect(human.output.contains("dropped             0 events deleted unsent (by when_full: drop_oldest to make room, or by queue.max_age)"))
         // A command that changes the queue refuses while it is held, and says why.
         let purge = try await run(tools, ["purge", "--yes", "--data-dir", dir.path])
         #expect(purge.status == 1)

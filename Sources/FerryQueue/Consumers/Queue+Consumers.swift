@@ -173,6 +173,28 @@ extension Queue {
         return dropped
     }
 
+    /// `queue.max_age`: drops records made longer ago than it, oldest first, for every output that had not
+    /// settled them (counted as dropped, like `drop_oldest`), at most `limit` per group. Returns the
+    /// records and events dropped, and whether it stopped at `limit` with more to drop.
+    static func expireOld(_ context: inout WriteContext, limit: Int = 4096) throws -> (records: Int, events: UInt64, more: Bool) {
+        guard let maxAge = context.configuration.maxAgeMilliseconds else { return (0, 0, false) }
+        let cutoff = context.now - maxAge
+        let cursor = try context.txn.cursor(context.databases.records)
+        var records = 0
+        var events: UInt64 = 0
+        while records < limit, let entry = try cursor.first(), let sequence = FerryQueue.sequence(fromKey: entry.key) {
+            // A record whose header cannot be read is left to the outputs, which move damaged ones to `dead`.
+            guard let header = try? QueueRecord.header(of: entry.value), header.createdAt < cutoff else { break }
+            events += UInt64(header.eventCount)
+            guard try drop(&context, sequence) != nil else { break }
+            records += 1
+        }
+        if records > 0 {
+            for c in context.consumers.indices { try advanceWatermark(&context, consumer: c) }
+        }
+        return (records, events, records == limit)
+    }
+
     /// Makes room for `needed` bytes by moving lagging `when_lagging: drop` consumers past records every
     /// other consumer is done with, oldest first: a consumer that holds the queue full alone never stops the
     /// inputs or the others. Returns true once `fits()` says the append fits.
