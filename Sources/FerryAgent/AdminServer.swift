@@ -4,6 +4,9 @@ import FerryPipeline
 import FerryQueue
 import FerryWire
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import NIOCore
 import Prometheus
@@ -12,8 +15,13 @@ import Synchronization
 
 /// The admin endpoints: `/health` (the process answers), `/ready` (queue open and ingest listening),
 /// `/metrics` (Prometheus text), `/queue` (the queue's stats as JSON, as `ferry-tools stats --json`).
+///
+/// Security follows the listener rule: TLS (`admin.tls`) or, on a non-loopback address, an explicit
+/// `tls: false`; optional basic auth (`admin.auth`) on every endpoint.
 final class AdminServer: Service, Sendable {
     let address: AgentConfiguration.Address
+    let tls: TLSConfiguration?
+    let auth: IngestConfiguration.BasicAuth?
     let queue: Queue
     let registry: PrometheusCollectorRegistry
     let outputs: [SupervisedOutput]
@@ -21,8 +29,16 @@ final class AdminServer: Service, Sendable {
     let logger: Logger
     private let listening = ListeningPort()
 
-    init(address: AgentConfiguration.Address, queue: Queue, registry: PrometheusCollectorRegistry,
-         outputs: [SupervisedOutput], isReady: @escaping @Sendable () -> Bool, logger: Logger) {
+    /// Throws when the address is not loopback and neither TLS nor `tls: false` was given, or the TLS
+    /// files cannot be loaded.
+    init(address: AgentConfiguration.Address, tls: IngestConfiguration.TLS? = nil, allowPlaintext: Bool = false,
+         auth: IngestConfiguration.BasicAuth? = nil, queue: Queue, registry: PrometheusCollectorRegistry,
+         outputs: [SupervisedOutput], isReady: @escaping @Sendable () -> Bool, logger: Logger) throws(ConfigurationError) {
+        if tls == nil && !allowPlaintext && !isLoopbackHost(address.host) {
+            throw ConfigurationError("admin.address \(address) is not loopback and has no TLS; configure admin.tls (certificate and key, or keystore), or set tls: false to serve metrics and the queue's state in clear text on purpose")
+        }
+        self.tls = try tls.map { tls throws(ConfigurationError) in try IngestServer.makeTLS(tls, path: "admin.tls") }
+        self.auth = auth
         self.address = address
         self.queue = queue
         self.registry = registry
@@ -37,6 +53,10 @@ final class AdminServer: Service, Sendable {
 
     func run() async throws {
         let router = Router()
+        // Before the routes: Hummingbird applies a middleware to the routes added after it.
+        if let auth {
+            router.add(middleware: BasicAuthMiddleware(auth: auth))
+        }
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/ready") { [self] _, _ in
             isReady() ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
@@ -51,8 +71,10 @@ final class AdminServer: Service, Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
+        let server: HTTPServerBuilder = if let tls { try .tls(.http1(), tlsConfiguration: tls) } else { .http1() }
         let app = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "ferry-admin"),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? address.port
@@ -151,5 +173,18 @@ final class AdminServer: Service, Sendable {
         gauge("ferry_output_host_requests_failed", Double(host.failed), labels)
         gauge("ferry_output_host_hedges_sent", Double(host.hedges), labels)
         gauge("ferry_output_host_latency_seconds", host.latencySeconds ?? 0, labels)
+    }
+}
+
+/// Refuses a request without the configured basic-auth credentials: 401 with `WWW-Authenticate`.
+struct BasicAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let auth: IngestConfiguration.BasicAuth
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard basicAuthAccepts(request.headers[.authorization], auth) else {
+            return Response(status: .unauthorized, headers: [.wwwAuthenticate: #"Basic realm="ferry-admin""#],
+                             body: .init(byteBuffer: ByteBuffer(string: "missing or wrong credentials; send HTTP basic auth with admin.auth's user and password\n")))
+        }
+        return try await next(request, context)
     }
 }

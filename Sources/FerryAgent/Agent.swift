@@ -101,9 +101,16 @@ package enum Agent {
 
         let state = RunState()
         let supervised = outputs
-        let admin = configuration.admin.map { address in
-            AdminServer(address: address, queue: queue, registry: registry, outputs: supervised,
-                        isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
+        let admin: AdminServer?
+        do {
+            admin = try configuration.admin.map { address throws(ConfigurationError) in
+                try AdminServer(address: address, tls: configuration.adminTLS, allowPlaintext: configuration.adminAllowPlaintext,
+                                auth: configuration.adminAuth, queue: queue, registry: registry, outputs: supervised,
+                                isReady: { state.inputsStarted.load(ordering: .acquiring) }, logger: logger.child("ferry.admin"))
+            }
+        } catch {
+            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
+            return 2
         }
 
         let service = ServiceIntegration(queue: queue, logger: logger)

@@ -19,6 +19,12 @@ package struct AgentConfiguration: Sendable, Hashable {
     package var outputs: [OutputConfiguration]
     /// Admin endpoints (`/health`, `/ready`, `/metrics`, `/queue`); nil disables them.
     package var admin: Address?
+    /// The admin endpoints' TLS (`admin.tls`); nil is plain HTTP, allowed on a non-loopback address only
+    /// with an explicit `tls: false` (`adminAllowPlaintext`), as for every listener.
+    package var adminTLS: IngestConfiguration.TLS? = nil
+    package var adminAllowPlaintext = false
+    /// Basic authentication for every admin endpoint (`admin.auth`); nil lets every client in.
+    package var adminAuth: IngestConfiguration.BasicAuth? = nil
     package var logging: Logging
 
     package enum Output: Sendable, Hashable {

@@ -140,8 +140,13 @@ package enum ConfigurationLoader {
             if case .scalar(let s) = admin, ["false", "off", "none"].contains(s.string.lowercased()) {
                 configuration.admin = nil
             } else {
-                let a = try reader.mapping(admin, path: "admin", keys: ["address"])
+                let a = try reader.mapping(admin, path: "admin", keys: ["address", "tls", "auth"])
                 if let address = a["address"] { configuration.admin = try reader.address(address, path: "admin.address") }
+                if let tls = a["tls"] {
+                    configuration.adminTLS = try listenerTLS(tls, path: "admin.tls", reader: reader)
+                    configuration.adminAllowPlaintext = configuration.adminTLS == nil
+                }
+                if let auth = a["auth"] { configuration.adminAuth = try basicAuth(auth, path: "admin.auth", reader: reader) }
             }
         }
         if let logging = top["logging"] {
@@ -185,6 +190,15 @@ package enum ConfigurationLoader {
         return settings
     }
 
+    /// An `auth` block of a listener: `username` and `password`, both required.
+    static func basicAuth(_ auth: Node, path: String, reader: Reader) throws(ConfigurationError) -> IngestConfiguration.BasicAuth {
+        let a = try reader.mapping(auth, path: path, keys: ["username", "password"])
+        guard let user = a["username"], let password = a["password"] else {
+            throw ConfigurationError("\(reader.location(auth)): \(path) needs username and password")
+        }
+        return .init(username: try reader.string(user, path: "\(path).username"), password: try reader.string(password, path: "\(path).password"))
+    }
+
     static func ingest(_ node: Node, reader: Reader) throws(ConfigurationError) -> (IngestConfiguration, StampSettings) {
         let h = try reader.mapping(node, path: "input.http", keys: stampKeys.union(["address", "tls", "auth", "limits"]))
         var c = IngestConfiguration()
@@ -196,13 +210,7 @@ package enum ConfigurationLoader {
             c.tls = try listenerTLS(tls, path: "input.http.tls", reader: reader)
             c.allowPlaintext = c.tls == nil
         }
-        if let auth = h["auth"] {
-            let a = try reader.mapping(auth, path: "input.http.auth", keys: ["username", "password"])
-            guard let user = a["username"], let password = a["password"] else {
-                throw ConfigurationError("\(reader.location(auth)): input.http.auth needs username and password")
-            }
-            c.auth = .init(username: try reader.string(user, path: "input.http.auth.username"), password: try reader.string(password, path: "input.http.auth.password"))
-        }
+        if let auth = h["auth"] { c.auth = try basicAuth(auth, path: "input.http.auth", reader: reader) }
         if let limits = h["limits"] {
             let l = try reader.mapping(limits, path: "input.http.limits", keys: ["max_body_bytes", "max_decompressed_bytes", "max_event_bytes", "max_events_per_request", "request_timeout", "idle_timeout", "max_connections"])
             if let v = l["max_body_bytes"] { c.limits.maxBodyBytes = try reader.bytes(v, path: "input.http.limits.max_body_bytes") }

@@ -97,6 +97,10 @@ extension AgentConfiguration {
         if let admin {
             lines.append("admin:")
             lines.append("  address: \(quote(admin.description))")
+            lines += listenerTLS(adminTLS, allowPlaintext: adminAllowPlaintext, quote: quote).map { String($0.dropFirst(2)) }
+            if let auth = adminAuth {
+                lines.append("  auth: { username: \(quote(auth.username)), password: \(redacted) }")
+            }
         } else {
             lines.append("admin: false")
         }

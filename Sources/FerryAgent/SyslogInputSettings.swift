@@ -68,9 +68,7 @@ package struct RELPInputSettings: Sendable, Hashable {
     }
 }
 
-private func isLoopback(_ host: String) -> Bool {
-    host == "localhost" || host == "::1" || host.hasPrefix("127.")
-}
+private func isLoopback(_ host: String) -> Bool { isLoopbackHost(host) }
 
 extension ListenAddress {
     init(_ address: AgentConfiguration.Address) {

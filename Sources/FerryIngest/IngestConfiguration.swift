@@ -88,7 +88,11 @@ package struct IngestConfiguration: Sendable, Hashable {
     }
 
     /// True for addresses that only this host can reach.
-    package var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
-    }
+    package var isLoopback: Bool { isLoopbackHost(host) }
+}
+
+/// True for a host name or address that only this host can reach: the one rule of every listener
+/// (ingest, syslog, RELP, admin) for when clear text needs an explicit `tls: false`.
+package func isLoopbackHost(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
 }

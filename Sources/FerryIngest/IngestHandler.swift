@@ -155,3 +155,10 @@ struct IngestHandler: Sendable {
         return difference == 0
     }
 }
+
+/// Whether an `Authorization` header carries exactly `auth`'s credentials (compared in constant time):
+/// the check of every HTTP listener with `auth` (the ingest, the admin endpoints).
+package func basicAuthAccepts(_ header: String?, _ auth: IngestConfiguration.BasicAuth) -> Bool {
+    guard let provided = IngestHandler.basicCredentials(header) else { return false }
+    return IngestHandler.constantTimeEqual(provided, Array("\(auth.username):\(auth.password)".utf8))
+}

@@ -155,6 +155,45 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         }
     }
 
+    /// The admin endpoints follow the listener rule (TLS, or `tls: false`, off loopback) and take basic auth.
+    @Test func theAdminEndpointOffLoopbackNeedsTLSAndTakesBasicAuth() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-e2e")
+        defer { dir.remove() }
+        let ferry = builtProductsDirectory() + "/ferry"
+        let port = freePort()
+        let refused = try await run(ferry, ["run", "--data-dir", dir.appending("data"), "--listen", "127.0.0.1:\(freePort())", "--admin", "0.0.0.0:\(port)"])
+        #expect(refused.status == 2)
+        #expect(refused.errors.contains("admin.address 0.0.0.0:\(port) is not loopback and has no TLS; configure admin.tls"), "\(refused.errors.suffix(800))")
+
+        let certs = try await makeTestCertificates()
+        defer { certs.remove() }
+        let config = dir.appending("admin.yaml")
+        try """
+            admin:
+              address: 0.0.0.0:\(port)
+              tls: { certificate: \(certs.appending("server.pem")), key: \(certs.appending("server.key")) }
+              auth: { username: ops, password: "${ADMIN_PASS}" }
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let check = try await run("/usr/bin/env", ["ADMIN_PASS=s3cret", ferry, "check-config", config])
+        #expect(check.status == 0, "\(check.errors)")
+        #expect(check.output.contains("password: \"<redacted>\"") && !check.output.contains("s3cret"))
+
+        let child = try ChildProcess(executable: ferry, arguments: ["run", "--config", config, "--data-dir", dir.appending("data"),
+                                                                    "--listen", "127.0.0.1:\(freePort())"],
+                                     stderrPath: dir.appending("admin.log"), environment: ["ADMIN_PASS": "s3cret"])
+        defer { child.kill() }
+        func status(_ extra: [String]) async throws -> String {
+            try await run("/usr/bin/curl", ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", certs.appending("ca.pem")]
+                          + extra + ["https://localhost:\(port)/ready"]).output
+        }
+        let up = try await eventuallyAsync(timeout: .seconds(30)) { (try? await status(["-u", "ops:s3cret"])) == "200" }
+        #expect(up, "the admin endpoint did not answer 200 over TLS with the credentials; log:\n\((try? String(contentsOfFile: dir.appending("admin.log"), encoding: .utf8)) ?? "")")
+        #expect(try await status([]) == "401", "no credentials")
+        #expect(try await status(["-u", "ops:wrong"]) == "401", "wrong password")
+        let plain = try await run("/usr/bin/curl", ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/ready"]).output
+        #expect(plain != "200", "clear text is not served")
+    }
+
     @Test func badConfigurationExitsWith2AndNamesTheKey() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }
