@@ -16,10 +16,15 @@ extension Agent {
     }
 
     /// One reload: reads the configuration; an invalid one keeps the running configuration (`invalid`).
-    /// Applies `logging.level`, the only key applied live so far; any other change is refused with a
-    /// log line naming its keys (`restart_needed`; the level is still applied). Returns the outcome (the
-    /// `result` label of `ferry_config_reloads_total`) and the configuration now in effect.
-    static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger) -> (result: String, now: AgentConfiguration) {
+    /// Applies `logging.level`, and an output's own settings (hosts, TLS certificates and keys, auth,
+    /// limits, paths: the `http`, `file` or `kafka` block of an output that exists before and after)
+    /// through `replaceOutput`, which restarts that output alone with them; an output that cannot be built
+    /// with its new settings (a certificate that does not load) keeps running as it was (`invalid`). Any
+    /// other change is refused with a log line naming its keys (`restart_needed`; the rest is still
+    /// applied). Returns the outcome (the `result` label of `ferry_config_reloads_total`) and the
+    /// configuration now in effect.
+    static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger,
+                                    replaceOutput: (OutputConfiguration) throws -> Void = { _ in }) -> (result: String, now: AgentConfiguration) {
         let fresh: AgentConfiguration
         do {
             fresh = try reload.read()
@@ -36,14 +41,28 @@ extension Agent {
         reload.logLevel.level = level
         var now = running
         now.logging.level = fresh.logging.level
-        let keys = changedKeys(running: running, fresh: fresh)
+        var refused = false
+        for (index, output) in running.outputs.enumerated() {
+            guard let new = fresh.outputs.first(where: { $0.name == output.name }), new.consumer == output.consumer, new.kind != output.kind else { continue }
+            do {
+                try replaceOutput(new)
+                now.outputs[index] = new
+                logger.notice("reload: output restarted with its new settings", metadata: ["ferry.output": "\(output.name)"])
+            } catch {
+                refused = true
+                logger.error("reload refused for an output: its new settings do not work; it keeps running as it was", metadata: [
+                    "ferry.output": "\(output.name)", "error": "\(error)",
+                ])
+            }
+        }
+        let keys = changedKeys(running: now, fresh: fresh)
         if !keys.isEmpty {
             logger.warning("reload: these changes need a restart and are not applied; restart Ferry to apply them", metadata: [
                 "ferry.config.keys": "\(keys.joined(separator: ","))",
             ])
         }
         logger.notice("configuration reloaded", metadata: ["ferry.logging.level": "\(level)"])
-        return (keys.isEmpty ? "applied" : "restart_needed", now)
+        return (refused ? "invalid" : keys.isEmpty ? "applied" : "restart_needed", now)
     }
 
     /// The keys (sections) that differ between `running` and `fresh`, other than `logging.level`.
@@ -59,7 +78,8 @@ extension Agent {
         for name in outputs where running.outputs.first(where: { $0.name == name }) != fresh.outputs.first(where: { $0.name == name }) {
             keys.append("outputs.\(name)")
         }
-        if running.admin != fresh.admin { keys.append("admin") }
+        if running.admin != fresh.admin || running.adminTLS != fresh.adminTLS || running.adminAllowPlaintext != fresh.adminAllowPlaintext
+            || running.adminAuth != fresh.adminAuth { keys.append("admin") }
         if running.logging.format != fresh.logging.format { keys.append("logging.format") }
         return keys
     }

@@ -67,15 +67,8 @@ package enum Agent {
             for output in configuration.outputs {
                 let consumer = try queue.consumer(named: output.name)
                 let outputLogger = logger.child("ferry.output.\(output.name)")
-                // Made once now, so that a bad setting stops the start with exit status 2; made again by
-                // the supervisor for each restart after a failure.
-                let first = Mutex<(any Service)?>(try makeOutput(output.kind, consumer: consumer, logger: outputLogger))
-                outputs.append(SupervisedOutput(name: output.name, logger: outputLogger) {
-                    if let made = first.withLock({ made in defer { made = nil }; return made }) { return made }
-                    // The failed instance's leases die with it: the new one gets its records again.
-                    consumer.restartLeases()
-                    return try makeOutput(output.kind, consumer: consumer, logger: outputLogger)
-                })
+                outputs.append(SupervisedOutput(name: output.name, logger: outputLogger,
+                                                make: try outputFactory(output.kind, consumer: consumer, logger: outputLogger, replacing: false)))
             }
         } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
@@ -158,7 +151,11 @@ package enum Agent {
                     if signal == .sighup {
                         service.reloadBegins()
                         if let reload {
-                            let outcome = reloadConfiguration(running: running, reload, logger: logger)
+                            let outcome = reloadConfiguration(running: running, reload, logger: logger) { output throws in
+                                guard let supervised = supervised.first(where: { $0.name == output.name }) else { return }
+                                let consumer = try queue.consumer(named: output.name)
+                                supervised.replace(make: try outputFactory(output.kind, consumer: consumer, logger: logger.child("ferry.output.\(output.name)"), replacing: true))
+                            }
                             running = outcome.now
                             countReload(outcome.result)
                         } else {
@@ -191,6 +188,23 @@ package enum Agent {
     }
 
     /// The output service of one configured output, delivering what `consumer` has not settled.
+    /// How a `SupervisedOutput` builds `kind`: built once now, so that a bad setting fails here (exit
+    /// status 2 at the start, a refused reload), and that instance runs first; each restart after a
+    /// failure builds a new one. Every instance but a start's first leases again what the one before held
+    /// (`Consumer.restartLeases`, called when it is built, which is after the one before stopped).
+    static func outputFactory(_ kind: AgentConfiguration.Output, consumer: Consumer, logger: Logger,
+                              replacing: Bool) throws -> @Sendable () throws -> any Service {
+        let first = Mutex<(any Service)?>(try makeOutput(kind, consumer: consumer, logger: logger))
+        return {
+            if let made = first.withLock({ made in defer { made = nil }; return made }) {
+                if replacing { consumer.restartLeases() }
+                return made
+            }
+            consumer.restartLeases()
+            return try makeOutput(kind, consumer: consumer, logger: logger)
+        }
+    }
+
     static func makeOutput(_ kind: AgentConfiguration.Output, consumer: Consumer, logger: Logger) throws -> any Service {
         switch kind {
         case .http(let http): try HTTPForwarder(consumer: consumer, configuration: http, logger: logger)

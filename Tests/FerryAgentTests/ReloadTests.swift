@@ -1,4 +1,5 @@
 @testable import FerryAgent
+import FerryForward
 import FerryPipeline
 import Logging
 import Synchronization
@@ -35,6 +36,35 @@ import Testing
         #expect(bad.result == "invalid")
         #expect(bad.now == good.now)
         #expect(level.level == .debug)
+    }
+
+    @Test func anOutputsOwnSettingsAreAppliedLiveItsLagPolicyNeedsARestart() {
+        struct Unusable: Error {}
+        let level = LogLevelSetting(.warning)
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let running = AgentConfiguration.embeddedDefault()
+        var moved = running
+        moved.output = .file(FileOutputConfiguration(path: "/elsewhere", maxFiles: 3))
+        let file = moved
+        var replaced: [OutputConfiguration] = []
+        let applied = Agent.reloadConfiguration(running: running, Agent.Reload(logLevel: level) { file }, logger: logger) { replaced.append($0) }
+        #expect(applied.result == "applied")
+        #expect(replaced.map(\.kind) == [moved.output])
+        #expect(applied.now == moved)
+
+        // Settings the output cannot be built with: refused, the running ones stay.
+        let refused = Agent.reloadConfiguration(running: running, Agent.Reload(logLevel: level) { file }, logger: logger) { _ in throw Unusable() }
+        #expect(refused.result == "invalid")
+        #expect(refused.now.output == running.output)
+
+        // A lag policy belongs to the queue's consumer: a restart applies it.
+        var lagging = running
+        lagging.outputs[0].consumer.whenLagging = .block
+        let laggingFile = lagging
+        replaced = []
+        let later = Agent.reloadConfiguration(running: running, Agent.Reload(logLevel: level) { laggingFile }, logger: logger) { replaced.append($0) }
+        #expect(later.result == "restart_needed")
+        #expect(replaced.isEmpty)
     }
 
     @Test func handlersFollowTheSharedLevelUnlessGivenAnotherOne() {
