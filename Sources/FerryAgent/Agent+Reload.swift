@@ -16,7 +16,8 @@ extension Agent {
     }
 
     /// One reload: reads the configuration; an invalid one keeps the running configuration (`invalid`).
-    /// Applies `logging.level`, and an output's own settings (hosts, TLS certificates and keys, auth,
+    /// Applies `logging.level`, the listeners' TLS certificates and keys read again from their files
+    /// (`reloadListenerIdentities`: rotated in place, a failure keeps the old one, `invalid`), and an output's own settings (hosts, TLS certificates and keys, auth,
     /// limits, paths: the `http`, `file` or `kafka` block of an output that exists before and after)
     /// through `replaceOutput`, which restarts that output alone with them; an output that cannot be built
     /// with its new settings (a certificate that does not load) keeps running as it was (`invalid`). Any
@@ -24,7 +25,9 @@ extension Agent {
     /// applied). Returns the outcome (the `result` label of `ferry_config_reloads_total`) and the
     /// configuration now in effect.
     static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger,
-                                    replaceOutput: (OutputConfiguration) throws -> Void = { _ in }) -> (result: String, now: AgentConfiguration) {
+                                    replaceOutput: (OutputConfiguration) throws -> Void = { _ in },
+                                    reloadListenerIdentities: () -> (reloaded: [String], failed: [(path: String, error: String)]) = { ([], []) })
+        -> (result: String, now: AgentConfiguration) {
         let fresh: AgentConfiguration
         do {
             fresh = try reload.read()
@@ -54,6 +57,19 @@ extension Agent {
                     "ferry.output": "\(output.name)", "error": "\(error)",
                 ])
             }
+        }
+        // The listeners' certificates and keys, rotated in place (same paths): served from the next handshake.
+        let identities = reloadListenerIdentities()
+        if !identities.reloaded.isEmpty {
+            logger.notice("reload: TLS certificates and keys read again; new connections get them", metadata: [
+                "ferry.tls.listeners": "\(identities.reloaded.joined(separator: ","))",
+            ])
+        }
+        for failure in identities.failed {
+            refused = true
+            logger.error("reload refused for a listener's TLS identity: it keeps the one it had; check the files", metadata: [
+                "ferry.tls.listener": "\(failure.path)", "error": "\(failure.error)",
+            ])
         }
         let keys = changedKeys(running: now, fresh: fresh)
         if !keys.isEmpty {

@@ -151,11 +151,11 @@ package enum Agent {
                     if signal == .sighup {
                         service.reloadBegins()
                         if let reload {
-                            let outcome = reloadConfiguration(running: running, reload, logger: logger) { output throws in
+                            let outcome = reloadConfiguration(running: running, reload, logger: logger, replaceOutput: { output throws in
                                 guard let supervised = supervised.first(where: { $0.name == output.name }) else { return }
                                 let consumer = try queue.consumer(named: output.name)
                                 supervised.replace(make: try outputFactory(output.kind, consumer: consumer, logger: logger.child("ferry.output.\(output.name)"), replacing: true))
-                            }
+                            }, reloadListenerIdentities: { ListenerIdentities.shared.reloadAll() })
                             running = outcome.now
                             countReload(outcome.result)
                         } else {

@@ -125,24 +125,16 @@ package final class IngestServer: Input, Sendable {
     /// The server TLS configuration of a listener's `tls` block (`path`: its key, for errors); the syslog
     /// and RELP inputs take the same block.
     package static func makeTLS(_ tls: IngestConfiguration.TLS, path: String = "input.http.tls") throws(ConfigurationError) -> TLSConfiguration {
-        var configuration: TLSConfiguration
+        let loaded: ListenerIdentities.Loaded
         do {
-            switch tls.identity {
-            case .pem(let certificate, let key):
-                configuration = TLSConfiguration.makeServerConfiguration(
-                    certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
-                    privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
-                )
-            case .pkcs12(let path, let password):
-                let bundle = try NIOSSLPKCS12Bundle(file: path, passphrase: Array(password.utf8))
-                configuration = TLSConfiguration.makeServerConfiguration(
-                    certificateChain: bundle.certificateChain.map { .certificate($0) },
-                    privateKey: .privateKey(bundle.privateKey)
-                )
-            }
+            loaded = try ListenerIdentities.load(tls.identity)
         } catch {
             throw ConfigurationError("cannot load the TLS identity of \(path) (\(error)); check the certificate, key or keystore paths and the keystore password")
         }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: loaded.chain.map { .certificate($0) }, privateKey: .privateKey(loaded.key))
+        // Each handshake takes the identity last read (a reload reads the files again).
+        configuration.sslContextCallback = ListenerIdentities.shared.register(path, identity: tls.identity, loaded: loaded)
         switch tls.clientAuth {
         case .none:
             configuration.certificateVerification = .none
@@ -172,5 +164,91 @@ struct IngestContext: RequestContext {
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// The certificate chains and keys of Ferry's TLS listeners (ingest, syslog, RELP, admin), read again by
+/// `reloadAll()` (SIGHUP): a certificate rotated in place (the same files, new content) is served to new
+/// connections without a restart; connections already open keep the one they began with. Every
+/// listener's TLS is made by `IngestServer.makeTLS`, which registers its identity here, by its
+/// configuration path, and points NIOSSL's per-handshake callback at it.
+package final class ListenerIdentities: Sendable {
+    package static let shared = ListenerIdentities()
+
+    package struct Loaded: Sendable {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+    }
+
+    /// One listener's identity: its files and what was last read from them. The handshake callback holds
+    /// it; the registry only refers to it weakly, so a listener that is gone (a test's server, say) drops
+    /// out of the reloads.
+    private final class Holder: Sendable {
+        let path: String
+        let identity: IngestConfiguration.TLS.Identity
+        let loaded: Mutex<Loaded>
+        init(path: String, identity: IngestConfiguration.TLS.Identity, loaded: Loaded) {
+            self.path = path
+            self.identity = identity
+            self.loaded = Mutex(loaded)
+        }
+    }
+
+    private struct Entry: @unchecked Sendable {  // a weak reference to a Sendable class
+        weak var holder: Holder?
+    }
+
+    private let entries = Mutex<[Entry]>([])
+
+    /// Reads an identity's files (PEM certificate chain and key, or a PKCS#12 keystore).
+    static func load(_ identity: IngestConfiguration.TLS.Identity) throws -> Loaded {
+        switch identity {
+        case .pem(let certificate, let key):
+            return Loaded(chain: try NIOSSLCertificate.fromPEMFile(certificate), key: try NIOSSLPrivateKey(file: key, format: .pem))
+        case .pkcs12(let path, let password):
+            let bundle = try NIOSSLPKCS12Bundle(file: path, passphrase: Array(password.utf8))
+            return Loaded(chain: bundle.certificateChain, key: bundle.privateKey)
+        }
+    }
+
+    /// Keeps `loaded` as the identity of a listener (`path`: its configuration key, for logs); returns the
+    /// handshake callback that serves it, and what was read last after each reload.
+    func register(_ path: String, identity: IngestConfiguration.TLS.Identity, loaded: Loaded) -> NIOSSLContextCallback {
+        let holder = Holder(path: path, identity: identity, loaded: loaded)
+        entries.withLock { entries in
+            entries.removeAll { $0.holder == nil }
+            entries.append(Entry(holder: holder))
+        }
+        return { _, promise in
+            let current = holder.loaded.withLock { $0 }
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = current.chain.map { .certificate($0) }
+            override.privateKey = .privateKey(current.key)
+            promise.succeed(override)
+        }
+    }
+
+    /// Reads every registered identity again. Those that load are served from the next handshake on; one
+    /// that does not (a file missing or half copied, a wrong keystore password) keeps the identity it had.
+    /// Not checked: that a new certificate and key belong together (NIOSSL offers no check); a mismatch
+    /// fails the handshakes until the next reload. Returns the listeners read again, and those that
+    /// failed with why.
+    package func reloadAll() -> (reloaded: [String], failed: [(path: String, error: String)]) {
+        let holders = entries.withLock { entries in
+            entries.removeAll { $0.holder == nil }
+            return entries.compactMap(\.holder)
+        }
+        var reloaded: [String] = []
+        var failed: [(path: String, error: String)] = []
+        for holder in holders {
+            do {
+                let loaded = try Self.load(holder.identity)
+                holder.loaded.withLock { $0 = loaded }
+                reloaded.append(holder.path)
+            } catch {
+                failed.append((holder.path, "\(error)"))
+            }
+        }
+        return (reloaded, failed)
     }
 }

@@ -55,4 +55,41 @@ import Testing
         #expect(Set(inB.keys) == Set(second + third), "b holds the rest")
         #expect(inA.values.allSatisfy { $0 == 1 } && inB.values.allSatisfy { $0 == 1 }, "none twice")
     }
+
+    /// A certificate rotated in place (new files at the same paths, another CA) is served to new
+    /// connections after SIGHUP, without a restart.
+    @Test func sighupServesARotatedCertificateToNewConnections() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-tls-reload")
+        defer { dir.remove() }
+        let (old, new) = (try await makeTestCertificates(), try await makeTestCertificates())
+        defer { old.remove(); new.remove() }
+        let (pem, key) = (dir.appending("live.pem"), dir.appending("live.key"))
+        func install(_ certs: TemporaryDirectory) throws {
+            for (from, to) in [("server.pem", pem), ("server.key", key)] {
+                try? FileManager.default.removeItem(atPath: to)
+                try FileManager.default.copyItem(atPath: certs.appending(from), toPath: to)
+            }
+        }
+        try install(old)
+        let config = dir.appending("ferry.yaml")
+        try "input:\n  http:\n    tls: { certificate: \(pem), key: \(key) }\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let ferry = FerryProcess(name: "tls", dir: dir, extra: ["--config", config])
+        defer { ferry.terminate() }
+        try await ferry.start()
+        let pid = try #require(ferry.child?.pid)
+        func post(trusting certs: TemporaryDirectory) async throws -> String {
+            try await run("/usr/bin/curl", ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", certs.appending("ca.pem"),
+                                            "-H", "Content-Type: application/x-ndjson", "--data-binary", #"{"a":1}"#,
+                                            "https://localhost:\(ferry.ingestPort)/"]).output
+        }
+        #expect(try await post(trusting: old) == "200")
+        #expect(try await post(trusting: new) != "200", "not yet the new certificate")
+
+        try install(new)
+        kill(pid, SIGHUP)
+        let log = { (try? String(contentsOfFile: dir.appending("tls.log"), encoding: .utf8)) ?? "" }
+        #expect(try await eventually(timeout: .seconds(30)) { log().contains("TLS certificates and keys read again") }, "\(log().suffix(2000))")
+        #expect(try await post(trusting: new) == "200", "the rotated certificate, without a restart")
+        #expect(try await post(trusting: old) != "200", "the old one is no longer served")
+    }
 }
