@@ -106,11 +106,13 @@ import Testing
             proxies[0].mode = .blackhole
             try await withTemporaryQueue(prefix: "ferry-forward") { queue, _ in
                 let ids = try await appendEvents(queue, prefix: "hedge", count: 20)
-                // A 60 s timeout: without a hedge, the requests the blackholed host took would wait it out.
-                let configuration = httpOutput(proxies.map(\.port)) { $0.maxRequestBytes = 1; $0.requestTimeoutSeconds = 60 }
+                // A 300 s timeout: without a hedge, the requests the blackholed host took would wait it out.
+                // Alone this drains in about a second; 60 s leaves room for a loaded machine (the hedge
+                // delay follows the hosts' latency) and is still far below the timeout.
+                let configuration = httpOutput(proxies.map(\.port)) { $0.maxRequestBytes = 1; $0.requestTimeoutSeconds = 300 }
                 let forwarder = try HTTPForwarder(queue: queue, configuration: configuration, logger: quietLogger)
                 try await withServices([forwarder]) { () async throws in
-                    #expect(try await eventually(timeout: .seconds(20)) { queue.stats.records == 0 })
+                    #expect(try await eventually(timeout: .seconds(60)) { queue.stats.records == 0 })
                 }
                 let status = forwarder.hostStatus()
                 #expect(status[1].hedges >= 1, "no hedge was sent: \(status)")
