@@ -76,6 +76,26 @@ final class Acknowledged: Sendable {
     let ids = Mutex<[String]>([])
 }
 
+/// Load on `url`: `clients` concurrent senders, each posting up to `batches` requests of `perRequest`
+/// events (ids `<prefix><client>-<batch>-<n>`) until one is not answered 200. The ids answered 200 are
+/// in `acknowledged`; the task ends when every sender has stopped (cancel it, or stop the receiver).
+func load(_ url: String, clients: Int, batches: Int, perRequest: Int, prefix: String, padding: Int = 0,
+          into acknowledged: Acknowledged) -> Task<Void, Never> {
+    Task {
+        await withTaskGroup(of: Void.self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    for batch in 0..<batches {
+                        let ids = (0..<perRequest).map { "\(prefix)\(client)-\(batch)-\($0)" }
+                        guard (try? await post(ids, to: url, padding: padding)) == true else { return }
+                        acknowledged.ids.withLock { $0 += ids }
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct TestError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -135,17 +155,8 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let dir = try TemporaryDirectory(prefix: "ferry-e2e")
         defer { dir.remove() }
         // A socket of the test's own listens on the port first.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try #require(bindLoopbackPort(listening: true))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
         for (flags, expected) in [(["--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(freePort())"], "ingest cannot listen on 127.0.0.1:\(port): Address already in use; stop what uses that port, or choose another input.http.address"),
                                   (["--listen", "127.0.0.1:\(freePort())", "--admin", "127.0.0.1:\(port)"], "admin cannot listen on 127.0.0.1:\(port): Address already in use; stop what uses that port, or choose another admin.address")] {
             let result = try await run(builtProductsDirectory() + "/ferry", ["run", "--data-dir", dir.appending("data")] + flags)
@@ -398,20 +409,7 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         defer { edge.terminate() }
         try await edge.start()
         let acknowledged = Acknowledged()
-        let url = edge.url
-        let clients = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for client in 0..<4 {
-                    group.addTask {
-                        for batch in 0..<1000 {
-                            let ids = (0..<10).map { "t\(client)-\(batch)-\($0)" }
-                            guard (try? await post(ids, to: url)) == true else { return }
-                            acknowledged.ids.withLock { $0 += ids }
-                        }
-                    }
-                }
-            }
-        }
+        let clients = load(edge.url, clients: 4, batches: 1000, perRequest: 10, prefix: "t", into: acknowledged)
         #expect(try await eventually(timeout: .seconds(30)) { acknowledged.ids.withLock { $0.count } >= 200 })
         let clock = ContinuousClock()
         var status: Int32 = -1

@@ -19,20 +19,7 @@ import Testing
             defer { ferry.terminate() }
             try await ferry.start()
             let acked = Acknowledged()
-            let url = ferry.url
-            let clients = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for client in 0..<3 {
-                        group.addTask {
-                            for batch in 0..<100_000 {
-                                let ids = (0..<100).map { "k\(cycle)-\(client)-\(batch)-\($0)" }
-                                guard (try? await post(ids, to: url, padding: 300)) == true else { return }
-                                acked.ids.withLock { $0 += ids }
-                            }
-                        }
-                    }
-                }
-            }
+            let clients = load(ferry.url, clients: 3, batches: 100_000, perRequest: 100, prefix: "k\(cycle)-", padding: 300, into: acked)
             // Load first, then the kill at a moment of its own in each cycle, while the output writes.
             let loaded = try await eventually(timeout: .seconds(30)) { acked.ids.withLock { $0.count } >= 1_500 }
             #expect(loaded, "cycle \(cycle): the load did not start")

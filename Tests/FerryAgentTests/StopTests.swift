@@ -90,20 +90,7 @@ import Testing
             defer { ferry.terminate() }
             try await ferry.start()
             let acked = Acknowledged()
-            let url = ferry.url
-            let clients = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for client in 0..<2 {
-                        group.addTask {
-                            for batch in 0..<10_000 {
-                                let ids = (0..<10).map { "c\(chain)-\(cycle)-\(client)-\(batch)-\($0)" }
-                                guard (try? await post(ids, to: url)) == true else { return }
-                                acked.ids.withLock { $0 += ids }
-                            }
-                        }
-                    }
-                }
-            }
+            let clients = load(ferry.url, clients: 2, batches: 10_000, perRequest: 10, prefix: "c\(chain)-\(cycle)-", into: acked)
             _ = try await eventually(timeout: .seconds(20)) { acked.ids.withLock { $0.count } >= 40 }
             let signals: [Int32] = switch kind {
             case .file, .unreachable: [SIGTERM]

@@ -26,17 +26,8 @@ final class NotifiedFerry {
         listener = try NotifyListener(directory: directory.path)
         log = directory.appending("ferry.log")
         try Data(configuration.utf8).write(to: URL(fileURLWithPath: directory.appending("ferry.yaml")))
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, refusingPort) = try #require(bindLoopbackPort(), "cannot bind a loopback port")
         deadPort = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound, "cannot bind a loopback port")
-        let refusingPort = Int(UInt16(bigEndian: address.sin_port))
         var environment = ProcessInfo.processInfo.environment
         environment["WATCHDOG_PID"] = nil
         environment["NOTIFY_SOCKET"] = listener.name
