@@ -28,6 +28,16 @@ struct WriteContext {
     var state: QueueState
     /// The consumers (outputs): cursors, ranges and counters; written at the group's end when changed.
     var consumers: [ConsumerState]
+    /// `queue.min_free`'s look at the file system, taken once per group rather than once per append.
+    var disk: DiskRoom = .notAsked
+}
+
+/// The free space of the queue's file system as `queue.min_free` sees it.
+enum DiskRoom {
+    case notAsked
+    /// `statvfs` failed: LMDB's own ENOSPC decides.
+    case unknown
+    case known(free: UInt64, floor: UInt64)
 }
 
 /// The queue's single writer: a dedicated thread that drains pending changes, applies all of them in one
@@ -180,11 +190,14 @@ final class Writer: @unchecked Sendable {
             do {
                 let child = try environment.beginTransaction(readOnly: false, parent: parent)
                 var childContext = WriteContext(txn: child, databases: databases, configuration: configuration,
-                                                path: path, now: context.now, state: context.state, consumers: context.consumers)
+                                                path: path, now: context.now, state: context.state, consumers: context.consumers,
+                                                disk: context.disk)
                 let completion: @Sendable () -> Void
                 do {
                     completion = try operation.apply(&childContext)
+                    context.disk = childContext.disk
                 } catch {
+                    context.disk = childContext.disk
                     child.abort()
                     throw error
                 }

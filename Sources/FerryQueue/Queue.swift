@@ -334,7 +334,7 @@ public final class Queue: Sendable {
         guard needed <= limit else {
             throw QueueError(.batchTooLarge, "a batch of \(bytes) bytes can never fit in queue.max_bytes = \(limit); send smaller requests or raise queue.max_bytes")
         }
-        try refuseForLowDisk(context)
+        try refuseForLowDisk(&context)
         try refuseForBlockingLag(&context)
         let fits: (QueueState) -> Bool = { $0.storedBytes + $0.deadBytes + needed <= limit }
         guard !fits(context.state) else { return }
@@ -362,14 +362,21 @@ public final class Queue: Sendable {
 
     /// `queue.min_free`: while the file system holding the queue has less free than that, appends are
     /// refused. Dropping records would not help: LMDB keeps its file's size and reuses the freed pages.
-    /// A file system that cannot be asked (`statvfs` fails) leaves the decision to LMDB's own ENOSPC.
-    private static func refuseForLowDisk(_ context: WriteContext) throws {
+    /// Asked once per group: nothing reaches the disk before the group's commit, so every append of a group
+    /// sees the same free space. A file system that cannot be asked (`statvfs` fails) leaves the decision
+    /// to LMDB's own ENOSPC.
+    private static func refuseForLowDisk(_ context: inout WriteContext) throws {
         guard context.configuration.minFree != .bytes(0) else { return }
-        var fs = statvfs()
-        guard statvfs(context.path, &fs) == 0 else { return }
-        let free = UInt64(fs.f_bavail) * UInt64(fs.f_frsize)
-        let floor = context.configuration.minFree.bytes(ofTotal: UInt64(fs.f_blocks) * UInt64(fs.f_frsize))
-        guard free < floor else { return }
+        if case .notAsked = context.disk {
+            var fs = statvfs()
+            if statvfs(context.path, &fs) == 0 {
+                context.disk = .known(free: UInt64(fs.f_bavail) * UInt64(fs.f_frsize),
+                                      floor: context.configuration.minFree.bytes(ofTotal: UInt64(fs.f_blocks) * UInt64(fs.f_frsize)))
+            } else {
+                context.disk = .unknown
+            }
+        }
+        guard case .known(let free, let floor) = context.disk, free < floor else { return }
         throw QueueError(.full, "the file system of \(context.path) has \(free) bytes free, less than queue.min_free (\(floor) bytes); events are refused until there is room: free disk space there, or lower queue.min_free")
     }
 
