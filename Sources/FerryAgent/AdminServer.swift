@@ -160,9 +160,7 @@ final class AdminServer: Service, Sendable {
 
     /// The run state of each output, for `/queue`.
     private func outputState(_ name: String) -> [(String, String)] {
-        guard let status = outputs.first(where: { $0.name == name })?.status else { return [] }
-        return [("state", QueueStats.string(status.state.rawValue)), ("restarts", "\(status.restarts)"),
-                ("last_error", status.lastError.map(QueueStats.string) ?? "null")]
+        OutputStatus.fields(of: name, in: outputs)
     }
 
     private func hostGauges(_ host: HostStatus, labels: [(String, String)], _ gauge: (String, Double, [(String, String)]) -> Void) {

@@ -62,6 +62,8 @@ package enum Agent {
                     inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
                 case .journald(let journald):
                     inputs.append(try JournaldInput(intake: intake, configuration: journald, logger: logger))
+                case .internalMetrics:
+                    break  // made below, once the outputs whose state it reports exist
                 }
             }
             for output in configuration.outputs {
@@ -70,15 +72,18 @@ package enum Agent {
                 outputs.append(SupervisedOutput(name: output.name, logger: outputLogger,
                                                 make: try outputFactory(output.kind, consumer: consumer, logger: outputLogger, replacing: false)))
             }
+            for input in configuration.inputs {
+                guard case .internalMetrics(let settings) = input.source else { continue }
+                let logger = logger.child("ferry.input.\(input.name)")
+                let intake = Intake(input: input.name, queue: queue, stamp: input.stamp.stamp(host: hostname), logger: logger)
+                inputs.append(InternalMetricsInput(intake: intake, interval: settings.interval, registry: registry, outputs: outputs, logger: logger))
+            }
         } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
             return 2
         } catch let error as QueueError {
             logger.critical("cannot start", metadata: ["error": "\(error.message)"])
             return 1
-        } catch let error as ConfigurationError {
-            logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])
-            return 2
         } catch let error as FileInputError {
             logger.critical(error.code == .system ? "cannot start" : "invalid configuration", metadata: ["error": "\(error.message)"])
             return error.code == .system ? 1 : 2

@@ -60,7 +60,7 @@ package enum ConfigurationLoader {
         configuration.outputs = [OutputConfiguration(name: ConsumerSettings.defaultName, .file(FileOutputConfiguration(path: configuration.dataDirectory + "/out")))]
 
         if let input = top["input"] {
-            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file", "journald"])
+            let i = try reader.mapping(input, path: "input", keys: ["http", "kafka", "syslog", "relp", "file", "journald", "internal_metrics"])
             var inputs: [InputConfiguration] = []
             if let http = i["http"] {
                 // `http: false` turns the HTTP ingest off (an agent that only follows files, say).
@@ -86,6 +86,9 @@ package enum ConfigurationLoader {
             if let journald = i["journald"] {
                 let (settings, stamp) = try journaldInput(journald, reader: reader)
                 inputs.append(InputConfiguration(.journald(settings), stamp: stamp))
+            }
+            if let metrics = i["internal_metrics"], let input = try internalMetricsInput(metrics, reader: reader) {
+                inputs.append(input)
             }
             configuration.inputs = inputs
         }
@@ -159,6 +162,21 @@ package enum ConfigurationLoader {
             }
         }
         return configuration
+    }
+
+    /// `input.internal_metrics`: `true`/`false`, or `{ interval, fields, add_timestamp }`. nil when off.
+    static func internalMetricsInput(_ node: Node, reader: Reader) throws(ConfigurationError) -> InputConfiguration? {
+        let path = "input.internal_metrics"
+        if case .scalar = node {
+            return try reader.bool(node, path: path) ? InputConfiguration(.internalMetrics(InternalMetricsSettings())) : nil
+        }
+        let m = try reader.mapping(node, path: path, keys: stampKeys.union(["interval"]))
+        var settings = InternalMetricsSettings()
+        if let v = m["interval"] {
+            // Whole seconds (rounded up), so at least 1 s: metrics more often would crowd the data they describe.
+            settings.interval = .seconds(try reader.seconds(v, path: "\(path).interval"))
+        }
+        return InputConfiguration(.internalMetrics(settings), stamp: try stamp(m, path: path, reader: reader))
     }
 
     /// The keys every input takes besides its own: how its events are stamped.

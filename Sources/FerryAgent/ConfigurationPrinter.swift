@@ -63,6 +63,9 @@ extension AgentConfiguration {
                 lines += fileInput(file, quote: quote)
             case .journald(let journald):
                 lines += journaldInput(journald, quote: quote)
+            case .internalMetrics(let metrics):
+                lines.append("  internal_metrics:")
+                lines.append("    interval: \(metrics.interval.components.seconds)s")
             }
             lines.append("    add_timestamp: \(input.stamp.addTimestamp)")
             if !input.stamp.fields.isEmpty {
