@@ -16,7 +16,8 @@ extension Agent {
     }
 
     /// One reload: reads the configuration; an invalid one keeps the running configuration (`invalid`).
-    /// Applies `logging.level`, the listeners' TLS certificates and keys read again from their files
+    /// Applies `logging.level`, the HTTP ingest's `auth` and limits (`applyInput`: an input's new settings
+    /// applied to it while it runs, or the keys that need a restart), the listeners' TLS certificates and keys read again from their files
     /// (`reloadListenerIdentities`: rotated in place, a failure keeps the old one, `invalid`), and an output's own settings (hosts, TLS certificates and keys, auth,
     /// limits, paths: the `http`, `file` or `kafka` block of an output that exists before and after)
     /// through `replaceOutput`, which restarts that output alone with them; an output that cannot be built
@@ -26,6 +27,7 @@ extension Agent {
     /// configuration now in effect.
     static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger,
                                     replaceOutput: (OutputConfiguration) throws -> Void = { _ in },
+                                    applyInput: (InputConfiguration) -> [String] = { ["input.\($0.name)"] },
                                     reloadListenerIdentities: () -> (reloaded: [String], failed: [(path: String, error: String)]) = { ([], []) })
         -> (result: String, now: AgentConfiguration) {
         let fresh: AgentConfiguration
@@ -58,6 +60,19 @@ extension Agent {
                 ])
             }
         }
+        // An input's settings that apply while it runs (the HTTP ingest's auth and limits); its stamp is the
+        // intake's, taken at the start.
+        var inputKeys: [String: [String]] = [:]
+        for (index, input) in running.inputs.enumerated() {
+            guard let new = fresh.inputs.first(where: { $0.name == input.name }), new != input, new.stamp == input.stamp else { continue }
+            let keys = applyInput(new)
+            if keys.isEmpty {
+                now.inputs[index] = new
+                logger.notice("reload: input settings applied; requests from now on see them", metadata: ["ferry.input": "\(input.name)"])
+            } else {
+                inputKeys["input.\(input.name)"] = keys
+            }
+        }
         // The listeners' certificates and keys, rotated in place (same paths): served from the next handshake.
         let identities = reloadListenerIdentities()
         if !identities.reloaded.isEmpty {
@@ -71,7 +86,7 @@ extension Agent {
                 "ferry.tls.listener": "\(failure.path)", "error": "\(failure.error)",
             ])
         }
-        let keys = changedKeys(running: now, fresh: fresh)
+        let keys = changedKeys(running: now, fresh: fresh).flatMap { inputKeys[$0] ?? [$0] }
         if !keys.isEmpty {
             logger.warning("reload: these changes need a restart and are not applied; restart Ferry to apply them", metadata: [
                 "ferry.config.keys": "\(keys.joined(separator: ","))",

@@ -10,23 +10,22 @@ import NIOCore
 /// What `POST /` does: authenticate, pick the decoder from the headers, stream the body through it,
 /// append the events (one group commit with the other requests in flight), answer.
 struct IngestHandler: Sendable {
-    let configuration: IngestConfiguration
+    /// `auth` and the limits, read once per request: SIGHUP may change them on a running server.
+    let settings: IngestLiveSettings
     /// The seam into the queue: stamps the events, appends once (a full queue is a 429), counts.
     let intake: Intake
     let logger: Logger
     let metrics: IngestMetrics
     let isAccepting: @Sendable () -> Bool
-    private let expectedCredentials: [UInt8]?
 
     static let ferryBatch = HTTPField.Name("Ferry-Batch")!
 
-    init(configuration: IngestConfiguration, intake: Intake, logger: Logger, metrics: IngestMetrics, isAccepting: @escaping @Sendable () -> Bool) {
-        self.configuration = configuration
+    init(settings: IngestLiveSettings, intake: Intake, logger: Logger, metrics: IngestMetrics, isAccepting: @escaping @Sendable () -> Bool) {
+        self.settings = settings
         self.intake = intake
         self.logger = logger
         self.metrics = metrics
         self.isAccepting = isAccepting
-        expectedCredentials = configuration.auth.map { Array("\($0.username):\($0.password)".utf8) }
     }
 
     func handle(_ request: Request, context: IngestContext) async throws -> Response {
@@ -56,7 +55,8 @@ struct IngestHandler: Sendable {
         guard isAccepting() else {
             throw IngestError(status: 503, reason: "shutting_down", message: "Ferry is shutting down; retry against it after it restarts or send to another host")
         }
-        if let expectedCredentials {
+        let settings = self.settings.current
+        if let expectedCredentials = settings.credentials {
             guard let provided = Self.basicCredentials(request.headers[.authorization]),
                   Self.constantTimeEqual(provided, expectedCredentials)
             else {
@@ -73,8 +73,8 @@ struct IngestHandler: Sendable {
         case let other?:
             throw IngestError(status: 415, reason: "unsupported_encoding", message: "Content-Encoding \(other) is not supported; send gzip or no encoding")
         }
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > configuration.limits.maxBodyBytes {
-            throw IngestError.bodyTooLarge("the request body (Content-Length \(length))", limit: configuration.limits.maxBodyBytes)
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > settings.limits.maxBodyBytes {
+            throw IngestError.bodyTooLarge("the request body (Content-Length \(length))", limit: settings.limits.maxBodyBytes)
         }
         let batchID: String?
         if let value = request.headers[Self.ferryBatch] {
@@ -86,7 +86,7 @@ struct IngestHandler: Sendable {
             batchID = nil
         }
 
-        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: configuration.limits, stamp: intake.stamp)
+        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: settings.limits, stamp: intake.stamp)
         var received = 0
         for try await chunk in request.body {
             received += chunk.readableBytes

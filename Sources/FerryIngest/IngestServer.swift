@@ -22,6 +22,7 @@ package final class IngestServer: Input, Sendable {
     private let accepting = Atomic<Bool>(true)
     private let listening = ListeningPort()
     private let tlsConfiguration: TLSConfiguration?
+    private let settings: IngestLiveSettings
 
     /// Checks the configuration (TLS files are loaded here, so a bad path fails at start, not at the
     /// first connection). Refuses a non-loopback address without TLS unless `allowPlaintext` is set.
@@ -39,9 +40,30 @@ package final class IngestServer: Input, Sendable {
                            metadata: ["ferry.ingest.address": "\(configuration.host):\(configuration.port)"])
         }
         self.configuration = configuration
+        self.settings = IngestLiveSettings(auth: configuration.auth, limits: configuration.limits)
         self.intake = intake
         self.logger = logger
         self.tlsConfiguration = try configuration.tls.map { tls throws(ConfigurationError) in try Self.makeTLS(tls) }
+    }
+
+    /// What SIGHUP changes on the running server: `auth` and the limits, from the next request on (the
+    /// request timeout and the body limit of `RequestGuard` from the next connection on). Returns the keys
+    /// of `fresh` that differ from the start's configuration and cannot change without a restart (the
+    /// address, TLS settings, `idle_timeout`, `max_connections`); nothing is applied when there are any.
+    package func apply(_ fresh: IngestConfiguration) -> [String] {
+        let path = "input.http"
+        var keys: [String] = []
+        if fresh.host != configuration.host || fresh.port != configuration.port { keys.append("\(path).address") }
+        if fresh.tls != configuration.tls || fresh.allowPlaintext != configuration.allowPlaintext { keys.append("\(path).tls") }
+        if fresh.limits.idleTimeoutSeconds != configuration.limits.idleTimeoutSeconds { keys.append("\(path).limits.idle_timeout") }
+        if fresh.limits.maxConnections != configuration.limits.maxConnections { keys.append("\(path).limits.max_connections") }
+        var rest = fresh
+        (rest.auth, rest.limits) = (configuration.auth, configuration.limits)
+        (rest.limits.idleTimeoutSeconds, rest.limits.maxConnections) = (configuration.limits.idleTimeoutSeconds, configuration.limits.maxConnections)
+        if keys.isEmpty && rest != configuration { keys.append(path) }  // anything else the listener took at its start
+        guard keys.isEmpty else { return keys }
+        settings.set(auth: fresh.auth, limits: fresh.limits)
+        return []
     }
 
     /// Stops taking events: later requests are answered 503 with Retry-After (graceful shutdown begins).
@@ -63,13 +85,18 @@ package final class IngestServer: Input, Sendable {
     }
 
     package func run() async throws {
-        let handler = IngestHandler(configuration: configuration, intake: intake, logger: logger, metrics: IngestMetrics(),
+        let handler = IngestHandler(settings: settings, intake: intake, logger: logger, metrics: IngestMetrics(),
                                     isAccepting: { [self] in accepting.load(ordering: .acquiring) })
         let router = Router(context: IngestContext.self)
         router.post("/") { request, context in try await handler.handle(request, context: context) }
         let limits = configuration.limits
+        let settings = self.settings
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds), maxBodyBytes: limits.maxBodyBytes)],
+            // Made for each connection, with the limits in effect then.
+            additionalChannelHandlers: {
+                let limits = settings.current.limits
+                return [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds), maxBodyBytes: limits.maxBodyBytes)]
+            }(),
             idleTimeout: .seconds(limits.idleTimeoutSeconds)
         )
         let server: HTTPServerBuilder
@@ -250,5 +277,31 @@ package final class ListenerIdentities: Sendable {
             }
         }
         return (reloaded, failed)
+    }
+}
+
+/// The ingest's `auth` and limits as they are now: set at the start, changed by SIGHUP (`IngestServer.apply`).
+final class IngestLiveSettings: Sendable {
+    struct Current: Sendable {
+        /// `user:password` of `auth`, nil without auth.
+        let credentials: [UInt8]?
+        let limits: IngestConfiguration.Limits
+    }
+
+    private let state: Mutex<Current>
+
+    init(auth: IngestConfiguration.BasicAuth?, limits: IngestConfiguration.Limits) {
+        state = Mutex(Self.current(auth: auth, limits: limits))
+    }
+
+    var current: Current { state.withLock { $0 } }
+
+    func set(auth: IngestConfiguration.BasicAuth?, limits: IngestConfiguration.Limits) {
+        let new = Self.current(auth: auth, limits: limits)
+        state.withLock { $0 = new }
+    }
+
+    private static func current(auth: IngestConfiguration.BasicAuth?, limits: IngestConfiguration.Limits) -> Current {
+        Current(credentials: auth.map { Array("\($0.username):\($0.password)".utf8) }, limits: limits)
     }
 }
