@@ -320,7 +320,8 @@ let package = Package(
         // Journald benchmark (tools/bench/journald): sd-journal -> events against `journalctl -o json`.
         .executableTarget(
             name: "ferry-bench-journald",
-            dependencies: ["FerryJournald", "FerryWire", "FerryTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FerryJournald", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                           .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/JournaldBench",
             swiftSettings: swiftSettings
         ),

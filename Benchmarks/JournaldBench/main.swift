@@ -2,15 +2,24 @@
 // format, with the fields a real journald entry has (~25, trusted ones included), then read
 //   baseline: `journalctl -o json --file <the files> > /dev/null`;
 //   reader:   Ferry's JournalReader turning the same entries into events (no queue);
-//   input:    the JournaldInput service (journal thread, read-ahead) into a sink that drops the events.
+//   input:    the JournaldInput service (journal thread, read-ahead) into a sink that drops the events;
+//   queue:    the JournaldInput service into a real queue through the seam, as the agent runs it: events
+//             stamped, appended with the cursor in one transaction, each commit fsynced (a new queue per round).
 // Each is run 3 times after a warm-up (page cache), alternating; the median is reported with its ratio to
-// the baseline's median. The issue's target, with the queue (phase 2), is >= 0.5 of journalctl.
+// the baseline's median. The issue's target, with the queue, is >= 0.5 of journalctl.
 //
 // With --idle S, it measures instead how often the input's journal thread wakes up while it follows a journal
 // that nobody writes to, for S seconds (the issue's target: none beyond the journal's own).
 //
-//   tools/bench/journald [--entries N] [--dir DIR] [--keep] [--idle S]
+// With --steady RATE (and --seconds S, default 20), it measures the latency from append to commit: a writer
+// thread feeds one running systemd-journal-remote RATE entries a second (every 10 ms), the input follows
+// that journal into a real queue, and each entry's time from its write into journal-remote's stdin to the
+// end of the commit that stored it is recorded (the issue's target at 5,000/s: p99 <= 100 ms).
+//
+//   tools/bench/journald [--entries N] [--dir DIR] [--keep] [--idle S] [--steady RATE [--seconds S]]
 import FerryJournald
+import FerryPipeline
+import FerryQueue
 import FerryTestSupport
 import FerryWire
 import Foundation
@@ -22,6 +31,8 @@ var entries = 1_000_000
 var base = NSTemporaryDirectory()
 var keep = false
 var idle: Int?
+var steady: Int?
+var steadySeconds = 20
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -29,8 +40,10 @@ while let argument = arguments.next() {
     case "--dir": base = arguments.next() ?? base
     case "--keep": keep = true
     case "--idle": idle = Int(arguments.next() ?? "") ?? 10
+    case "--steady": steady = Int(arguments.next() ?? "") ?? 5000
+    case "--seconds": steadySeconds = Int(arguments.next() ?? "") ?? steadySeconds
     default:
-        FileHandle.standardError.write(Data("usage: ferry-bench-journald [--entries N] [--dir DIR] [--keep] [--idle SECONDS]\n".utf8))
+        FileHandle.standardError.write(Data("usage: ferry-bench-journald [--entries N] [--dir DIR] [--keep] [--idle SECONDS] [--steady RATE [--seconds S]]\n".utf8))
         exit(2)
     }
 }
@@ -43,6 +56,13 @@ func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.
 /// The export format of `count` entries that look like a busy host's: a few services, kernel and sshd lines,
 /// all trusted fields journald adds, messages of varied length.
 func writeExport(count: Int, to handle: FileHandle) {
+    for first in stride(from: 0, to: count, by: 1500) {  // ~1 MiB at a time
+        handle.write(Data(exportText(count: min(1500, count - first), first: first, realtimeBase: 1_700_000_000_000_000)))
+    }
+}
+
+/// Entries `first..<first+count` in export format; entry i's realtime is `realtimeBase + i * 997` µs.
+func exportText(count: Int, first: Int, realtimeBase: UInt64) -> [UInt8] {
     let units = [("nginx.service", "nginx", "/usr/sbin/nginx"), ("ssh.service", "sshd", "/usr/sbin/sshd"),
                  ("cron.service", "CRON", "/usr/sbin/cron"), ("app.service", "app", "/opt/app/bin/app"),
                  ("systemd-networkd.service", "systemd-networkd", "/lib/systemd/systemd-networkd")]
@@ -57,12 +77,12 @@ func writeExport(count: Int, to handle: FileHandle) {
         return state &* 0x2545_F491_4F6C_DD1D
     }
     var chunk: [UInt8] = []
-    chunk.reserveCapacity(1 << 20)
+    chunk.reserveCapacity(min(count, 1500) * 700)
     let boot = "5f1c2a9e0d8b4e7aa3c6b1f0e9d8c7b6"
-    for i in 0..<count {
+    for i in first..<(first + count) {
         let (unit, comm, exe) = units[Int(next() % UInt64(units.count))]
         let message = messages[Int(next() % UInt64(messages.count))]
-        let realtime = 1_700_000_000_000_000 + UInt64(i) * 997
+        let realtime = realtimeBase + UInt64(i) * 997
         let pid = 300 + next() % 30000
         let text = """
             __REALTIME_TIMESTAMP=\(realtime)
@@ -92,12 +112,8 @@ func writeExport(count: Int, to handle: FileHandle) {
 
             """
         chunk += Array(text.utf8)
-        if chunk.count >= 1 << 20 {
-            handle.write(Data(chunk))
-            chunk.removeAll(keepingCapacity: true)
-        }
     }
-    handle.write(Data(chunk))
+    return chunk
 }
 
 /// Runs `executable` with stdout and stderr to /dev/null; returns its wall time and its CPU time (from
@@ -163,6 +179,48 @@ func runInput(files: [String], count: Int) async throws {
     }
 }
 
+/// The seam's sink of the agent (`JournaldIntakeSink` over a real queue), counting what each commit stored.
+final class QueueCountingSink: JournaldSink {
+    let sink: JournaldIntakeSink
+    let stored = CountingSink.Counter()
+    /// Called after each commit with the number of entries stored so far.
+    let committed: @Sendable (Int) -> Void
+    init(intake: Intake, committed: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.sink = JournaldIntakeSink(intake: intake)
+        self.committed = committed
+    }
+    func appendWaiting(_ events: JournalEvents, position: JournalPosition) async -> Bool {
+        guard await sink.appendWaiting(events, position: position) else { return false }
+        stored.add(events.count)
+        committed(stored.current)
+        return true
+    }
+}
+
+/// A new queue in `dir`, the agent's journald intake over it, and the input reading `source` into it; runs
+/// `body` while the input runs.
+func withQueueInput(source: JournaldInputConfiguration.Source, dir: String, committed: @escaping @Sendable (Int) -> Void = { _ in },
+                    _ body: (QueueCountingSink) async throws -> Void) async throws {
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let queue = try Queue.open(at: dir, configuration: QueueConfiguration(maxBytes: 8 << 30), logger: quiet)
+    defer { queue.close() }
+    let intake = Intake(input: "journald", queue: queue, stamp: StampSettings().stamp(host: "bench"), logger: quiet)
+    let sink = QueueCountingSink(intake: intake, committed: committed)
+    let input = try JournaldInput(name: "journald", configuration: JournaldInputConfiguration(source: source, startAt: .beginning),
+                                  storedPosition: nil, sink: sink, logger: quiet)
+    try await withServices([input]) { try await body(sink) }
+}
+
+func runQueue(files: [String], count: Int, dir: String) async throws {
+    try await withQueueInput(source: .files(files), dir: dir) { sink in
+        guard try await eventually(timeout: .seconds(900), every: .milliseconds(2), { sink.stored.current >= count }) else {
+            throw CancellationError()
+        }
+    }
+}
+
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 func bench(entries: Int, base: String, keep: Bool) async throws {
@@ -192,8 +250,8 @@ func bench(entries: Int, base: String, keep: Bool) async throws {
     precondition(warmCount == entries, "the reader read \(warmCount) entries of \(entries)")
     say("events: \(warmBytes / warmCount) bytes on average")
 
-    var baseline: [Double] = [], reader: [Double] = [], input: [Double] = []
-    var cpuBaseline: [Double] = [], cpuReader: [Double] = [], cpuInput: [Double] = []
+    var baseline: [Double] = [], reader: [Double] = [], input: [Double] = [], queued: [Double] = []
+    var cpuBaseline: [Double] = [], cpuReader: [Double] = [], cpuInput: [Double] = [], cpuQueued: [Double] = []
     for _ in 0..<3 {
         let b = try timeChild("/bin/journalctl", ["-o", "json", "--no-pager"] + fileArguments)
         baseline.append(b.seconds)
@@ -208,16 +266,22 @@ func bench(entries: Int, base: String, keep: Bool) async throws {
         try await runInput(files: files, count: entries)
         input.append(seconds(ContinuousClock.now - start))
         cpuInput.append(cpuSeconds() - cpu)
+        cpu = cpuSeconds()
+        start = ContinuousClock.now
+        try await runQueue(files: files, count: entries, dir: dir + "/queue")
+        queued.append(seconds(ContinuousClock.now - start))
+        cpuQueued.append(cpuSeconds() - cpu)
     }
     let baseRate = Double(entries) / median(baseline)
     func row(_ name: String, _ times: [Double], _ cpu: [Double]) {
         let rate = Double(entries) / median(times)
-        say(name.padding(toLength: 50, withPad: " ", startingAt: 0)
+        say(name.padding(toLength: 56, withPad: " ", startingAt: 0)
             + String(format: " %10.0f entries/s   %6.2f s   cpu %6.2f s   ratio %.2f", rate, median(times), median(cpu), rate / baseRate))
     }
     row("baseline: journalctl -o json --file > /dev/null", baseline, cpuBaseline)
     row("Ferry JournalReader -> events", reader, cpuReader)
     row("Ferry JournaldInput -> dropping sink", input, cpuInput)
+    row("Ferry JournaldInput -> queue (fsynced, cursor in txn)", queued, cpuQueued)
     if keep { say("journal kept in \(dir)") }
 }
 
@@ -263,7 +327,93 @@ func benchIdle(seconds: Int, base: String) async throws {
     }
 }
 
-if let idle {
+/// Sent times of the steady writer's entries, by index, and the commit times the sink saw.
+final class SteadyLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sent: [ContinuousClock.Instant] = []
+    private var latencies: [Double] = []
+    private var measured = 0
+    func wrote(_ count: Int, at instant: ContinuousClock.Instant) {
+        lock.lock(); sent.append(contentsOf: repeatElement(instant, count: count)); lock.unlock()
+    }
+    /// Entries `measured..<storedSoFar` were committed now.
+    func committed(_ storedSoFar: Int) {
+        let now = ContinuousClock.now
+        lock.lock(); defer { lock.unlock() }
+        while measured < storedSoFar && measured < sent.count {
+            latencies.append(seconds(now - sent[measured]))
+            measured += 1
+        }
+    }
+    var written: Int { lock.lock(); defer { lock.unlock() }; return sent.count }
+    var all: [Double] { lock.lock(); defer { lock.unlock() }; return latencies }
+}
+
+func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
+    let dir = base + "/ferry-bench-journald-steady-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir + "/journal", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // A first entry, so that the journal file exists before the input opens the directory.
+    let first = Process()
+    first.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
+    first.arguments = ["--output=\(dir)/journal/steady.journal", "-"]
+    let firstPipe = Pipe()
+    first.standardInput = firstPipe
+    first.standardError = FileHandle.nullDevice
+    try first.run()
+    let now = UInt64(Date().timeIntervalSince1970 * 1_000_000)
+    firstPipe.fileHandleForWriting.write(Data(exportText(count: 1, first: 0, realtimeBase: now)))
+    try firstPipe.fileHandleForWriting.close()
+    first.waitUntilExit()
+
+    let log = SteadyLog()
+    log.wrote(1, at: .now)  // entry 0, stored at start: its latency is not a steady one and is dropped below
+    let remote = Process()
+    remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
+    remote.arguments = ["--output=\(dir)/journal/steady.journal", "-"]
+    let pipe = Pipe()
+    remote.standardInput = pipe
+    remote.standardError = FileHandle.nullDevice
+    try remote.run()
+    let total = 1 + rate * duration
+    try await withQueueInput(source: .directory(dir + "/journal"), dir: dir + "/queue", committed: { log.committed($0) }) { sink in
+        guard try await eventually(timeout: .seconds(60), { sink.stored.current >= 1 }) else { throw CancellationError() }
+        // The writer: every 10 ms the entries due by then, on a thread of its own (a blocking pipe write).
+        let writer = Thread {
+            let start = ContinuousClock.now
+            var index = 1
+            var tick = 0
+            while index < total {
+                tick += 1
+                let due = min(total, 1 + rate * tick / 100)
+                if due > index {
+                    let text = exportText(count: due - index, first: index, realtimeBase: now)
+                    log.wrote(due - index, at: .now)
+                    pipe.fileHandleForWriting.write(Data(text))
+                    index = due
+                }
+                let next = start + .milliseconds(10 * tick)
+                let wait = next - ContinuousClock.now
+                if wait > .zero { Thread.sleep(forTimeInterval: seconds(wait)) }
+            }
+        }
+        writer.start()
+        guard try await eventually(timeout: .seconds(duration + 120), every: .milliseconds(5), { sink.stored.current >= total }) else {
+            say("steady: only \(sink.stored.current) of \(total) entries stored in time")
+            throw CancellationError()
+        }
+    }
+    try pipe.fileHandleForWriting.close()
+    remote.waitUntilExit()
+    let latencies = Array(log.all.dropFirst()).sorted()
+    func at(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] * 1000 }
+    say(String(format: "journald steady: %d entries/s for %d s (%d entries), append to commit: p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
+               rate, duration, latencies.count, at(0.5), at(0.99), at(0.999), latencies.last.map { $0 * 1000 } ?? 0))
+}
+
+if let steady {
+    try await benchSteady(rate: steady, seconds: steadySeconds, base: base)
+} else if let idle {
     try await benchIdle(seconds: idle, base: base)
 } else {
     try await bench(entries: entries, base: base, keep: keep)
