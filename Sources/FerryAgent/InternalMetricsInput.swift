@@ -11,7 +11,7 @@ import ServiceLifecycle
 ///
 ///     {"message":"ferry internal metrics","ferry":{"version":…,"uptime_seconds":…,
 ///      "queue":{… what `/queue` and `ferry-tools stats --json` show, outputs with state and lag …},
-///      "counters":{"ferry_config_reloads_total{result=\"ok\"}":1,"ferry_input_rejections_total{…}":3,…}}}
+///      "counters":{"ferry_config_reloads_total{result=\"applied\"}":1,"ferry_input_rejections_total{…}":3,…}}}
 ///
 /// `host`, `@timestamp` and `fields` come through the seam. `counters` holds every counter of the agent's
 /// registry (what `/metrics` serves as `counter`), keyed by its series as Prometheus writes it.
