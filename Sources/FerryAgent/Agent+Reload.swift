@@ -1,4 +1,6 @@
+import FerryIngest
 package import FerryPipeline
+import FerrySyslog
 package import Logging
 import Metrics
 
@@ -16,8 +18,8 @@ extension Agent {
     }
 
     /// One reload: reads the configuration; an invalid one keeps the running configuration (`invalid`).
-    /// Applies `logging.level`, the HTTP ingest's `auth` and limits (`applyInput`: an input's new settings
-    /// applied to it while it runs, or the keys that need a restart), the listeners' TLS certificates and keys read again from their files
+    /// Applies `logging.level`, the HTTP ingest's `auth` and limits and the syslog and RELP inputs' limits
+    /// (`applyInput`: an input's new settings applied to it while it runs, or the keys that need a restart), the listeners' TLS certificates and keys read again from their files
     /// (`reloadListenerIdentities`: rotated in place, a failure keeps the old one, `invalid`), and an output's own settings (hosts, TLS certificates and keys, auth,
     /// limits, paths: the `http`, `file` or `kafka` block of an output that exists before and after)
     /// through `replaceOutput`, which restarts that output alone with them; an output that cannot be built
@@ -27,7 +29,7 @@ extension Agent {
     /// configuration now in effect.
     static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger,
                                     replaceOutput: (OutputConfiguration) throws -> Void = { _ in },
-                                    applyInput: (InputConfiguration) -> [String] = { ["input.\($0.name)"] },
+                                    applyInput: (_ running: InputConfiguration, _ fresh: InputConfiguration) -> [String] = { _, fresh in ["input.\(fresh.name)"] },
                                     reloadListenerIdentities: () -> (reloaded: [String], failed: [(path: String, error: String)]) = { ([], []) })
         -> (result: String, now: AgentConfiguration) {
         let fresh: AgentConfiguration
@@ -65,7 +67,7 @@ extension Agent {
         var inputKeys: [String: [String]] = [:]
         for (index, input) in running.inputs.enumerated() {
             guard let new = fresh.inputs.first(where: { $0.name == input.name }), new != input, new.stamp == input.stamp else { continue }
-            let keys = applyInput(new)
+            let keys = applyInput(input, new)
             if keys.isEmpty {
                 now.inputs[index] = new
                 logger.notice("reload: input settings applied; requests from now on see them", metadata: ["ferry.input": "\(input.name)"])
@@ -94,6 +96,37 @@ extension Agent {
         }
         logger.notice("configuration reloaded", metadata: ["ferry.logging.level": "\(level)"])
         return (refused ? "invalid" : keys.isEmpty ? "applied" : "restart_needed", now)
+    }
+
+    /// The running inputs whose settings SIGHUP can change in place.
+    struct LiveInputs: Sendable {
+        let ingest: IngestServer?
+        let syslog: SyslogServer?
+        let relp: RELPServer?
+    }
+
+    /// Applies an input's new settings to the running input when they are ones it can change in place (the
+    /// HTTP ingest's `auth` and limits, the syslog and RELP limits); else returns the keys that need a
+    /// restart, and nothing changes.
+    static func applyInputSettings(running: InputConfiguration, fresh: InputConfiguration, servers: LiveInputs) -> [String] {
+        let path = "input.\(fresh.name)"
+        switch (running.source, fresh.source) {
+        case (.http, .http(let new)):
+            return servers.ingest?.apply(new) ?? [path]
+        case (.syslog(let old), .syslog(let new)):
+            var unchanged = new
+            unchanged.limits = old.limits
+            guard unchanged == old, let server = servers.syslog else { return [path] }
+            return server.apply(new.limits, path: path)
+        case (.relp(let old), .relp(let new)):
+            var unchanged = new
+            unchanged.limits = old.limits
+            guard unchanged == old, let server = servers.relp else { return [path] }
+            server.apply(new.limits)
+            return []
+        default:
+            return [path]
+        }
     }
 
     /// The keys (sections) that differ between `running` and `fresh`, other than `logging.level`.

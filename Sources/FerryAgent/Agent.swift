@@ -112,7 +112,9 @@ package enum Agent {
         }
 
         let service = ServiceIntegration(queue: queue, logger: logger)
-        let ingest = inputs.lazy.compactMap { $0 as? IngestServer }.first
+        let liveInputs = LiveInputs(ingest: inputs.lazy.compactMap { $0 as? IngestServer }.first,
+                                    syslog: inputs.lazy.compactMap { $0 as? SyslogServer }.first,
+                                    relp: inputs.lazy.compactMap { $0 as? RELPServer }.first)
 
         // Shut down in reverse order: the inputs first (their in-flight commits complete), then the outputs, then admin.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -161,9 +163,8 @@ package enum Agent {
                                 guard let supervised = supervised.first(where: { $0.name == output.name }) else { return }
                                 let consumer = try queue.consumer(named: output.name)
                                 supervised.replace(make: try outputFactory(output.kind, consumer: consumer, logger: logger.child("ferry.output.\(output.name)"), replacing: true))
-                            }, applyInput: { input in
-                                guard case .http(let settings) = input.source, let ingest else { return ["input.\(input.name)"] }
-                                return ingest.apply(settings)
+                            }, applyInput: { running, fresh in
+                                applyInputSettings(running: running, fresh: fresh, servers: liveInputs)
                             }, reloadListenerIdentities: { ListenerIdentities.shared.reloadAll() })
                             running = outcome.now
                             countReload(outcome.result)

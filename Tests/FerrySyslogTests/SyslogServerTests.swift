@@ -32,6 +32,21 @@ import Testing
         ["-n", "127.0.0.1", "-P", String(udp ? server.udpAddress!.port! : server.tcpAddress!.port!), udp ? "-d" : "-T"]
     }
 
+    /// SIGHUP's limits: applied to a running listener, except a message size a UDP listener was sized for.
+    @Test func newLimitsApplyUnlessAUDPListenerWasSizedForTheOldMessageSize() async throws {
+        var smaller = SyslogLimits()
+        smaller.maxMessageSize = 1024
+        var fewer = SyslogLimits()
+        fewer.maxConnections = 2
+        try await withServer(store: MemoryStore()) { server in
+            #expect(server.apply(smaller, path: "input.syslog") == ["input.syslog.max_message_size"])
+            #expect(server.apply(fewer, path: "input.syslog") == [])
+        }
+        try await withServer({ $0.udp = nil }, store: MemoryStore()) { server in
+            #expect(server.apply(smaller, path: "input.syslog") == [])
+        }
+    }
+
     @Test func loggerRFC5424OctetCountedOverTCP() async throws {
         let store = MemoryStore()
         try await withServer(store: store) { server in

@@ -9,13 +9,16 @@ final class ConnectionLimiter: ChannelDuplexHandler {
     typealias InboundOut = any Channel
     typealias OutboundIn = Never
 
-    private let maxConnections: Int
+    private let limits: LiveLimits
     private let metrics: InputMetrics
     private var open = 0
     private var readPending = false
 
-    init(maxConnections: Int, metrics: InputMetrics) {
-        self.maxConnections = maxConnections
+    /// Read at each accept and close: a reload changes it for the listener that runs.
+    private var maxConnections: Int { limits.current.maxConnections }
+
+    init(limits: LiveLimits, metrics: InputMetrics) {
+        self.limits = limits
         self.metrics = metrics
     }
 

@@ -23,8 +23,10 @@ package final class RELPServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let stopped = Mutex(false)
+    private let limits: LiveLimits
 
-    private init(channel: any Channel, tls: Bool, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+    private init(channel: any Channel, tls: Bool, limits: LiveLimits, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+        self.limits = limits
         self.channel = channel
         usesTLS = tls
         address = channel.localAddress
@@ -46,27 +48,32 @@ package final class RELPServer: Service, Sendable {
         var logger = logger
         logger[metadataKey: "ferry.input.name"] = "\(configuration.name)"
         let tls = try Listener.tlsContext(configuration.tls, input: configuration.name)
-        let limits = configuration.limits
+        let live = LiveLimits(configuration.limits)
         let quiescing = ServerQuiescingHelper(group: group)
         let metrics = InputMetrics(prefix: "ferry_input_relp", dimensions: [("input", configuration.name)],
                                    refusalReasons: RELPProtocolError.Kind.allCases.map(\.rawValue), factory: metricsFactory)
-        var session = RELPSession.Configuration()
-        session.maxBatchBytes = limits.maxBatchBytes
-        let sessionConfiguration = session
         let connectionLogger = logger
         let channel: any Channel
         do {
-            channel = try await Listener.bindTCP(configuration.address, group: group, tls: tls, limits: limits, metrics: metrics, quiescing: quiescing) {
-                [ByteToMessageHandler(RELPFrameDecoder(maxDataSize: limits.maxMessageSize)),
-                 RELPConnectionHandler(session: RELPSession(configuration: sessionConfiguration), store: store, metrics: metrics,
-                                       parser: SyslogParser(utcOffset: utcOffset), logger: connectionLogger)]
+            channel = try await Listener.bindTCP(configuration.address, group: group, tls: tls, limits: live, metrics: metrics, quiescing: quiescing) { limits in
+                var session = RELPSession.Configuration()
+                session.maxBatchBytes = limits.maxBatchBytes
+                return [ByteToMessageHandler(RELPFrameDecoder(maxDataSize: limits.maxMessageSize)),
+                        RELPConnectionHandler(session: RELPSession(configuration: session), store: store, metrics: metrics,
+                                              parser: SyslogParser(utcOffset: utcOffset), logger: connectionLogger)]
             }
         } catch {
             throw SyslogServerError("cannot listen for RELP on \(configuration.address) (\(error)); check the address and that the port is free")
         }
-        let server = RELPServer(channel: channel, tls: tls != nil, quiescing: quiescing, group: group, logger: logger)
+        let server = RELPServer(channel: channel, tls: tls != nil, limits: live, quiescing: quiescing, group: group, logger: logger)
         logger.info("Listening for RELP", metadata: ["ferry.input.address": "\(server.address.map { "\($0)" } ?? "-")", "ferry.input.tls": "\(tls != nil)"])
         return server
+    }
+
+    /// Applies new limits to the running listener (SIGHUP): new sessions get them, and the connection limit
+    /// holds from the next accept; sessions already open keep theirs.
+    package func apply(_ fresh: SyslogLimits) {
+        limits.set(fresh)
     }
 
     /// Serves until graceful shutdown (or cancellation), then shuts down as `shutdown` does.

@@ -29,8 +29,11 @@ package final class SyslogServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let stopped = Mutex(false)
+    private let limits: LiveLimits
 
-    private init(tcp: (any Channel)?, udp: (any Channel)?, tls: Bool, quiescing: ServerQuiescingHelper, group: any EventLoopGroup, logger: Logger) {
+    private init(tcp: (any Channel)?, udp: (any Channel)?, tls: Bool, limits: LiveLimits, quiescing: ServerQuiescingHelper,
+                 group: any EventLoopGroup, logger: Logger) {
+        self.limits = limits
         tcpScheme = tls ? "tls" : "tcp"
         tcpChannel = tcp
         udpChannel = udp
@@ -55,6 +58,7 @@ package final class SyslogServer: Service, Sendable {
         logger[metadataKey: "ferry.input.name"] = "\(configuration.name)"
         let tls = try Listener.tlsContext(configuration.tls, input: configuration.name)
         let limits = configuration.limits
+        let live = LiveLimits(limits)
         let quiescing = ServerQuiescingHelper(group: group)
         let refusals = SyslogFrameError.Kind.allCases.map(\.rawValue)
         var tcp: (any Channel)?
@@ -63,7 +67,7 @@ package final class SyslogServer: Service, Sendable {
                                        refusalReasons: refusals, factory: metricsFactory)
             let connectionLogger = logger
             do {
-                tcp = try await Listener.bindTCP(address, group: group, tls: tls, limits: limits, metrics: metrics, quiescing: quiescing) {
+                tcp = try await Listener.bindTCP(address, group: group, tls: tls, limits: live, metrics: metrics, quiescing: quiescing) { limits in
                     [ByteToMessageHandler(SyslogFrameDecoder(maxMessageSize: limits.maxMessageSize)),
                      SyslogConnectionHandler(store: store, metrics: metrics, maxBatchBytes: limits.maxBatchBytes,
                                              parser: SyslogParser(utcOffset: utcOffset), logger: connectionLogger)]
@@ -96,12 +100,23 @@ package final class SyslogServer: Service, Sendable {
                 throw SyslogServerError("cannot listen for syslog over UDP on \(address) (\(error)); check the address and that the port is free")
             }
         }
-        let server = SyslogServer(tcp: tcp, udp: udp, tls: tls != nil, quiescing: quiescing, group: group, logger: logger)
+        let server = SyslogServer(tcp: tcp, udp: udp, tls: tls != nil, limits: live, quiescing: quiescing, group: group, logger: logger)
         logger.info("Listening for syslog", metadata: [
             "ferry.input.tcp": "\(server.tcpAddress.map { "\($0)" } ?? "-")", "ferry.input.udp": "\(server.udpAddress.map { "\($0)" } ?? "-")",
             "ferry.input.tls": "\(tls != nil)",
         ])
         return server
+    }
+
+    /// Applies new limits to the running listeners (SIGHUP): new TCP connections get them, and the connection
+    /// limit holds from the next accept. Returns the keys that cannot change without a restart, and then
+    /// changes nothing: `max_message_size` while a UDP listener runs (its receive buffers are sized by it at
+    /// the start).
+    package func apply(_ fresh: SyslogLimits, path: String) -> [String] {
+        let running = limits.current
+        if udpChannel != nil && fresh.maxMessageSize != running.maxMessageSize { return ["\(path).max_message_size"] }
+        limits.set(fresh)
+        return []
     }
 
     /// Serves until graceful shutdown (or cancellation), then shuts down as `shutdown` does.

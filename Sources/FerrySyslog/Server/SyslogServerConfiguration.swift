@@ -1,4 +1,5 @@
 package import NIOSSL
+import Synchronization
 
 /// Where a server listens: a host name or address and a port (0 picks a free one).
 package struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
@@ -29,6 +30,23 @@ package struct SyslogLimits: Sendable, Hashable {
     package var maxBatchBytes = 1 << 20
 
     package init() {}
+}
+
+/// A listener's limits as they are now: set at the start, changed by SIGHUP (`SyslogServer.apply`,
+/// `RELPServer.apply`). Each new connection reads them when it is set up, the connection limit on every
+/// accept; connections already open keep the limits they started with.
+final class LiveLimits: Sendable {
+    private let state: Mutex<SyslogLimits>
+
+    init(_ limits: SyslogLimits) {
+        state = Mutex(limits)
+    }
+
+    var current: SyslogLimits { state.withLock { $0 } }
+
+    func set(_ limits: SyslogLimits) {
+        state.withLock { $0 = limits }
+    }
 }
 
 /// The configuration of `SyslogServer` (`input.syslog`): TCP (optionally TLS, RFC 5425) and UDP listeners.

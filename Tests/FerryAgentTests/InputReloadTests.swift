@@ -2,9 +2,10 @@ import FerryTestSupport
 import Foundation
 import Testing
 
-/// Issue 17: SIGHUP applies the HTTP ingest's `auth` and limits to the running listener, without a restart
-/// and without dropping its connections; what the listener took at its start is named as needing a restart.
-@Suite(.serialized, .tags(.long), .timeLimit(.minutes(3))) struct IngestReloadTests {
+/// Issue 17: SIGHUP applies the HTTP ingest's `auth` and limits, and the syslog and RELP inputs' limits, to
+/// the running listeners, without a restart and without dropping their connections; what a listener took
+/// at its start is named as needing a restart.
+@Suite(.serialized, .tags(.long), .timeLimit(.minutes(3))) struct InputReloadTests {
     @Test func sighupAppliesNewCredentialsAndLimitsToTheRunningIngest() async throws {
         let dir = try TemporaryDirectory(prefix: "ferry-ingest-reload")
         defer { dir.remove() }
@@ -46,5 +47,48 @@ import Testing
         let metrics = try await run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(ferry.adminPort)/metrics"]).output
         #expect(metrics.contains(#"ferry_config_reloads_total{result="applied"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"ferry_config_reloads_total{result="restart_needed"} 1"#))
+    }
+
+    @Test func sighupAppliesNewSyslogLimitsToNewConnections() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-syslog-reload")
+        defer { dir.remove() }
+        let out = dir.appending("out")
+        let tcp = freePort()
+        let config = dir.appending("ferry.yaml")
+        func configure(maxMessage: String) throws {
+            try """
+                input:
+                  syslog:
+                    tcp: 127.0.0.1:\(tcp)
+                    max_message_size: \(maxMessage)
+                output:
+                  file: { path: \(out) }
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        try configure(maxMessage: "64KiB")
+        let ferry = FerryProcess(name: "syslog", dir: dir, extra: ["--config", config])
+        defer { ferry.terminate() }
+        try await ferry.start()
+        let pid = try #require(ferry.child?.pid)
+        func log() -> String { (try? String(contentsOfFile: ferry.log, encoding: .utf8)) ?? "" }
+        func send(_ text: String) async throws {
+            try await runLogger(["-T", "--rfc5424", "--size", "8192", "-n", "127.0.0.1", "-P", String(tcp), "-t", "reload", text])
+        }
+        func stored() throws -> Set<String> { Set(try outputEvents(out).compactMap(message)) }
+        let long = "long-" + String(repeating: "x", count: 2000)
+        try await send(long)
+        #expect(try await eventually(timeout: .seconds(30)) { try stored().contains(long) }, "a 2 KB message within 64 KiB is stored")
+
+        try configure(maxMessage: "1KiB")
+        kill(pid, SIGHUP)
+        #expect(try await eventually(timeout: .seconds(30)) { log().contains("reload: input settings applied") }, "\(log().suffix(2000))")
+        try await send("long-again-" + String(repeating: "y", count: 2000))
+        try await send("short-after-reload")
+        #expect(try await eventually(timeout: .seconds(30)) { try stored().contains("short-after-reload") })
+        #expect(try !stored().contains { $0.hasPrefix("long-again-") }, "over the new limit: refused")
+        let metrics = try await run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(ferry.adminPort)/metrics"]).output
+        #expect(metrics.split(separator: "\n").contains {
+            $0.hasPrefix("ferry_input_syslog_frames_refused_total") && $0.contains(#"reason="too_large""#) && $0.hasSuffix(" 1")
+        }, "\(metrics.split(separator: "\n").filter { $0.contains("refused") })")
     }
 }
