@@ -25,6 +25,7 @@ import FerryWire
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 var entries = 1_000_000
@@ -327,26 +328,31 @@ func benchIdle(seconds: Int, base: String) async throws {
     }
 }
 
-/// Sent times of the steady writer's entries, by index, and the commit times the sink saw.
-final class SteadyLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var sent: [ContinuousClock.Instant] = []
-    private var latencies: [Double] = []
-    private var measured = 0
-    func wrote(_ count: Int, at instant: ContinuousClock.Instant) {
-        lock.lock(); sent.append(contentsOf: repeatElement(instant, count: count)); lock.unlock()
+/// When the steady writer's entries were due, by index, and their latencies once the sink saw their commit.
+final class SteadyLog: Sendable {
+    private struct State {
+        var due: [ContinuousClock.Instant] = []
+        var latencies: [Double] = []
+        var measured = 0
     }
+    private let state = Mutex(State())
+
+    func wrote(_ count: Int, dueAt instant: ContinuousClock.Instant) {
+        state.withLock { $0.due.append(contentsOf: repeatElement(instant, count: count)) }
+    }
+
     /// Entries `measured..<storedSoFar` were committed now.
     func committed(_ storedSoFar: Int) {
         let now = ContinuousClock.now
-        lock.lock(); defer { lock.unlock() }
-        while measured < storedSoFar && measured < sent.count {
-            latencies.append(seconds(now - sent[measured]))
-            measured += 1
+        state.withLock { state in
+            while state.measured < storedSoFar && state.measured < state.due.count {
+                state.latencies.append(seconds(now - state.due[state.measured]))
+                state.measured += 1
+            }
         }
     }
-    var written: Int { lock.lock(); defer { lock.unlock() }; return sent.count }
-    var all: [Double] { lock.lock(); defer { lock.unlock() }; return latencies }
+
+    var all: [Double] { state.withLock { $0.latencies } }
 }
 
 func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
@@ -367,7 +373,7 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
     first.waitUntilExit()
 
     let log = SteadyLog()
-    log.wrote(1, at: .now)  // entry 0, stored at start: its latency is not a steady one and is dropped below
+    log.wrote(1, dueAt: .now)  // entry 0, stored at start: its latency is not a steady one and is dropped below
     let remote = Process()
     remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
     remote.arguments = ["--output=\(dir)/journal/steady.journal", "-"]
@@ -379,6 +385,7 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
     try await withQueueInput(source: .directory(dir + "/journal"), dir: dir + "/queue", committed: { log.committed($0) }) { sink in
         guard try await eventually(timeout: .seconds(60), { sink.stored.current >= 1 }) else { throw CancellationError() }
         // The writer: every 10 ms the entries due by then, on a thread of its own (a blocking pipe write).
+        // Latency counts from the tick the entries were due at, so a late or blocked write counts too.
         let writer = Thread {
             let start = ContinuousClock.now
             var index = 1
@@ -386,13 +393,13 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
             while index < total {
                 tick += 1
                 let due = min(total, 1 + rate * tick / 100)
+                let next = start + .milliseconds(10 * tick)
                 if due > index {
                     let text = exportText(count: due - index, first: index, realtimeBase: now)
-                    log.wrote(due - index, at: .now)
+                    log.wrote(due - index, dueAt: next - .milliseconds(10))
                     pipe.fileHandleForWriting.write(Data(text))
                     index = due
                 }
-                let next = start + .milliseconds(10 * tick)
                 let wait = next - ContinuousClock.now
                 if wait > .zero { Thread.sleep(forTimeInterval: seconds(wait)) }
             }

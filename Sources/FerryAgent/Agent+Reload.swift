@@ -29,7 +29,9 @@ extension Agent {
     /// configuration now in effect.
     static func reloadConfiguration(running: AgentConfiguration, _ reload: Reload, logger: Logger,
                                     replaceOutput: (OutputConfiguration) throws -> Void = { _ in },
-                                    applyInput: (_ running: InputConfiguration, _ fresh: InputConfiguration) -> [String] = { _, fresh in ["input.\(fresh.name)"] },
+                                    applyInput: (_ running: InputConfiguration, _ fresh: InputConfiguration) -> InputReload = { running, _ in
+                                        InputReload(inEffect: running, restartKeys: ["input.\(running.name)"])
+                                    },
                                     reloadListenerIdentities: () -> (reloaded: [String], failed: [(path: String, error: String)]) = { ([], []) })
         -> (result: String, now: AgentConfiguration) {
         let fresh: AgentConfiguration
@@ -62,18 +64,22 @@ extension Agent {
                 ])
             }
         }
-        // An input's settings that apply while it runs (the HTTP ingest's auth and limits); its stamp is the
+        // An input's settings that apply while it runs (the HTTP ingest's auth and limits, the syslog and RELP
+        // limits) are applied even when others in its block need a restart; those are named. Its stamp is the
         // intake's, taken at the start.
         var inputKeys: [String: [String]] = [:]
         for (index, input) in running.inputs.enumerated() {
-            guard let new = fresh.inputs.first(where: { $0.name == input.name }), new != input, new.stamp == input.stamp else { continue }
-            let keys = applyInput(input, new)
-            if keys.isEmpty {
-                now.inputs[index] = new
+            guard let new = fresh.inputs.first(where: { $0.name == input.name }), new != input else { continue }
+            var reloaded = applyInput(input, new)
+            reloaded.inEffect.stamp = input.stamp
+            if new.stamp != input.stamp { reloaded.restartKeys += ["input.\(input.name).fields", "input.\(input.name).add_timestamp"].filter { key in
+                key.hasSuffix("fields") ? new.stamp.fields != input.stamp.fields : new.stamp.addTimestamp != input.stamp.addTimestamp
+            } }
+            if reloaded.inEffect != input {
+                now.inputs[index] = reloaded.inEffect
                 logger.notice("reload: input settings applied; requests from now on see them", metadata: ["ferry.input": "\(input.name)"])
-            } else {
-                inputKeys["input.\(input.name)"] = keys
             }
+            if !reloaded.restartKeys.isEmpty { inputKeys["input.\(input.name)"] = reloaded.restartKeys }
         }
         // The listeners' certificates and keys, rotated in place (same paths): served from the next handshake.
         let identities = reloadListenerIdentities()
@@ -98,6 +104,12 @@ extension Agent {
         return (refused ? "invalid" : keys.isEmpty ? "applied" : "restart_needed", now)
     }
 
+    /// What a reload did to one input: the configuration now in effect, and the keys that need a restart.
+    struct InputReload: Equatable {
+        var inEffect: InputConfiguration
+        var restartKeys: [String]
+    }
+
     /// The running inputs whose settings SIGHUP can change in place.
     struct LiveInputs: Sendable {
         let ingest: IngestServer?
@@ -105,27 +117,35 @@ extension Agent {
         let relp: RELPServer?
     }
 
-    /// Applies an input's new settings to the running input when they are ones it can change in place (the
-    /// HTTP ingest's `auth` and limits, the syslog and RELP limits); else returns the keys that need a
-    /// restart, and nothing changes.
-    static func applyInputSettings(running: InputConfiguration, fresh: InputConfiguration, servers: LiveInputs) -> [String] {
+    /// Applies what of an input's new settings the running input can change in place (the HTTP ingest's
+    /// `auth` and limits, the syslog and RELP limits); returns the configuration in effect and the keys of
+    /// the rest, which need a restart (`input.<name>` for anything not named more precisely).
+    static func applyInputSettings(running: InputConfiguration, fresh: InputConfiguration, servers: LiveInputs) -> InputReload {
         let path = "input.\(fresh.name)"
-        switch (running.source, fresh.source) {
-        case (.http, .http(let new)):
-            return servers.ingest?.apply(new) ?? [path]
-        case (.syslog(let old), .syslog(let new)):
-            var unchanged = new
-            unchanged.limits = old.limits
-            guard unchanged == old, let server = servers.syslog else { return [path] }
-            return server.apply(new.limits, path: path)
-        case (.relp(let old), .relp(let new)):
-            var unchanged = new
-            unchanged.limits = old.limits
-            guard unchanged == old, let server = servers.relp else { return [path] }
+        var inEffect = running
+        switch (running.source, fresh.source, servers.ingest, servers.syslog, servers.relp) {
+        case (.http, .http(let new), let ingest?, _, _):
+            let (settings, keys) = ingest.apply(new)
+            inEffect.source = .http(settings)
+            return InputReload(inEffect: inEffect, restartKeys: keys)
+        case (.syslog(let old), .syslog(let new), _, let server?, _):
+            let (limits, keys) = server.apply(new.limits, path: path)
+            var settings = old
+            settings.limits = limits
+            inEffect.source = .syslog(settings)
+            var rest = new
+            rest.limits = old.limits
+            return InputReload(inEffect: inEffect, restartKeys: keys + (rest == old ? [] : [path]))
+        case (.relp(let old), .relp(let new), _, _, let server?):
             server.apply(new.limits)
-            return []
+            var settings = old
+            settings.limits = new.limits
+            inEffect.source = .relp(settings)
+            var rest = new
+            rest.limits = old.limits
+            return InputReload(inEffect: inEffect, restartKeys: rest == old ? [] : [path])
         default:
-            return [path]
+            return InputReload(inEffect: running, restartKeys: [path])
         }
     }
 

@@ -47,6 +47,8 @@ package enum Agent {
         do {
             let hostname = currentHostname()
             for input in configuration.inputs {
+                // Made below, once the outputs whose state it reports exist.
+                if case .internalMetrics = input.source { continue }
                 let logger = logger.child("ferry.input.\(input.name)")
                 let intake = Intake(input: input.name, queue: queue, stamp: input.stamp.stamp(host: input.knowsHost ? hostname : nil), logger: logger)
                 switch input.source {
@@ -63,7 +65,7 @@ package enum Agent {
                 case .journald(let journald):
                     inputs.append(try JournaldInput(intake: intake, configuration: journald, logger: logger))
                 case .internalMetrics:
-                    break  // made below, once the outputs whose state it reports exist
+                    break
                 }
             }
             for output in configuration.outputs {

@@ -25,7 +25,7 @@ final class InternalMetricsInput: Input, Sendable {
     private let registry: PrometheusCollectorRegistry
     private let outputs: [SupervisedOutput]
     private let logger: Logger
-    private let started = ContinuousClock.now
+    private let startedAt = ContinuousClock.now
     private let ready = Latch()
 
     init(intake: Intake, interval: Duration, registry: PrometheusCollectorRegistry, outputs: [SupervisedOutput], logger: Logger) {
@@ -71,7 +71,7 @@ final class InternalMetricsInput: Input, Sendable {
 
     /// The event's JSON object.
     func event() -> [UInt8] {
-        let uptime = ContinuousClock.now - started
+        let uptime = ContinuousClock.now - startedAt
         let queueJSON = intake.queue.stats.json(agentID: intake.queue.agentID, path: intake.queue.path,
                                                 outputState: { OutputStatus.fields(of: $0, in: self.outputs) })
         var text = "{\"message\":\"ferry internal metrics\",\"ferry\":{\"version\":\(QueueStats.string(Agent.version))"
@@ -97,10 +97,14 @@ final class InternalMetricsInput: Input, Sendable {
             let series = line[..<space]
             let name = series.prefix { $0 != "{" }
             let value = line[line.index(after: space)...]
-            // Prometheus writes integers of counters as such; anything not a plain number is left out
-            // rather than written as invalid JSON.
-            guard counterNames.contains(name), Double(value)?.isFinite == true else { continue }
-            result.append((String(series), Int64(exactly: Double(value)!).map(String.init) ?? String(value)))
+            // Digits are kept as written (a Double would round counters past 2^53); another finite number
+            // is written as JSON writes it; NaN and infinities are left out rather than made invalid JSON.
+            guard counterNames.contains(name) else { continue }
+            if !value.isEmpty, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                result.append((String(series), String(value)))
+            } else if let number = Double(value), number.isFinite {
+                result.append((String(series), Int64(exactly: number).map(String.init) ?? String(number)))
+            }
         }
         return result
     }

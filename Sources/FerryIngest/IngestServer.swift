@@ -47,23 +47,23 @@ package final class IngestServer: Input, Sendable {
     }
 
     /// What SIGHUP changes on the running server: `auth` and the limits, from the next request on (the
-    /// request timeout and the body limit of `RequestGuard` from the next connection on). Returns the keys
-    /// of `fresh` that differ from the start's configuration and cannot change without a restart (the
-    /// address, TLS settings, `idle_timeout`, `max_connections`); nothing is applied when there are any.
-    package func apply(_ fresh: IngestConfiguration) -> [String] {
+    /// request timeout and the body limit of `RequestGuard` from the next connection on). Returns the
+    /// configuration now in effect and the keys of `fresh` that differ from the start's and cannot change
+    /// without a restart (the address, TLS, `idle_timeout`, `max_connections`: Hummingbird's server took
+    /// them at its start); those keep their running values, the rest is applied.
+    package func apply(_ fresh: IngestConfiguration) -> (inEffect: IngestConfiguration, restartKeys: [String]) {
         let path = "input.http"
         var keys: [String] = []
         if fresh.host != configuration.host || fresh.port != configuration.port { keys.append("\(path).address") }
         if fresh.tls != configuration.tls || fresh.allowPlaintext != configuration.allowPlaintext { keys.append("\(path).tls") }
         if fresh.limits.idleTimeoutSeconds != configuration.limits.idleTimeoutSeconds { keys.append("\(path).limits.idle_timeout") }
         if fresh.limits.maxConnections != configuration.limits.maxConnections { keys.append("\(path).limits.max_connections") }
-        var rest = fresh
-        (rest.auth, rest.limits) = (configuration.auth, configuration.limits)
-        (rest.limits.idleTimeoutSeconds, rest.limits.maxConnections) = (configuration.limits.idleTimeoutSeconds, configuration.limits.maxConnections)
-        if keys.isEmpty && rest != configuration { keys.append(path) }  // anything else the listener took at its start
-        guard keys.isEmpty else { return keys }
-        settings.set(auth: fresh.auth, limits: fresh.limits)
-        return []
+        var inEffect = configuration
+        inEffect.auth = fresh.auth
+        inEffect.limits = fresh.limits
+        (inEffect.limits.idleTimeoutSeconds, inEffect.limits.maxConnections) = (configuration.limits.idleTimeoutSeconds, configuration.limits.maxConnections)
+        settings.set(auth: inEffect.auth, limits: inEffect.limits)
+        return (inEffect, keys)
     }
 
     /// Stops taking events: later requests are answered 503 with Retry-After (graceful shutdown begins).

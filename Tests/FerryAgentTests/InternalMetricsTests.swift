@@ -4,6 +4,8 @@ import Testing
 
 @testable import FerryAgent
 import FerryPipeline
+import FerryQueue
+import Prometheus
 
 /// Issue 17: `input.internal_metrics` appends Ferry's own metrics to the queue as an event, so they
 /// travel with the data to wherever the outputs deliver it.
@@ -78,6 +80,33 @@ import FerryPipeline
         #expect(!all.keys.contains { $0.hasPrefix("ferry_queue_records") })
     }
 
+    /// One tick without the loop or its clock: the event goes into a real queue with the queue's figures and
+    /// the registry's counters as written (also past 2^53); a queue that refuses it loses only that tick.
+    @Test func eachTickAppendsOneEventWithTheQueuesFiguresAndTheCounters() async throws {
+        let dir = try TemporaryDirectory(prefix: "ferry-internal-metrics-tick")
+        defer { dir.remove() }
+        let logs = RecordingLogHandler.Store()
+        let queue = try Queue.open(at: dir.path, logger: logs.logger())
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(name: "ferry_test_total", labels: [("kind", "a")]).increment(by: Int64(9_007_199_254_740_993))
+        let intake = Intake(input: "internal_metrics", queue: queue, stamp: StampSettings().stamp(host: "edge-7"), logger: logs.logger())
+        let input = InternalMetricsInput(intake: intake, interval: .seconds(60), registry: registry, outputs: [], logger: logs.logger())
+        await input.appendOnce()
+        await input.appendOnce()
+        let lines = try queue.peek(from: 0, maxRecords: 10).records.flatMap { try $0.record.events().map { String(buffer: $0) } }
+        #expect(lines.count == 2)
+        let second = try #require(lines.last)
+        #expect(second.contains(#""ferry_test_total{kind=\"a\"}":9007199254740993"#), "\(second)")
+        let event = try #require(try JSONSerialization.jsonObject(with: Data(second.utf8)) as? [String: Any])
+        #expect(event["host"] as? String == "edge-7")
+        let figures = try #require((event["ferry"] as? [String: Any])?["queue"] as? [String: Any])
+        #expect(figures["appended_events"] as? Int == 1, "the first tick's event, stored before the second was made")
+
+        queue.close()
+        await input.appendOnce()
+        #expect(logs.all.contains { $0.level == .warning && $0.message.contains("internal metrics event not stored") })
+    }
+
     /// The text format's counters, and nothing else of it.
     @Test func countersAreReadFromThePrometheusText() {
         let text = """
@@ -90,14 +119,15 @@ import FerryPipeline
             # TYPE ferry_input_events_total counter
             ferry_input_events_total{input="http",note="a b"} 1.5e3
             ferry_input_events_total{input="x"} NaN
+            ferry_input_events_total{input="big"} 9007199254740993
             """
         let counters = InternalMetricsInput.counters(Array(text.utf8))
         #expect(counters.map(\.series) == [#"ferry_config_reloads_total{result="applied"}"#, #"ferry_config_reloads_total{result="invalid"}"#,
-                                            #"ferry_input_events_total{input="http",note="a b"}"#])
-        #expect(counters.map(\.value) == ["2", "0", "1500"])
+                                            #"ferry_input_events_total{input="http",note="a b"}"#, #"ferry_input_events_total{input="big"}"#])
+        #expect(counters.map(\.value) == ["2", "0", "1500", "9007199254740993"])
     }
 
-    @Test func configuration() throws {
+    @Test func theInputIsOffUnlessConfiguredAndItsIntervalIsReadAndPrinted() throws {
         let on = try ConfigurationLoader.parse("input:\n  internal_metrics: true\n")
         #expect(on.inputs.contains { $0.source == .internalMetrics(InternalMetricsSettings()) })
         let off = try ConfigurationLoader.parse("input:\n  internal_metrics: false\n")

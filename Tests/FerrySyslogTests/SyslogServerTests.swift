@@ -39,11 +39,17 @@ import Testing
         var fewer = SyslogLimits()
         fewer.maxConnections = 2
         try await withServer(store: MemoryStore()) { server in
-            #expect(server.apply(smaller, path: "input.syslog") == ["input.syslog.max_message_size"])
-            #expect(server.apply(fewer, path: "input.syslog") == [])
+            // Both changed: the connection limit is applied, the message size keeps its running value.
+            var both = fewer
+            both.maxMessageSize = smaller.maxMessageSize
+            let reloaded = server.apply(both, path: "input.syslog")
+            #expect(reloaded.restartKeys == ["input.syslog.max_message_size"])
+            #expect(reloaded.inEffect == fewer)
+            #expect(server.apply(fewer, path: "input.syslog").restartKeys == [])
         }
         try await withServer({ $0.udp = nil }, store: MemoryStore()) { server in
-            #expect(server.apply(smaller, path: "input.syslog") == [])
+            let reloaded = server.apply(smaller, path: "input.syslog")
+            #expect(reloaded.restartKeys == [] && reloaded.inEffect == smaller)
         }
     }
 

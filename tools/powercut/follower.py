@@ -65,6 +65,17 @@ def simulate(name, args, follower_product, prepare, writer, follower_arguments):
     """`prepare(work)` makes the source's directory and returns it; `writer(source, lines, done)` writes the
     lines (a thread; sets `done` at the end); `follower_arguments(queue, source, seconds)` is the follower's argv."""
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    writer_error = []
+
+    def write(source, lines, done):
+        # Whatever happens to the writer, `done` is set, so that nothing below waits for it forever.
+        try:
+            writer(source, lines, done)
+        except Exception as e:  # noqa: BLE001 -- reported as the run's failure below
+            writer_error.append(repr(e))
+        finally:
+            done.set()
+
     tools, follower = binaries(args, follower_product, name)
     work = tempfile.mkdtemp(prefix=f"ferry-{name.replace('/', '-')}-")
     failed = False
@@ -76,7 +87,7 @@ def simulate(name, args, follower_product, prepare, writer, follower_arguments):
         subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", shim, os.path.join(here, "shim.c"), "-ldl", "-lpthread"], check=True)
         source, queue = prepare(work), os.path.join(work, "queue")
         done = threading.Event()
-        threading.Thread(target=writer, args=(source, args.lines, done), daemon=True).start()
+        threading.Thread(target=write, args=(source, args.lines, done), daemon=True).start()
         rng = random.Random(seed)
         print(f"{args.runs} runs, seed {seed}, {args.lines} lines, cut at durability point 1..{args.max_point}")
         print(f"{'run':>4} {'point':>6} {'cut':>4} {'stored':>7} {'twice':>6}  problems")
@@ -84,7 +95,12 @@ def simulate(name, args, follower_product, prepare, writer, follower_arguments):
             point = rng.randint(1, args.max_point)
             report = os.path.join(work, f"cut-{run}.txt")
             env = dict(os.environ, LD_PRELOAD=shim, POWERCUT_AT=str(point), POWERCUT_SEED=str(rng.randrange(1 << 31)), POWERCUT_REPORT=report)
-            p = subprocess.run([follower] + follower_arguments(queue, source, 5), env=env, capture_output=True, timeout=90)
+            try:
+                p = subprocess.run([follower] + follower_arguments(queue, source, 5), env=env, capture_output=True, timeout=90)
+            except subprocess.TimeoutExpired:
+                print(f"{run:>4} {point:>6}  the follower ran past 90 s (it stops itself after 5 s): FAILED")
+                failed = True
+                sys.exit(1)  # the work directory is kept (finally)
             cut = p.returncode == -signal.SIGKILL
             numbers, problems = stored(tools, queue, os.path.join(work, "export.ndjson"))
             twice = len(numbers) - len(set(numbers))
@@ -92,7 +108,10 @@ def simulate(name, args, follower_product, prepare, writer, follower_arguments):
                 problems.append(f"follower exit {p.returncode}: {p.stderr.decode(errors='replace').strip()[-300:]}")
             print(f"{run:>4} {point:>6} {'yes' if cut else 'no':>4} {len(numbers):>7} {twice:>6}  {'; '.join(problems)}")
             failed = failed or twice > 0 or bool(problems)
-        done.wait()
+        if not done.wait(600) or writer_error:
+            print(f"{name}: the writer did not finish: {writer_error or 'still writing after 600 s'}")
+            failed = True
+            sys.exit(1)  # the work directory is kept (finally)
         # A last run without the shim until every line is stored (or it stops by itself after 60 s).
         before = len(stored(tools, queue, os.path.join(work, "export.ndjson"))[0])
         p = subprocess.Popen([follower] + follower_arguments(queue, source, 60), stdout=subprocess.PIPE)

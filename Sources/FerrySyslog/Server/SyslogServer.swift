@@ -109,14 +109,19 @@ package final class SyslogServer: Service, Sendable {
     }
 
     /// Applies new limits to the running listeners (SIGHUP): new TCP connections get them, and the connection
-    /// limit holds from the next accept. Returns the keys that cannot change without a restart, and then
-    /// changes nothing: `max_message_size` while a UDP listener runs (its receive buffers are sized by it at
-    /// the start).
-    package func apply(_ fresh: SyslogLimits, path: String) -> [String] {
+    /// limit holds from the next accept. Returns the limits now in effect and the keys that cannot change
+    /// without a restart, which keep their running values: `max_message_size` while a UDP listener runs (its
+    /// receive buffers were sized by it at the start).
+    package func apply(_ fresh: SyslogLimits, path: String) -> (inEffect: SyslogLimits, restartKeys: [String]) {
+        var inEffect = fresh
+        var keys: [String] = []
         let running = limits.current
-        if udpChannel != nil && fresh.maxMessageSize != running.maxMessageSize { return ["\(path).max_message_size"] }
-        limits.set(fresh)
-        return []
+        if udpChannel != nil && fresh.maxMessageSize != running.maxMessageSize {
+            inEffect.maxMessageSize = running.maxMessageSize
+            keys.append("\(path).max_message_size")
+        }
+        limits.set(inEffect)
+        return (inEffect, keys)
     }
 
     /// Serves until graceful shutdown (or cancellation), then shuts down as `shutdown` does.
