@@ -73,7 +73,7 @@ package final class FileForwarder: Service, Sendable {
             // Files rotate between leases, so a lease is kept small next to the rotation size.
             let lease = try consumer.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
             if lease.isEmpty {
-                await consumer.waitForAppend(timeout: .seconds(1))
+                await consumer.waitForRecords()
                 continue
             }
             var output = ByteBuffer()

@@ -49,7 +49,9 @@ package final class KafkaOutput: Service, Sendable {
         var purger: Task<Void, Never>?
         await withDiscardingTaskGroup { group in
             await leaseAndDeliver(from: consumer, maxBytes: 16 << 20, maxEvents: configuration.maxEventsPerBatch, slots: slots, logger: logger,
-                                  group: &group, while: { !isFailed }) { [self] records in
+                                  group: &group, while: { !isFailed },
+                                  // A fatal producer error is set by librdkafka's callback, without a commit to wake the loop.
+                                  idleWait: .seconds(1)) { [self] records in
                 await deliver(records)
             }
             // Stopping: batches in flight get a few seconds to be delivered; then librdkafka drops what it

@@ -733,10 +733,18 @@ public final class Queue: Sendable {
         }
     }
 
-    /// Returns when an append (or a requeue) commits, or after `timeout`, or when the task is cancelled.
-    /// For consumers that found nothing to lease: wait here instead of polling.
-    public func waitForAppend(timeout: Duration) async {
-        await appendWaiters.wait(timeout: timeout)
+    /// Returns when an append (or a requeue) commits, when a consumer gives leased records back, on
+    /// `wakeWaiters()`, after `timeout`, or when the task is cancelled; at once when `stop()` is true as the
+    /// wait begins. For consumers that found nothing to lease: wait here instead of polling. `stop` is read
+    /// with the waiters' lock held, so a change it reads followed by `wakeWaiters()` is never missed
+    /// (a graceful shutdown: `{ Task.isShuttingDownGracefully }`).
+    public func waitForAppend(timeout: Duration, unless stop: () -> Bool = { false }) async {
+        await appendWaiters.wait(timeout: timeout, unless: stop)
+    }
+
+    /// Ends every `waitForAppend` now.
+    public func wakeWaiters() {
+        appendWaiters.resumeAll()
     }
 
     // MARK: Stats
@@ -860,7 +868,7 @@ final class AppendWaiters: Sendable {
         continuation?.resume()
     }
 
-    func wait(timeout: Duration) async {
+    func wait(timeout: Duration, unless stop: () -> Bool) async {
         let id = state.withLock { state in
             defer { state.next += 1 }
             return state.next
@@ -872,7 +880,7 @@ final class AppendWaiters: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let endedAlready = state.withLock { state -> Bool in
-                    if state.ended.remove(id) != nil { return true }
+                    if state.ended.remove(id) != nil || stop() { return true }
                     state.waiting[id] = continuation
                     return false
                 }

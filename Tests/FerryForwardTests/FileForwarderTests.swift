@@ -7,6 +7,25 @@ import Foundation
 import Testing
 
 @Suite struct FileForwarderTests {
+    /// An idle output waits for records without polling (30 s between looks), so a stop must wake it: the
+    /// graceful shutdown of an idle file output ends well before that.
+    @Test func anIdleOutputStopsAtOnceAtAGracefulShutdown() async throws {
+        let out = try TemporaryDirectory(prefix: "ferry-file-idle")
+        defer { out.remove() }
+        try await withTemporaryQueue(prefix: "ferry-forward-idle") { queue, _ in
+            _ = try await queue.append(EventBatch(lines: [Array(#"{"id":"one"}"#.utf8)]))
+            let output = try FileForwarder(queue: queue, configuration: FileOutputConfiguration(path: out.path), logger: quietLogger)
+            let clock = ContinuousClock()
+            var stopped = ContinuousClock.now
+            try await withServices([output]) { () async throws in
+                // Delivered, then idle: waiting for the next append.
+                #expect(try await eventually { queue.stats.records == 0 })
+                stopped = clock.now
+            }
+            #expect(clock.now - stopped < .seconds(10), "the stop woke the idle output")
+        }
+    }
+
     @Test func eventsAreWrittenAsNDJSONRotatedAndThenDeleted() async throws {
         let out = try TemporaryDirectory(prefix: "ferry-file-out")
         defer { out.remove() }

@@ -396,6 +396,38 @@ import Testing
         }
     }
 
+    /// The other wake-ups of an idle consumer: records given back, `wakeWaiters()` (the start of a stop),
+    /// and a `stop` condition already true as the wait begins.
+    @Test func waitForAppendEndsWhenRecordsAreGivenBackOrWhenWokenOrTold() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let clock = ContinuousClock()
+            let told = await clock.measure { await queue.waitForAppend(timeout: .seconds(30), unless: { true }) }
+            #expect(told < .seconds(10))
+
+            _ = try await queue.append(EventGenerator(prefix: "g").batch(0, count: 1))
+            let consumer = try queue.consumer(named: ConsumerSettings.defaultName)
+            let lease = try consumer.lease(maxRecords: 10, maxBytes: 1 << 20)
+            #expect(lease.records.count == 1)
+            #expect(try consumer.lease(maxRecords: 10, maxBytes: 1 << 20).records.isEmpty, "all leased: nothing to take")
+            // The waiter may register after a wake-up, so wake (paced) until it has returned; no append.
+            for wake in [{ consumer.release(lease) }, { queue.wakeWaiters() }] {
+                let done = Mutex(false)
+                let waiter = Task {
+                    let elapsed = await clock.measure { await consumer.waitForAppend(timeout: .seconds(30)) }
+                    done.withLock { $0 = true }
+                    return elapsed
+                }
+                let deadline = clock.now + .seconds(10)
+                while !done.withLock({ $0 }) && clock.now < deadline {
+                    wake()
+                    try await Task.sleep(for: .milliseconds(20))  // pacing of the wake-ups, not a wait for a condition
+                }
+                #expect(await waiter.value < .seconds(10))
+            }
+            #expect(try consumer.lease(maxRecords: 10, maxBytes: 1 << 20).records.count == 1, "given back: leasable again")
+        }
+    }
+
     @Test func waitForAppendEndsWhenItsTaskIsCancelled() async throws {
         try await withTemporaryQueue { queue, _ in
             let waiter = Task { await queue.waitForAppend(timeout: .seconds(60)) }

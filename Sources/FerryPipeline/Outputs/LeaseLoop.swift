@@ -4,8 +4,10 @@ import ServiceLifecycle
 
 /// The loop every concurrent output runs: take a slot, lease the next records (damaged ones go to
 /// `dead`), and hand the good ones to `deliver` in a task of their own that holds the slot until it
-/// returns. With nothing to lease it waits for the next append; a failed lease is retried a second
-/// later. Ends when Ferry stops, when `proceed` says no, or when the slots are closed; closes them.
+/// returns. With nothing to lease it waits for the next append, for records given back or for the stop
+/// (`waitForRecords`), at most `idleWait`: an output whose `proceed` can turn false without a commit
+/// passes a short one. A failed lease is retried a second later. Ends when Ferry stops, when `proceed`
+/// says no, or when the slots are closed; closes them.
 ///
 /// `pace`, when given, runs before each delivery starts (a rate limit), in the loop. With `freshLane`,
 /// every `every`-th lease takes the newest records when the queue holds a backlog older than
@@ -16,6 +18,7 @@ package func leaseAndDeliver(
     freshLane: FreshLane? = nil,
     while proceed: () -> Bool = { true },
     pace: (([StoredRecord]) async -> Void)? = nil,
+    idleWait: Duration = Consumer.idleWait,
     deliver: @escaping @Sendable ([StoredRecord]) async -> Void
 ) async {
     var turn = 0
@@ -37,7 +40,7 @@ package func leaseAndDeliver(
         }
         guard !lease.records.isEmpty else {
             slots.release()
-            await consumer.waitForAppend(timeout: .seconds(1))
+            await consumer.waitForRecords(timeout: idleWait)
             continue
         }
         await pace?(lease.records)
@@ -58,5 +61,21 @@ package struct FreshLane: Sendable, Hashable {
     package init(every: Int, backlogAge: Duration) {
         self.every = max(1, every)
         self.backlogAge = backlogAge
+    }
+}
+
+extension Consumer {
+    /// How long an idle output waits for records before it looks again anyway. Appends, records given back
+    /// and the start of a stop wake it before that; the bound only covers what changes without a commit.
+    package static let idleWait = Duration.seconds(30)
+
+    /// Waits as `waitForAppend`, and returns at once when Ferry begins to stop (graceful shutdown), so an
+    /// idle output neither polls nor holds a stop back.
+    package func waitForRecords(timeout: Duration = Consumer.idleWait) async {
+        await withGracefulShutdownHandler {
+            await waitForAppend(timeout: timeout, unless: { Task.isShuttingDownGracefully })
+        } onGracefulShutdown: {
+            queue.wakeWaiters()
+        }
     }
 }

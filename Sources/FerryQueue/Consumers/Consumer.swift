@@ -22,6 +22,7 @@ public struct Consumer: Sendable {
     /// Gives leased records back: this consumer leases them again, before newer ones.
     public func release(_ sequences: some Sequence<UInt64>) {
         queue.leases.withLock { $0[id]?.release(sequences) }
+        queue.wakeWaiters()  // leasable again: an idle lease loop takes them now
     }
 
     /// Gives every record of `lease` back.
@@ -36,6 +37,7 @@ public struct Consumer: Sendable {
             guard let old = planners[id] else { return }
             planners[id] = LeasePlanner(remembered: old.remembered, from: 0)
         }
+        queue.wakeWaiters()
     }
 
     /// Settles delivered records for this consumer, durably (returns after the commit). A record every
@@ -80,9 +82,10 @@ public struct Consumer: Sendable {
         try queue.rememberedBatch(consumer: id, startingAt: first)
     }
 
-    /// Returns when an append commits, after `timeout`, or when the task is cancelled.
-    public func waitForAppend(timeout: Duration) async {
-        await queue.waitForAppend(timeout: timeout)
+    /// Returns when there may be records to lease (an append or a requeue committed, leased records were
+    /// given back), after `timeout`, or when the task is cancelled; see `Queue.waitForAppend`.
+    public func waitForAppend(timeout: Duration, unless stop: () -> Bool = { false }) async {
+        await queue.waitForAppend(timeout: timeout, unless: stop)
     }
 }
 
