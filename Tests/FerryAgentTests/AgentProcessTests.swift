@@ -10,31 +10,55 @@ import Testing
 /// A `ferry` process started by a test, its stderr in a log file.
 final class FerryProcess: @unchecked Sendable {
     let name: String
-    let arguments: [String]
     let log: String
-    let adminPort: Int
-    let ingestPort: Int
+    private let dataDirectory: String
+    private let extra: [String]
+    private(set) var arguments: [String] = []
+    private(set) var adminPort = 0
+    private(set) var ingestPort = 0
     private(set) var child: ChildProcess?
 
     init(name: String, dir: TemporaryDirectory, extra: [String]) {
         self.name = name
+        log = dir.appending("\(name).log")
+        dataDirectory = dir.appending("\(name)-data")
+        self.extra = extra
+        choosePorts()
+    }
+
+    /// Free loopback ports for the ingest and the admin endpoint (free when asked: another test may take
+    /// one before `ferry` binds it, which `start` retries).
+    private func choosePorts() {
         ingestPort = freePort()
         adminPort = freePort()
-        log = dir.appending("\(name).log")
-        arguments = ["run", "--data-dir", dir.appending("\(name)-data"), "--listen", "127.0.0.1:\(ingestPort)",
-                     "--admin", "127.0.0.1:\(adminPort)"] + extra
+        arguments = ["run", "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(ingestPort)", "--admin", "127.0.0.1:\(adminPort)"] + extra
     }
 
     var url: String { "http://127.0.0.1:\(ingestPort)/" }
 
-    /// Starts it and waits until `/ready` answers 200.
+    /// Starts it and waits until `/ready` answers 200. When one of its own ports was taken between
+    /// `freePort()` and the bind (tests run in parallel), it starts again on new ones, at most twice.
     func start() async throws {
-        child = try ChildProcess(executable: builtProductsDirectory() + "/ferry", arguments: arguments, stderrPath: log)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            let result = try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/ready"])
-            if result.output == "200" { return }
-            try await Task.sleep(for: .milliseconds(50))  // polling readiness, with a deadline
+        for attempt in 1...3 {
+            let logged = (try? String(contentsOfFile: log, encoding: .utf8))?.count ?? 0
+            let child = try ChildProcess(executable: builtProductsDirectory() + "/ferry", arguments: arguments, stderrPath: log)
+            self.child = child
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                let result = try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/ready"])
+                if result.output == "200" { return }
+                if let status = try await child.waitForExit(timeout: .milliseconds(50)) {
+                    self.child = nil  // reaped: nothing left to kill
+                    let text = String(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").dropFirst(logged))
+                    guard attempt < 3, text.contains("127.0.0.1:\(ingestPort): Address already in use")
+                            || text.contains("127.0.0.1:\(adminPort): Address already in use") else {
+                        throw TestError("\(name) exited with status \(status) before it was ready; its log:\n\(text)")
+                    }
+                    choosePorts()
+                    break
+                }
+            }
+            if self.child != nil { break }
         }
         throw TestError("\(name) did not become ready; its log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
     }
