@@ -72,15 +72,15 @@ final class AdminServer: Service, Sendable {
                             body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         let server: HTTPServerBuilder = if let tls { try .tls(.http1(), tlsConfiguration: tls) } else { .http1() }
-        let app = Application(
+        let app = HTTPService(
             router: router,
             server: server,
-            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "ferry-admin"),
+            configuration: ServerConfiguration(address: .hostname(address.host, port: address.port), serverName: "ferry-admin"),
+            logger: logger,
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? address.port
                 listening.set(port)
-            },
-            logger: logger
+            }
         )
         do {
             try await app.run()

@@ -105,14 +105,15 @@ package final class IngestServer: Input, Sendable {
         } else {
             server = .http1(configuration: http1)
         }
-        let app = Application(
+        let app = HTTPService(
             router: router,
             server: server,
-            configuration: ApplicationConfiguration(
+            configuration: ServerConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "ferry",
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections)
             ),
+            logger: logger,
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 listening.set(port)
@@ -120,8 +121,7 @@ package final class IngestServer: Input, Sendable {
                     "ferry.ingest.address": "\(configuration.host):\(port)",
                     "ferry.ingest.tls": "\(tlsConfiguration != nil)",
                 ])
-            },
-            logger: logger
+            }
         )
         // On graceful shutdown, requests still arriving on open connections are answered 503 + Retry-After
         // while Hummingbird finishes the ones in flight and closes the listener.

@@ -61,7 +61,7 @@ public enum Timestamp {
     }
 
     /// The civil date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-    static func civil(fromDays count: Int64) -> (year: Int, month: Int, day: Int) {
+    package static func civil(fromDays count: Int64) -> (year: Int, month: Int, day: Int) {
         let z = count + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let dayOfEra = z - era * 146_097
