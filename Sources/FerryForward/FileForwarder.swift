@@ -71,9 +71,10 @@ package final class FileForwarder: Service, Sendable {
         defer { if let file { close(file.fd) } }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // Files rotate between leases, so a lease is kept small next to the rotation size.
+            let token = consumer.queue.waitToken
             let lease = try consumer.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
             if lease.isEmpty {
-                await consumer.waitForRecords()
+                await consumer.waitForRecords(since: token)
                 continue
             }
             var output = ByteBuffer()

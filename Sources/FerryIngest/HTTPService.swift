@@ -72,7 +72,11 @@ package enum HTTPDate {
 
     package static func now() -> String {
         var time = timespec()
-        clock_gettime(CLOCK_REALTIME_COARSE, &time)
+        #if os(Linux)
+        clock_gettime(CLOCK_REALTIME_COARSE, &time)  // a tick old at most; no system call
+        #else
+        clock_gettime(CLOCK_REALTIME, &time)
+        #endif
         let second = Int(time.tv_sec)
         return cache.withLock { cache in
             if cache.second != second { cache = (second, format(epochSeconds: second)) }

@@ -734,13 +734,15 @@ public final class Queue: Sendable {
     }
 
     /// Returns when an append (or a requeue) commits, when a consumer gives leased records back, on
-    /// `wakeWaiters()`, after `timeout`, or when the task is cancelled; at once when `stop()` is true as the
-    /// wait begins. For consumers that found nothing to lease: wait here instead of polling. `stop` is read
-    /// with the waiters' lock held, so a change it reads followed by `wakeWaiters()` is never missed
-    /// (a graceful shutdown: `{ Task.isShuttingDownGracefully }`).
-    public func waitForAppend(timeout: Duration, unless stop: () -> Bool = { false }) async {
-        await appendWaiters.wait(timeout: timeout, unless: stop)
+    /// `wakeWaiters()`, after `timeout`, or when the task is cancelled. For consumers that found nothing to
+    /// lease: wait here instead of polling. Pass the `waitToken` read before looking for records: a wake-up
+    /// since then (an append that committed while the consumer looked) ends the wait at once.
+    public func waitForAppend(since token: UInt64? = nil, timeout: Duration) async {
+        await appendWaiters.wait(since: token, timeout: timeout)
     }
+
+    /// Read before looking for records, for `waitForAppend(since:timeout:)`.
+    public var waitToken: UInt64 { appendWaiters.token }
 
     /// Ends every `waitForAppend` now.
     public func wakeWaiters() {
@@ -847,11 +849,24 @@ final class StatsSnapshot: Sendable {
 }
 
 /// Tasks waiting for the next append, resumed by the writer after a commit that stored records.
+/// The waiters of `waitForAppend`, and a wake-up count: a waiter that read the count before it looked for
+/// records (`token`) and finds it changed when it registers returns at once, so a wake-up that falls
+/// between its look and its wait is not lost.
 final class AppendWaiters: Sendable {
-    private let state = Mutex<(next: UInt64, waiting: [UInt64: CheckedContinuation<Void, Never>], ended: Set<UInt64>)>((0, [:], []))
+    private struct State {
+        var next: UInt64 = 0
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var ended: Set<UInt64> = []
+        var wakeUps: UInt64 = 0
+    }
+    private let state = Mutex(State())
+
+    /// The wake-ups so far: read before looking for records, passed to `wait(since:timeout:)`.
+    var token: UInt64 { state.withLock { $0.wakeUps } }
 
     func resumeAll() {
         let waiting = state.withLock { state in
+            state.wakeUps &+= 1
             defer { state.waiting = [:] }
             return state.waiting
         }
@@ -868,10 +883,12 @@ final class AppendWaiters: Sendable {
         continuation?.resume()
     }
 
-    func wait(timeout: Duration, unless stop: () -> Bool) async {
-        let id = state.withLock { state in
+    /// Returns on the next `resumeAll()`, at once if there was one since `token` (nil: from now on), after
+    /// `timeout`, or when the task is cancelled.
+    func wait(since token: UInt64?, timeout: Duration) async {
+        let (id, since) = state.withLock { state in
             defer { state.next += 1 }
-            return state.next
+            return (state.next, token ?? state.wakeUps)
         }
         let timer = Task { [self] in
             try? await Task.sleep(for: timeout)
@@ -880,7 +897,7 @@ final class AppendWaiters: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let endedAlready = state.withLock { state -> Bool in
-                    if state.ended.remove(id) != nil || stop() { return true }
+                    if state.ended.remove(id) != nil || state.wakeUps != since { return true }
                     state.waiting[id] = continuation
                     return false
                 }

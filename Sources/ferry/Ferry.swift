@@ -129,8 +129,8 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var flags: QuickFlags
 
     func run() async throws {
-        // At most two malloc arenas, before the agent starts its threads: glibc gives each busy thread an
-        // arena of its own (up to eight per core) and keeps what is freed in it, which made most of the
+        // At most two malloc arenas, before the agent starts its own threads: glibc gives each busy thread
+        // an arena of its own (up to eight per core) and keeps what is freed in it, which made most of the
         // agent's peak RSS under load (docs/ARCHITECTURE.md, "Footprint").
         limitMallocArenas(2)
         let configuration: AgentConfiguration
@@ -180,9 +180,11 @@ struct Version: ParsableCommand {
 }
 
 /// glibc's `mallopt(M_ARENA_MAX, count)`, looked up at run time: Swift's Glibc module does not export
-/// `<malloc.h>`. `M_ARENA_MAX` is -8 in glibc's `<malloc.h>`. Does nothing where there is no `mallopt`.
+/// `<malloc.h>`. `M_ARENA_MAX` is -8 in glibc's `<malloc.h>`. Does nothing where there is no `mallopt`, or
+/// when the operator set `MALLOC_ARENA_MAX` (glibc read it at start).
 func limitMallocArenas(_ count: Int32) {
     #if canImport(Glibc)
+    guard getenv("MALLOC_ARENA_MAX") == nil else { return }
     typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
     guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "mallopt") else { return }
     _ = unsafeBitCast(symbol, to: Mallopt.self)(-8, count)

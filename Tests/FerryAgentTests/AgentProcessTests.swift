@@ -17,6 +17,7 @@ final class FerryProcess: @unchecked Sendable {
     private(set) var adminPort = 0
     private(set) var ingestPort = 0
     private(set) var child: ChildProcess?
+    private var everStarted = false
 
     init(name: String, dir: TemporaryDirectory, extra: [String]) {
         self.name = name
@@ -36,9 +37,13 @@ final class FerryProcess: @unchecked Sendable {
 
     var url: String { "http://127.0.0.1:\(ingestPort)/" }
 
-    /// Starts it and waits until `/ready` answers 200. When one of its own ports was taken between
-    /// `freePort()` and the bind (tests run in parallel), it starts again on new ones, at most twice.
+    /// Starts it and waits until `/ready` answers 200 and its own log shows its admin endpoint on
+    /// `adminPort` (not another process that took the port). At the first start, when one of its ports was
+    /// taken between `freePort()` and the bind (tests run in parallel), it starts again on new ones, at most
+    /// twice; a restart keeps its ports, which others may have been given.
     func start() async throws {
+        let firstStart = !everStarted
+        everStarted = true
         for attempt in 1...3 {
             let logged = (try? String(contentsOfFile: log, encoding: .utf8))?.count ?? 0
             let child = try ChildProcess(executable: builtProductsDirectory() + "/ferry", arguments: arguments, stderrPath: log)
@@ -46,11 +51,12 @@ final class FerryProcess: @unchecked Sendable {
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline {
                 let result = try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/ready"])
-                if result.output == "200" { return }
+                if result.output == "200", String(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").dropFirst(logged))
+                    .contains("127.0.0.1:\(adminPort)/health") { return }
                 if let status = try await child.waitForExit(timeout: .milliseconds(50)) {
                     self.child = nil  // reaped: nothing left to kill
                     let text = String(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").dropFirst(logged))
-                    guard attempt < 3, text.contains("127.0.0.1:\(ingestPort): Address already in use")
+                    guard firstStart, attempt < 3, text.contains("127.0.0.1:\(ingestPort): Address already in use")
                             || text.contains("127.0.0.1:\(adminPort): Address already in use") else {
                         throw TestError("\(name) exited with status \(status) before it was ready; its log:\n\(text)")
                     }
@@ -253,9 +259,9 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
         defer { aggregator.terminate() }
+        try await aggregator.start()  // first: its ports are final once it runs
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
         defer { edge.terminate() }
-        try await aggregator.start()
         try await edge.start()
 
         var sent: [String] = []
@@ -310,9 +316,9 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
         defer { aggregator.terminate() }
+        try await aggregator.start()  // first: its ports are final once it runs
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)", "--output-file", archive])
         defer { edge.terminate() }
-        try await aggregator.start()
         try await edge.start()
 
         var sent: [String] = []
@@ -352,9 +358,9 @@ func deliveredIDs(_ dir: String) throws -> [String: Int] {
         let out = dir.appending("out")
         let aggregator = FerryProcess(name: "aggregator", dir: dir, extra: ["--output-file", out])
         defer { aggregator.terminate() }
+        try await aggregator.start()  // first: its ports are final once it runs
         let edge = FerryProcess(name: "edge", dir: dir, extra: ["--forward", "127.0.0.1:\(aggregator.ingestPort)"])
         defer { edge.terminate() }
-        try await aggregator.start()
         try await edge.start()
 
         let acknowledged = Acknowledged()

@@ -110,6 +110,13 @@ import Testing
         let wanted = Set(acknowledged)
         _ = try await eventually(timeout: .seconds(60)) { Set(try deliveredIDs(out).keys).isSuperset(of: wanted) }
         let delivered = try deliveredIDs(out)
+        let missing = wanted.subtracting(delivered.keys)
+        if !missing.isEmpty {
+            // What the last agent says of its queue, for the failure's message.
+            let queue = (try? await run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(last.adminPort)/queue"]).output) ?? "?"
+            let log = (try? String(contentsOfFile: last.log, encoding: .utf8)) ?? ""
+            Issue.record("chain \(chain): \(missing.count) acknowledged events not delivered, e.g. \(missing.sorted().prefix(5)); /queue: \(queue); log tail: \(log.suffix(3000))")
+        }
         _ = await last.stop(signals: [SIGTERM], timeout: .seconds(35))
         return (stops, acknowledged, delivered)
     }

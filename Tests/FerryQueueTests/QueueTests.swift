@@ -396,35 +396,34 @@ import Testing
         }
     }
 
-    /// The other wake-ups of an idle consumer: records given back, `wakeWaiters()` (the start of a stop),
-    /// and a `stop` condition already true as the wait begins.
-    @Test func waitForAppendEndsWhenRecordsAreGivenBackOrWhenWokenOrTold() async throws {
+    /// A consumer reads `waitToken` before it looks for records; any wake-up since then (an append, records
+    /// given back, `wakeWaiters()` at the start of a stop) ends its wait at once, also one that came before
+    /// the wait began: none is lost between the look and the wait.
+    @Test func aWakeUpSinceTheTokenEndsTheWaitAtOnce() async throws {
         try await withTemporaryQueue { queue, _ in
             let clock = ContinuousClock()
-            let told = await clock.measure { await queue.waitForAppend(timeout: .seconds(30), unless: { true }) }
-            #expect(told < .seconds(10))
+            func waited(since token: UInt64, timeout: Duration = .seconds(30)) async -> Duration {
+                await clock.measure { await queue.waitForAppend(since: token, timeout: timeout) }
+            }
+            var token = queue.waitToken
+            queue.wakeWaiters()
+            #expect(await waited(since: token) < .seconds(10), "woken before the wait began")
 
+            token = queue.waitToken
             _ = try await queue.append(EventGenerator(prefix: "g").batch(0, count: 1))
+            #expect(await waited(since: token) < .seconds(10), "an append")
+
             let consumer = try queue.consumer(named: ConsumerSettings.defaultName)
             let lease = try consumer.lease(maxRecords: 10, maxBytes: 1 << 20)
             #expect(lease.records.count == 1)
             #expect(try consumer.lease(maxRecords: 10, maxBytes: 1 << 20).records.isEmpty, "all leased: nothing to take")
-            // The waiter may register after a wake-up, so wake (paced) until it has returned; no append.
-            for wake in [{ consumer.release(lease) }, { queue.wakeWaiters() }] {
-                let done = Mutex(false)
-                let waiter = Task {
-                    let elapsed = await clock.measure { await consumer.waitForAppend(timeout: .seconds(30)) }
-                    done.withLock { $0 = true }
-                    return elapsed
-                }
-                let deadline = clock.now + .seconds(10)
-                while !done.withLock({ $0 }) && clock.now < deadline {
-                    wake()
-                    try await Task.sleep(for: .milliseconds(20))  // pacing of the wake-ups, not a wait for a condition
-                }
-                #expect(await waiter.value < .seconds(10))
-            }
-            #expect(try consumer.lease(maxRecords: 10, maxBytes: 1 << 20).records.count == 1, "given back: leasable again")
+            token = queue.waitToken
+            consumer.release(lease)
+            #expect(await waited(since: token) < .seconds(10), "records given back")
+            #expect(try consumer.lease(maxRecords: 10, maxBytes: 1 << 20).records.count == 1, "and leasable again")
+
+            token = queue.waitToken
+            #expect(await waited(since: token, timeout: .milliseconds(200)) >= .milliseconds(200), "no wake-up: it waits")
         }
     }
 

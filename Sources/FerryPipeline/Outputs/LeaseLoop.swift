@@ -24,6 +24,7 @@ package func leaseAndDeliver(
     var turn = 0
     while !Task.isCancelled && !Task.isShuttingDownGracefully && proceed() {
         guard await slots.acquire() else { break }
+        let token = consumer.queue.waitToken
         let lease: Lease
         do {
             turn += 1
@@ -40,7 +41,7 @@ package func leaseAndDeliver(
         }
         guard !lease.records.isEmpty else {
             slots.release()
-            await consumer.waitForRecords(timeout: idleWait)
+            await consumer.waitForRecords(since: token, timeout: idleWait)
             continue
         }
         await pace?(lease.records)
@@ -69,11 +70,13 @@ extension Consumer {
     /// and the start of a stop wake it before that; the bound only covers what changes without a commit.
     package static let idleWait = Duration.seconds(30)
 
-    /// Waits as `waitForAppend`, and returns at once when Ferry begins to stop (graceful shutdown), so an
-    /// idle output neither polls nor holds a stop back.
-    package func waitForRecords(timeout: Duration = Consumer.idleWait) async {
+    /// Waits as `waitForAppend(since:timeout:)` (`token`: `queue.waitToken`, read before the lease that
+    /// found nothing), and returns at once when Ferry begins to stop, so an idle output neither polls nor
+    /// holds a stop back. The stop wakes every waiter (`wakeWaiters`); one that begins it after the stop
+    /// began has its handler run at once, which changes the wake-up count its token is checked against.
+    package func waitForRecords(since token: UInt64, timeout: Duration = Consumer.idleWait) async {
         await withGracefulShutdownHandler {
-            await waitForAppend(timeout: timeout, unless: { Task.isShuttingDownGracefully })
+            await waitForAppend(since: token, timeout: timeout)
         } onGracefulShutdown: {
             queue.wakeWaiters()
         }

@@ -84,8 +84,8 @@ public struct Consumer: Sendable {
 
     /// Returns when there may be records to lease (an append or a requeue committed, leased records were
     /// given back), after `timeout`, or when the task is cancelled; see `Queue.waitForAppend`.
-    public func waitForAppend(timeout: Duration, unless stop: () -> Bool = { false }) async {
-        await queue.waitForAppend(timeout: timeout, unless: stop)
+    public func waitForAppend(since token: UInt64? = nil, timeout: Duration) async {
+        await queue.waitForAppend(since: token, timeout: timeout)
     }
 }
 
