@@ -77,7 +77,11 @@ import Testing
     /// file output that must deliver every event acknowledged on the way.
     static func runChain(_ chain: Int, cycles: Int, dir: TemporaryDirectory) async throws -> ([Stop], [String], [String: Int]) {
         let out = dir.appending("out-\(chain)")
-        let refusing = freePort()  // nothing listens there: every connection is refused
+        // Bound, never listening, for the whole chain: every connection is refused, and no other test's
+        // agent can be given the port (a port only asked for could become another chain's ingest, which
+        // would then take and store this chain's events).
+        guard let (refusingSocket, refusing) = bindLoopbackPort() else { throw TestError("no loopback port to refuse connections on") }
+        defer { close(refusingSocket) }
         var stops: [Stop] = []
         var acknowledged: [String] = []
         for cycle in 0..<cycles {
