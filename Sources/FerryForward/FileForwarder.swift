@@ -41,14 +41,18 @@ package final class FileForwarder: Service, Sendable {
     private let consumer: Consumer
     private let configuration: FileOutputConfiguration
     private let logger: Logger
+    private let idleWait: Duration
 
     /// The output of the queue's default consumer (tests, tools).
-    package convenience init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ConfigurationError) {
-        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger)
+    package convenience init(queue: Queue, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file"),
+                             idleWait: Duration = Consumer.idleWait) throws(ConfigurationError) {
+        try self.init(consumer: queue.defaultConsumer, configuration: configuration, logger: logger, idleWait: idleWait)
     }
 
-    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled.
-    package init(consumer: Consumer, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file")) throws(ConfigurationError) {
+    /// An output that delivers what `consumer` (its own cursor in the queue) has not settled. With nothing to
+    /// deliver it waits for records at most `idleWait` before it looks again (`Consumer.waitForRecords`).
+    package init(consumer: Consumer, configuration: FileOutputConfiguration, logger: Logger = Logger(label: "ferry.output.file"),
+                 idleWait: Duration = Consumer.idleWait) throws(ConfigurationError) {
         do {
             try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
         } catch {
@@ -57,6 +61,7 @@ package final class FileForwarder: Service, Sendable {
         self.consumer = consumer
         self.configuration = configuration
         self.logger = logger
+        self.idleWait = idleWait
     }
 
     /// The file being written: its descriptor, the sequence its name carries, its size.
@@ -74,7 +79,7 @@ package final class FileForwarder: Service, Sendable {
             let token = consumer.queue.waitToken
             let lease = try consumer.lease(maxRecords: 1024, maxBytes: min(8 << 20, max(configuration.rotateBytes / 8, 1)))
             if lease.isEmpty {
-                await consumer.waitForRecords(since: token)
+                await consumer.waitForRecords(since: token, timeout: idleWait)
                 continue
             }
             var output = ByteBuffer()

@@ -848,10 +848,10 @@ final class StatsSnapshot: Sendable {
     init(_ stats: QueueStats) { value = Mutex(stats) }
 }
 
-/// Tasks waiting for the next append, resumed by the writer after a commit that stored records.
-/// The waiters of `waitForAppend`, and a wake-up count: a waiter that read the count before it looked for
-/// records (`token`) and finds it changed when it registers returns at once, so a wake-up that falls
-/// between its look and its wait is not lost.
+/// The waiters of `waitForAppend` (resumed by the writer after a commit that stored records, by
+/// `Consumer.release` and by `Queue.wakeWaiters`), and a wake-up count: a waiter that read the count
+/// before it looked for records (`token`) and finds it changed when it registers returns at once, so a
+/// wake-up that falls between its look and its wait is not lost.
 final class AppendWaiters: Sendable {
     private struct State {
         var next: UInt64 = 0
