@@ -61,7 +61,7 @@ import Prometheus
         let event = try #require(events.last)
 
         // Stamped through the seam like the file and journald inputs' events.
-        #expect(event["host"] as? String == ProcessInfo.processInfo.hostName || (event["host"] as? String)?.isEmpty == false)
+        #expect((event["host"] as? String)?.isEmpty == false, "the host's name is stamped: \(event)")
         #expect(event["site"] as? String == "lisbon-07")
         #expect((event["@timestamp"] as? String)?.hasSuffix("Z") == true)
         let ferryFields = try #require(event["ferry"] as? [String: Any])
