@@ -117,6 +117,37 @@ func exportText(count: Int, first: Int, realtimeBase: UInt64) -> [UInt8] {
     return chunk
 }
 
+/// A running systemd-journal-remote that turns export format written to `input` into the journal file
+/// `output` (appending when it exists). Close `input`, then `finish` it.
+struct JournalRemote {
+    let process = Process()
+    let input: FileHandle
+
+    init(output: String) throws {
+        process.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
+        process.arguments = ["--output=\(output)", "-"]
+        let pipe = Pipe()
+        process.standardInput = pipe
+        process.standardError = FileHandle.nullDevice
+        input = pipe.fileHandleForWriting
+        try process.run()
+    }
+
+    /// Ends the input and waits for the journal file to be complete.
+    func finish() throws {
+        try input.close()
+        process.waitUntilExit()
+        precondition(process.terminationStatus == 0, "systemd-journal-remote failed")
+    }
+
+    /// Writes the journal file `output` with what `write` writes, in one run.
+    static func write(output: String, _ write: (FileHandle) -> Void) throws {
+        let remote = try JournalRemote(output: output)
+        write(remote.input)
+        try remote.finish()
+    }
+}
+
 /// Runs `executable` with stdout and stderr to /dev/null; returns its wall time and its CPU time (from
 /// `wait4`, so the child is spawned and reaped here, not by Foundation's `Process`).
 func timeChild(_ executable: String, _ arguments: [String]) throws -> (seconds: Double, cpu: Double) {
@@ -230,17 +261,7 @@ func bench(entries: Int, base: String, keep: Bool) async throws {
     defer { if !keep { try? FileManager.default.removeItem(atPath: dir) } }
 
     let writeStart = ContinuousClock.now
-    let remote = Process()
-    remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
-    remote.arguments = ["--output=\(dir)/bench.journal", "-"]
-    let pipe = Pipe()
-    remote.standardInput = pipe
-    remote.standardError = FileHandle.nullDevice
-    try remote.run()
-    writeExport(count: entries, to: pipe.fileHandleForWriting)
-    try pipe.fileHandleForWriting.close()
-    remote.waitUntilExit()
-    precondition(remote.terminationStatus == 0, "systemd-journal-remote failed")
+    try JournalRemote.write(output: "\(dir)/bench.journal") { writeExport(count: entries, to: $0) }
     let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".journal") }.sorted().map { dir + "/" + $0 }
     let size = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
     say("journald benchmark: \(entries) entries (~24 fields each) in \(files.count) journal file(s), \(size >> 20) MiB, written in \(String(format: "%.1f", seconds(ContinuousClock.now - writeStart))) s")
@@ -303,16 +324,7 @@ func benchIdle(seconds: Int, base: String) async throws {
     let dir = base + "/ferry-bench-journald-idle-\(getpid())"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let remote = Process()
-    remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
-    remote.arguments = ["--output=\(dir)/idle.journal", "-"]
-    let pipe = Pipe()
-    remote.standardInput = pipe
-    remote.standardError = FileHandle.nullDevice
-    try remote.run()
-    writeExport(count: 1000, to: pipe.fileHandleForWriting)
-    try pipe.fileHandleForWriting.close()
-    remote.waitUntilExit()
+    try JournalRemote.write(output: "\(dir)/idle.journal") { writeExport(count: 1000, to: $0) }
 
     let sink = CountingSink()
     let input = try JournaldInput(name: "idle", configuration: JournaldInputConfiguration(source: .directory(dir), startAt: .beginning),
@@ -360,27 +372,13 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
     try FileManager.default.createDirectory(atPath: dir + "/journal", withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     // A first entry, so that the journal file exists before the input opens the directory.
-    let first = Process()
-    first.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
-    first.arguments = ["--output=\(dir)/journal/steady.journal", "-"]
-    let firstPipe = Pipe()
-    first.standardInput = firstPipe
-    first.standardError = FileHandle.nullDevice
-    try first.run()
+    let journal = "\(dir)/journal/steady.journal"
     let now = UInt64(Date().timeIntervalSince1970 * 1_000_000)
-    firstPipe.fileHandleForWriting.write(Data(exportText(count: 1, first: 0, realtimeBase: now)))
-    try firstPipe.fileHandleForWriting.close()
-    first.waitUntilExit()
+    try JournalRemote.write(output: journal) { $0.write(Data(exportText(count: 1, first: 0, realtimeBase: now))) }
 
     let log = SteadyLog()
     log.wrote(1, dueAt: .now)  // entry 0, stored at start: its latency is not a steady one and is dropped below
-    let remote = Process()
-    remote.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journal-remote")
-    remote.arguments = ["--output=\(dir)/journal/steady.journal", "-"]
-    let pipe = Pipe()
-    remote.standardInput = pipe
-    remote.standardError = FileHandle.nullDevice
-    try remote.run()
+    let remote = try JournalRemote(output: journal)
     let total = 1 + rate * duration
     try await withQueueInput(source: .directory(dir + "/journal"), dir: dir + "/queue", committed: { log.committed($0) }) { sink in
         guard try await eventually(timeout: .seconds(60), { sink.stored.current >= 1 }) else { throw CancellationError() }
@@ -397,7 +395,7 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
                 if due > index {
                     let text = exportText(count: due - index, first: index, realtimeBase: now)
                     log.wrote(due - index, dueAt: next - .milliseconds(10))
-                    pipe.fileHandleForWriting.write(Data(text))
+                    remote.input.write(Data(text))
                     index = due
                 }
                 let wait = next - ContinuousClock.now
@@ -410,8 +408,7 @@ func benchSteady(rate: Int, seconds duration: Int, base: String) async throws {
             throw CancellationError()
         }
     }
-    try pipe.fileHandleForWriting.close()
-    remote.waitUntilExit()
+    try remote.finish()
     let latencies = Array(log.all.dropFirst()).sorted()
     func at(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] * 1000 }
     say(String(format: "journald steady: %d entries/s for %d s (%d entries), append to commit: p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
