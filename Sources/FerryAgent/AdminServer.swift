@@ -64,7 +64,7 @@ final class AdminServer: Service, Sendable {
         }
         router.get("/queue") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
-                     body: .init(byteBuffer: ByteBuffer(string: queue.stats.json(agentID: queue.agentID, path: queue.path, outputState: outputState) + "\n")))
+                     body: .init(byteBuffer: ByteBuffer(string: OutputStatus.queueJSON(queue, outputs: outputs) + "\n")))
         }
         router.get("/metrics") { [self] _, _ in
             updateGauges()
@@ -156,11 +156,6 @@ final class AdminServer: Service, Sendable {
                 hostGauges(host, labels: [("output", output.name), ("host", host.endpoint)], gauge)
             }
         }
-    }
-
-    /// The run state of each output, for `/queue`.
-    private func outputState(_ name: String) -> [(String, String)] {
-        OutputStatus.fields(of: name, in: outputs)
     }
 
     private func hostGauges(_ host: HostStatus, labels: [(String, String)], _ gauge: (String, Double, [(String, String)]) -> Void) {

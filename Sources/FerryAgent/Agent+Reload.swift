@@ -130,23 +130,28 @@ extension Agent {
             return InputReload(inEffect: inEffect, restartKeys: keys)
         case (.syslog(let old), .syslog(let new), _, let server?, _):
             let (limits, keys) = server.apply(new.limits, path: path)
-            var settings = old
-            settings.limits = limits
+            let (settings, othersChanged) = withLimits(limits, old: old, new: new)
             inEffect.source = .syslog(settings)
-            var rest = new
-            rest.limits = old.limits
-            return InputReload(inEffect: inEffect, restartKeys: keys + (rest == old ? [] : [path]))
+            return InputReload(inEffect: inEffect, restartKeys: keys + (othersChanged ? [path] : []))
         case (.relp(let old), .relp(let new), _, _, let server?):
-            server.apply(new.limits)
-            var settings = old
-            settings.limits = new.limits
+            let (limits, keys) = server.apply(new.limits, path: path)
+            let (settings, othersChanged) = withLimits(limits, old: old, new: new)
             inEffect.source = .relp(settings)
-            var rest = new
-            rest.limits = old.limits
-            return InputReload(inEffect: inEffect, restartKeys: rest == old ? [] : [path])
+            return InputReload(inEffect: inEffect, restartKeys: keys + (othersChanged ? [path] : []))
         default:
             return InputReload(inEffect: running, restartKeys: [path])
         }
+    }
+
+    /// A syslog or RELP input's running settings with `limits` in effect, and whether `new` differs from
+    /// `old` in anything but its limits (that needs a restart).
+    private static func withLimits<Settings: Equatable & HasSyslogLimits>(_ limits: SyslogLimits, old: Settings, new: Settings)
+        -> (inEffect: Settings, othersChanged: Bool) {
+        var inEffect = old
+        inEffect.limits = limits
+        var rest = new
+        rest.limits = old.limits
+        return (inEffect, rest != old)
     }
 
     /// The keys (sections) that differ between `running` and `fresh`, other than `logging.level`.

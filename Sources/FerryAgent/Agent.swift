@@ -46,9 +46,9 @@ package enum Agent {
         var inputs: [any Input] = []
         do {
             let hostname = currentHostname()
+            // Made once the outputs whose state they report exist.
+            var metricsInputs: [(intake: Intake, interval: Duration, logger: Logger)] = []
             for input in configuration.inputs {
-                // Made below, once the outputs whose state it reports exist.
-                if case .internalMetrics = input.source { continue }
                 let logger = logger.child("ferry.input.\(input.name)")
                 let intake = Intake(input: input.name, queue: queue, stamp: input.stamp.stamp(host: input.knowsHost ? hostname : nil), logger: logger)
                 switch input.source {
@@ -64,8 +64,8 @@ package enum Agent {
                     inputs.append(try FileInput(intake: intake, configuration: file, logger: logger))
                 case .journald(let journald):
                     inputs.append(try JournaldInput(intake: intake, configuration: journald, logger: logger))
-                case .internalMetrics:
-                    break
+                case .internalMetrics(let settings):
+                    metricsInputs.append((intake, settings.interval, logger))
                 }
             }
             for output in configuration.outputs {
@@ -74,11 +74,9 @@ package enum Agent {
                 outputs.append(SupervisedOutput(name: output.name, logger: outputLogger,
                                                 make: try outputFactory(output.kind, consumer: consumer, logger: outputLogger, replacing: false)))
             }
-            for input in configuration.inputs {
-                guard case .internalMetrics(let settings) = input.source else { continue }
-                let logger = logger.child("ferry.input.\(input.name)")
-                let intake = Intake(input: input.name, queue: queue, stamp: input.stamp.stamp(host: hostname), logger: logger)
-                inputs.append(InternalMetricsInput(intake: intake, interval: settings.interval, registry: registry, outputs: outputs, logger: logger))
+            for metrics in metricsInputs {
+                inputs.append(InternalMetricsInput(intake: metrics.intake, interval: metrics.interval, registry: registry, outputs: outputs,
+                                                   logger: metrics.logger))
             }
         } catch let error as ConfigurationError {
             logger.critical("invalid configuration", metadata: ["error": "\(error.message)"])

@@ -72,8 +72,7 @@ final class InternalMetricsInput: Input, Sendable {
     /// The event's JSON object.
     func event() -> [UInt8] {
         let uptime = ContinuousClock.now - startedAt
-        let queueJSON = intake.queue.stats.json(agentID: intake.queue.agentID, path: intake.queue.path,
-                                                outputState: { OutputStatus.fields(of: $0, in: self.outputs) })
+        let queueJSON = OutputStatus.queueJSON(intake.queue, outputs: outputs)
         var text = "{\"message\":\"ferry internal metrics\",\"ferry\":{\"version\":\(QueueStats.string(Agent.version))"
         text += ",\"uptime_seconds\":\(uptime.components.seconds),\"queue\":\(queueJSON),\"counters\":{"
         text += Self.counters(registry.emitToBuffer()).map { "\(QueueStats.string($0.series)):\($0.value)" }.joined(separator: ",")
@@ -112,6 +111,11 @@ final class InternalMetricsInput: Input, Sendable {
 
 /// The run state of each output as `/queue` and the internal metrics show it.
 enum OutputStatus {
+    /// What `/queue` answers: the queue's figures with each output's run state.
+    static func queueJSON(_ queue: Queue, outputs: [SupervisedOutput]) -> String {
+        queue.stats.json(agentID: queue.agentID, path: queue.path, outputState: { fields(of: $0, in: outputs) })
+    }
+
     static func fields(of name: String, in outputs: [SupervisedOutput]) -> [(String, String)] {
         guard let status = outputs.first(where: { $0.name == name })?.status else { return [] }
         return [("state", QueueStats.string(status.state.rawValue)), ("restarts", "\(status.restarts)"),

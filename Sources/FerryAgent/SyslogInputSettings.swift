@@ -4,7 +4,7 @@ package import FerrySyslog
 import Yams
 
 /// `input.syslog`: syslog over TCP (octet counting or newlines, per frame; TLS, RFC 5425, optional) and UDP.
-package struct SyslogInputSettings: Sendable, Hashable {
+package struct SyslogInputSettings: Sendable, Hashable, HasSyslogLimits {
     /// The TCP listener (TLS when `tls` is set), nil for none.
     package var tcp: AgentConfiguration.Address?
     /// The UDP listener (never TLS), nil for none.
@@ -42,7 +42,7 @@ package struct SyslogInputSettings: Sendable, Hashable {
 }
 
 /// `input.relp`: RELP (rsyslog's `omrelp`), each message answered after its commit.
-package struct RELPInputSettings: Sendable, Hashable {
+package struct RELPInputSettings: Sendable, Hashable, HasSyslogLimits {
     package var address: AgentConfiguration.Address
     package var tls: IngestConfiguration.TLS?
     package var allowPlaintext: Bool
@@ -180,4 +180,10 @@ extension AgentConfiguration {
         }
         return lines
     }
+}
+
+/// The settings of an input with the syslog listeners' limits (`input.syslog`, `input.relp`), which SIGHUP
+/// applies on their own.
+protocol HasSyslogLimits {
+    var limits: SyslogLimits { get set }
 }

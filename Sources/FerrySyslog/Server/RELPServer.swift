@@ -71,9 +71,11 @@ package final class RELPServer: Service, Sendable {
     }
 
     /// Applies new limits to the running listener (SIGHUP): new sessions get them, and the connection limit
-    /// holds from the next accept; sessions already open keep theirs.
-    package func apply(_ fresh: SyslogLimits) {
+    /// holds from the next accept; sessions already open keep theirs. All of them can change (the same
+    /// answer as `SyslogServer.apply`, whose UDP listener cannot take a new message size).
+    package func apply(_ fresh: SyslogLimits, path: String) -> (inEffect: SyslogLimits, restartKeys: [String]) {
         limits.set(fresh)
+        return (fresh, [])
     }
 
     /// Serves until graceful shutdown (or cancellation), then shuts down as `shutdown` does.
