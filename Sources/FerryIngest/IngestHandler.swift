@@ -31,53 +31,65 @@ struct IngestHandler: Sendable {
     func handle(_ request: Request, context: IngestContext) async throws -> Response {
         do {
             let stored = try await store(request)
-            metrics.request(status: 200)
-            return Self.json(.ok, stored.duplicate ? #"{"stored":0,"duplicate":true}"# : #"{"stored":\#(stored.events)}"#)
+            return Self.response(answer(.success(stored), peer: context.remoteAddress))
         } catch let error as IngestError {
-            metrics.request(status: error.status)
-            // Refusals by the queue are counted by the intake.
-            if !error.fromQueue { intake.rejected(error.reason) }
-            logger.debug("ingest request refused", metadata: [
-                "ferry.ingest.reason": "\(error.reason)", "ferry.ingest.message": "\(error.message)",
-                "ferry.ingest.peer": "\(context.remoteAddress?.description ?? "?")",
-            ])
-            return Self.response(for: error)
+            return Self.response(answer(.failure(error), peer: context.remoteAddress))
         } catch {
-            // The client went away mid-body (or the request deadline closed the connection): nothing was
-            // stored, and there is nobody to answer.
-            intake.rejected("client_disconnected")
-            logger.debug("ingest request aborted", metadata: ["ferry.ingest.error": "\(error)"])
+            aborted(error)
             throw error
         }
     }
 
-    private func store(_ request: Request) async throws -> (events: Int, duplicate: Bool) {
+    /// The client went away mid-body (or the request deadline closed the connection): nothing was stored,
+    /// and there is nobody to answer. Counted and logged.
+    func aborted(_ error: any Error) {
+        intake.rejected("client_disconnected")
+        logger.debug("ingest request aborted", metadata: ["ferry.ingest.error": "\(error)"])
+    }
+
+    /// An upload under way: its request's head accepted, its body decoded as it arrives.
+    struct Upload {
+        var decoder: RequestDecoder
+        /// Body bytes as they arrived (compressed, if they were).
+        var received = 0
+        /// The `Ferry-Batch` id, checked.
+        let batchID: String?
+
+        mutating func consume(_ chunk: ByteBuffer) throws {
+            received += chunk.readableBytes
+            try decoder.consume(chunk)
+        }
+    }
+
+    /// The checks a request's head allows before its body (shutting down, credentials, media type,
+    /// encoding, announced length, batch id): the upload to feed the body to, or the refusal (`IngestError`).
+    func begin(_ headers: HTTPFields) throws -> Upload {
         guard isAccepting() else {
             throw IngestError(status: 503, reason: "shutting_down", message: "Ferry is shutting down; retry against it after it restarts or send to another host")
         }
         let settings = self.settings.current
         if let expectedCredentials = settings.credentials {
-            guard let provided = Self.basicCredentials(request.headers[.authorization]),
+            guard let provided = Self.basicCredentials(headers[.authorization]),
                   Self.constantTimeEqual(provided, expectedCredentials)
             else {
                 throw IngestError(status: 401, reason: "unauthorized", message: "missing or wrong credentials; send HTTP basic auth with the configured user and password")
             }
         }
-        guard let format = RequestDecoder.Format(contentType: request.headers[.contentType]) else {
-            throw IngestError(status: 415, reason: "unsupported_media_type", message: "Content-Type \(request.headers[.contentType] ?? "") is not supported; use application/x-ndjson, application/json or text/plain")
+        guard let format = RequestDecoder.Format(contentType: headers[.contentType]) else {
+            throw IngestError(status: 415, reason: "unsupported_media_type", message: "Content-Type \(headers[.contentType] ?? "") is not supported; use application/x-ndjson, application/json or text/plain")
         }
         let gzip: Bool
-        switch request.headers[.contentEncoding]?.lowercased().trimmingCharacters() {
+        switch headers[.contentEncoding]?.lowercased().trimmingCharacters() {
         case nil, "", "identity": gzip = false
         case "gzip", "x-gzip": gzip = true
         case let other?:
             throw IngestError(status: 415, reason: "unsupported_encoding", message: "Content-Encoding \(other) is not supported; send gzip or no encoding")
         }
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > settings.limits.maxBodyBytes {
+        if let length = headers[.contentLength].flatMap({ Int($0) }), length > settings.limits.maxBodyBytes {
             throw IngestError.bodyTooLarge("the request body (Content-Length \(length))", limit: settings.limits.maxBodyBytes)
         }
         let batchID: String?
-        if let value = request.headers[Self.ferryBatch] {
+        if let value = headers[Self.ferryBatch] {
             guard let id = BatchID(value) else {
                 throw IngestError(status: 400, reason: "invalid_batch_id", message: "Ferry-Batch header \"\(value.prefix(80))\" is not <agent-id>/<first-seq>-<last-seq>; fix the sender or drop the header")
             }
@@ -85,28 +97,79 @@ struct IngestHandler: Sendable {
         } else {
             batchID = nil
         }
+        return Upload(decoder: try RequestDecoder(format: format, gzip: gzip, limits: settings.limits, stamp: intake.stamp), batchID: batchID)
+    }
 
-        var decoder = try RequestDecoder(format: format, gzip: gzip, limits: settings.limits, stamp: intake.stamp)
-        var received = 0
+    /// Hummingbird's path: the body streamed through the upload, then the append awaited.
+    private func store(_ request: Request) async throws -> (events: Int, duplicate: Bool) {
+        var upload = try begin(request.headers)
         for try await chunk in request.body {
-            received += chunk.readableBytes
-            try decoder.consume(chunk)
+            try upload.consume(chunk)
         }
-        let batch = try decoder.finish()
-
+        let batch = try upload.decoder.finish()
         let start = ContinuousClock.now
         let receipt: Queue.AppendReceipt
         do {
-            receipt = try await intake.append(batch, sourceBytes: received, batchID: batchID)
+            receipt = try await intake.append(batch, sourceBytes: upload.received, batchID: upload.batchID)
         } catch {
             throw Self.ingestError(error)
         }
+        return stored(receipt, batch: batch, since: start)
+    }
+
+    /// The event-loop path (`FastIngest`): appends a complete upload and gives the outcome to `completion`
+    /// on the queue's writer thread.
+    func store(_ upload: consuming Upload, completion: @escaping @Sendable (Result<(events: Int, duplicate: Bool), IngestError>) -> Void) {
+        var upload = upload
+        let batch: EventBatch
+        do {
+            batch = try upload.decoder.finish()
+        } catch {
+            return completion(.failure(error as? IngestError ?? IngestError(status: 500, reason: "internal", message: "\(error); retry later")))
+        }
+        let start = ContinuousClock.now
+        intake.append(batch, sourceBytes: upload.received, batchID: upload.batchID) { [self] result in
+            switch result {
+            case .success(let receipt): completion(.success(stored(receipt, batch: batch, since: start)))
+            case .failure(let error): completion(.failure(Self.ingestError(error)))
+            }
+        }
+    }
+
+    /// Counts a commit: its time, and a duplicate.
+    private func stored(_ receipt: Queue.AppendReceipt, batch: EventBatch, since start: ContinuousClock.Instant) -> (events: Int, duplicate: Bool) {
         metrics.commit.recordNanoseconds((ContinuousClock.now - start).inNanoseconds)
         if receipt.duplicate {
             metrics.duplicates.increment()
             return (0, true)
         }
         return (batch.eventCount, false)
+    }
+
+    /// What to answer: status, headers and body of the 200 or of the refusal, counted (and a refusal logged).
+    func answer(_ outcome: Result<(events: Int, duplicate: Bool), IngestError>, peer: SocketAddress?) -> Answer {
+        switch outcome {
+        case .success(let stored):
+            metrics.request(status: 200)
+            return Answer(status: .ok, headers: [.contentType: "application/json"],
+                          body: stored.duplicate ? #"{"stored":0,"duplicate":true}"# : #"{"stored":\#(stored.events)}"#)
+        case .failure(let error):
+            metrics.request(status: error.status)
+            // Refusals by the queue are counted by the intake.
+            if !error.fromQueue { intake.rejected(error.reason) }
+            logger.debug("ingest request refused", metadata: [
+                "ferry.ingest.reason": "\(error.reason)", "ferry.ingest.message": "\(error.message)",
+                "ferry.ingest.peer": "\(peer?.description ?? "?")",
+            ])
+            return Self.answer(for: error)
+        }
+    }
+
+    /// An answer, before it becomes Hummingbird's `Response` or the event-loop path's response parts.
+    struct Answer {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var body: String
     }
 
     static func ingestError(_ error: QueueError) -> IngestError {
@@ -125,19 +188,19 @@ struct IngestHandler: Sendable {
         return refusal
     }
 
-    static func response(for error: IngestError) -> Response {
+    static func answer(for error: IngestError) -> Answer {
         var headers: HTTPFields = [.contentType: "application/json"]
         if error.status == 429 || error.status == 503 { headers[.retryAfter] = "5" }
         if error.status == 401 { headers[.wwwAuthenticate] = #"Basic realm="ferry""# }
         // After a refusal the rest of the upload is of no use: end the connection instead of reading it.
         if error.status == 413 || error.status == 400 || error.status == 415 { headers[.connection] = "close" }
         let line = error.line.map { #","line":\#($0)"# } ?? ""
-        let body = #"{"error":"\#(error.reason)","message":\#(JSONString.literal(error.message))\#(line)}"#
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return Answer(status: .init(code: error.status), headers: headers,
+                      body: #"{"error":"\#(error.reason)","message":\#(JSONString.literal(error.message))\#(line)}"#)
     }
 
-    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    static func response(_ answer: Answer) -> Response {
+        Response(status: answer.status, headers: answer.headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
     }
 
     /// `user:password` bytes from an `Authorization: Basic …` header.

@@ -9,8 +9,23 @@ import CoreMetrics
 struct IngestMetrics: Sendable {
     let duplicates = Counter(label: "ferry_ingest_duplicates_total")
     let commit = Timer(label: "ferry_ingest_commit_seconds")
+    /// The counters of the statuses the ingest answers, made once: making a counter looks it up in the
+    /// backend's registry (a lock, the label hashed), a cost every request paid before.
+    private let requests: [Int: Counter]
+
+    init() {
+        var requests: [Int: Counter] = [:]
+        for status in [200, 400, 401, 413, 415, 429, 500, 503] {
+            requests[status] = Self.requestCounter(status)
+        }
+        self.requests = requests
+    }
 
     func request(status: Int) {
-        Counter(label: "ferry_ingest_requests_total", dimensions: [("status", String(status))]).increment()
+        (requests[status] ?? Self.requestCounter(status)).increment()
+    }
+
+    private static func requestCounter(_ status: Int) -> Counter {
+        Counter(label: "ferry_ingest_requests_total", dimensions: [("status", String(status))])
     }
 }

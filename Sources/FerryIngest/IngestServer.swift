@@ -84,6 +84,9 @@ package final class IngestServer: Input, Sendable {
         await listening.value
     }
 
+    /// The `Server` header of the ingest's answers.
+    static let serverName = "ferry"
+
     package func run() async throws {
         let handler = IngestHandler(settings: settings, intake: intake, logger: logger, metrics: IngestMetrics(),
                                     isAccepting: { [self] in accepting.load(ordering: .acquiring) })
@@ -99,18 +102,23 @@ package final class IngestServer: Input, Sendable {
             }(),
             idleTimeout: .seconds(limits.idleTimeoutSeconds)
         )
+        // `POST /` with a small body is answered on the event loop (`FastIngest`); the rest by the router.
+        let http1WithFastPath = HTTPServerBuilder { responder in
+            IngestChannel(http1: HTTP1Channel(responder: responder, configuration: http1),
+                          makeFastPath: { FastIngest(handler: handler, serverName: Self.serverName) })
+        }
         let server: HTTPServerBuilder
         if let tlsConfiguration {
-            server = try .tls(.http1(configuration: http1), tlsConfiguration: tlsConfiguration)
+            server = try .tls(http1WithFastPath, tlsConfiguration: tlsConfiguration)
         } else {
-            server = .http1(configuration: http1)
+            server = http1WithFastPath
         }
         let app = HTTPService(
             router: router,
             server: server,
             configuration: ServerConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
-                serverName: "ferry",
+                serverName: Self.serverName,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections)
             ),
             logger: logger,

@@ -255,23 +255,34 @@ public final class Queue: Sendable {
     /// are, so a crash can neither lose those events nor store them twice. A batch without records is
     /// allowed when it carries positions (a position that moved past lines that make no event).
     public func append(_ batch: EventBatch, batchID: String? = nil, positions: [InputPosition] = []) async throws(QueueError) -> AppendReceipt {
+        let result: Result<AppendReceipt, QueueError> = await withCheckedContinuation { continuation in
+            append(batch, batchID: batchID, positions: positions) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// `append(_:batchID:positions:)` for a caller that is not a task (a NIO channel handler answering on
+    /// its event loop): `completion` runs once, on the writer thread after the fsync (or at once on a
+    /// refusal), and must not block. Nothing is stored when it gets a failure.
+    public func append(_ batch: EventBatch, batchID: String? = nil, positions: [InputPosition] = [],
+                       completion: @escaping @Sendable (Result<AppendReceipt, QueueError>) -> Void) {
         guard !batch.records.isEmpty || !positions.isEmpty else {
-            throw QueueError(.invalidArgument, "an empty batch cannot be appended; send at least one event")
+            return completion(.failure(QueueError(.invalidArgument, "an empty batch cannot be appended; send at least one event")))
         }
         for position in positions where position.key.isEmpty || position.key.count > 400 {
-            throw QueueError(.invalidArgument, "an input position key must be 1 to 400 bytes, got \(position.key.count)")
+            return completion(.failure(QueueError(.invalidArgument, "an input position key must be 1 to 400 bytes, got \(position.key.count)")))
         }
         if let batchID, batchID.utf8.count > 400 {
-            throw QueueError(.invalidArgument, "batch id is \(batchID.utf8.count) bytes, more than 400; use a shorter Ferry-Batch id")
+            return completion(.failure(QueueError(.invalidArgument, "batch id is \(batchID.utf8.count) bytes, more than 400; use a shorter Ferry-Batch id")))
         }
-        // Encoding happens here, on the caller's task, so that the writer only copies bytes.
+        // Encoding happens here, on the caller's thread, so that the writer only copies bytes.
         let values = batch.records.map { (bytes: $0.encoded(), events: UInt64($0.eventCount)) }
         let total = values.reduce(0) { $0 + $1.bytes.readableBytes }
         let events = values.reduce(0) { $0 + $1.events }
         let seenKey = batchID.map { Array($0.utf8) }
-        return try await perform(weight: total) { context throws -> AppendReceipt in
+        submit(weight: total, { context throws -> AppendReceipt in
             try Self.applyAppend(&context, values: values, totalBytes: total, events: events, seenKey: seenKey, positions: positions)
-        }
+        }, completion: completion)
     }
 
     private static func applyAppend(_ context: inout WriteContext, values: [(bytes: ByteBuffer, events: UInt64)],
@@ -785,24 +796,31 @@ public final class Queue: Sendable {
 
     /// Runs `body` on the writer thread inside the next group transaction; returns its result once durable.
     func perform<T: Sendable>(weight: Int, freesSpace: Bool = false,
-                                      _ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws(QueueError) -> T {
-        guard !closed.load(ordering: .acquiring) else { throw QueueError.closedError }
-        guard let writer else {
-            throw QueueError(.readOnly, "\(path) is open read-only (an agent may be running); stop the agent to change the queue")
-        }
+                              _ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws(QueueError) -> T {
         let result: Result<T, QueueError> = await withCheckedContinuation { continuation in
-            let operation = WriteOperation(
-                weight: weight,
-                apply: { context in
-                    let value = try body(&context)
-                    return { continuation.resume(returning: .success(value)) }
-                },
-                fail: { continuation.resume(returning: .failure($0)) },
-                freesSpace: freesSpace
-            )
-            if !writer.submit(operation) { continuation.resume(returning: .failure(QueueError.closedError)) }
+            submit(weight: weight, freesSpace: freesSpace, body) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Queues `body` for the writer's next group; `completion` gets its result once the group is durable, or
+    /// the failure (at once when the queue is closed or read-only).
+    func submit<T: Sendable>(weight: Int, freesSpace: Bool = false, _ body: @escaping @Sendable (inout WriteContext) throws -> T,
+                             completion: @escaping @Sendable (Result<T, QueueError>) -> Void) {
+        guard !closed.load(ordering: .acquiring) else { return completion(.failure(QueueError.closedError)) }
+        guard let writer else {
+            return completion(.failure(QueueError(.readOnly, "\(path) is open read-only (an agent may be running); stop the agent to change the queue")))
+        }
+        let operation = WriteOperation(
+            weight: weight,
+            apply: { context in
+                let value = try body(&context)
+                return { completion(.success(value)) }
+            },
+            fail: { completion(.failure($0)) },
+            freesSpace: freesSpace
+        )
+        if !writer.submit(operation) { completion(.failure(QueueError.closedError)) }
     }
 
     /// A read transaction for the length of `body`, with LMDB errors mapped.

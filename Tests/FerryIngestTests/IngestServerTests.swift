@@ -59,8 +59,8 @@ import Testing
         }
     }
 
-    /// Each refusal: the status, the reason in the JSON body, and a queue left exactly as it was.
-    @Test(arguments: [
+    /// The refusals of `badInputIsRefusedAndStoresNothing`: name, curl headers, body, status, reason.
+    static let refusals: [(String, [String], Data, Int, String)] = [
         ("truncated gzip", ["-H", "Content-Encoding: gzip"], Data(gzipped(String(repeating: "{\"a\":1}\n", count: 200)).dropLast(12)), 400, "invalid_gzip"),
         ("invalid UTF-8", [], Data("{\"a\":\"".utf8) + Data([0xC3, 0x28]) + Data("\"}\n".utf8), 400, "invalid_utf8"),
         ("invalid JSON at line 3", [], Data("{\"a\":1}\n{\"a\":2}\n{\"a\":}\n".utf8), 400, "invalid_json"),
@@ -68,7 +68,11 @@ import Testing
         ("unsupported type", ["-H", "Content-Type: application/xml"], Data("<a/>".utf8), 415, "unsupported_media_type"),
         ("unsupported encoding", ["-H", "Content-Encoding: br"], Data("{}".utf8), 415, "unsupported_encoding"),
         ("bad Ferry-Batch", ["-H", "Ferry-Batch: nonsense"], Data("{\"a\":1}\n".utf8), 400, "invalid_batch_id"),
-    ] as [(String, [String], Data, Int, String)])
+    ]
+
+    /// Each refusal: the status, the reason in the JSON body, and a queue left exactly as it was. Each case
+    /// twice: with a `Content-Length` (the event-loop path, `FastIngest`) and chunked (Hummingbird's router).
+    @Test(arguments: refusals + refusals.map { ($0.0 + ", chunked", $0.1 + ["-H", "Transfer-Encoding: chunked"], $0.2, $0.3, $0.4) })
     func badInputIsRefusedAndStoresNothing(_ name: String, _ headers: [String], _ body: Data, _ status: Int, _ reason: String) async throws {
         try await withIngest { ingest in
             _ = try await curl(["-H", "Content-Type: application/x-ndjson", ingest.url], body: Data(#"{"before":1}"#.utf8))

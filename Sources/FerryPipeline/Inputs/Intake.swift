@@ -65,6 +65,20 @@ package final class Intake: Sendable {
         return receipt
     }
 
+    /// Appends once, for a caller that is not a task (the HTTP ingest's event-loop path): as `append`, with
+    /// the outcome, counted, given to `completion` on the queue's writer thread (see `Queue.append`'s
+    /// completion form) instead of returned.
+    package func append(_ batch: EventBatch, sourceBytes: Int, batchID: String? = nil,
+                        completion: @escaping @Sendable (Result<Queue.AppendReceipt, QueueError>) -> Void) {
+        queue.append(batch, batchID: batchID) { [self] result in
+            switch result {
+            case .success(let receipt): counted(receipt, batch, sourceBytes: sourceBytes)
+            case .failure(let error): metrics.rejected(Self.reason(error))
+            }
+            completion(result)
+        }
+    }
+
     /// Appends `batch` once (see `append(_:sourceBytes:batchID:positions:acknowledge:)`).
     @discardableResult
     package func append(_ batch: IntakeBatch, batchID: String? = nil, positions: [InputPosition] = [],

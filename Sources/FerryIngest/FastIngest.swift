@@ -1,0 +1,226 @@
+import FerryQueue
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTPTypes
+
+/// The ingest's event-loop path: a `POST /` with a body of at most `maxBodyBytes` announced by
+/// `Content-Length` is decoded here as its parts arrive, on the connection's event loop, appended through
+/// the intake with a completion, and answered from the event loop when the queue's writer has committed
+/// it. Any other request goes up to Hummingbird's router, as before.
+///
+/// Why: a durable single-event request through Hummingbird crossed four threads (the event loop, a task
+/// on Swift's pool for the connection's request loop, the queue's writer, the pool again, the event loop
+/// for the answer) and cost about twice the CPU of a bare Hummingbird server that stores nothing. Here it
+/// crosses two (the event loop, the writer, the event loop). The checks and the answers are the same
+/// (`IngestHandler.begin`, `store`, `answer`), so both paths refuse and count alike.
+///
+/// Sits above Hummingbird's `HTTPConnectionStateHandler` (`IngestChannel`), which therefore still sees
+/// every request and answer: its idle timeout and its close at a graceful shutdown (after the answer to a
+/// request in flight) hold for requests taken here. `RequestGuard` sits below: the request deadline, the
+/// `100 Continue` and the lingering close after a refusal hold too.
+///
+/// Order of answers (HTTP/1.1 pipelining): a request is taken here only when Hummingbird owes no answer;
+/// while an answer of this path is under way, parts that arrive are held (and no more is read) and
+/// replayed after it.
+final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// The largest body (by `Content-Length`) decoded on the event loop: a larger one, or one without a
+    /// length (chunked), would hold the loop's other connections while it inflates, and goes to Hummingbird.
+    static let maxBodyBytes = 256 << 10
+
+    private enum State {
+        case idle
+        /// A request for Hummingbird: its parts go up until its end.
+        case passing
+        /// A request taken here, its body being decoded.
+        case receiving(IngestHandler.Upload)
+        /// A request taken here and already answered with a refusal: the rest of its body is dropped.
+        case discarding
+        /// A request taken here, complete: its append or answer is under way.
+        case answering
+    }
+
+    private let handler: IngestHandler
+    private let serverName: String?
+    private var state = State.idle
+    /// Answers Hummingbird owes: requests passed up whose answer has not ended yet.
+    private var owed = 0
+    /// Parts that arrived while an answer of this path was under way, replayed after it.
+    private var held = CircularBuffer<HTTPRequestPart>()
+    /// A read asked for while parts were held: done once they are replayed.
+    private var readPending = false
+    private var active = true
+
+    init(handler: IngestHandler, serverName: String?) {
+        self.handler = handler
+        self.serverName = serverName
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .answering = state {
+            held.append(part)
+        } else {
+            process(context, part)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if case .answering = state {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { owed -= 1 }
+        context.write(data, promise: promise)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // Hummingbird's connection-state handler below does not pass channelInactive on: the pipeline's
+        // teardown at the close is what this handler sees.
+        closed()
+    }
+
+    // MARK: Internals
+
+    private func closed() {
+        guard active else { return }
+        active = false
+        held.removeAll()
+        if case .receiving = state { handler.aborted(ChannelError.eof) }
+        state = .idle
+    }
+
+    private func process(_ context: ChannelHandlerContext, _ part: HTTPRequestPart) {
+        switch state {
+        case .idle:
+            guard case .head(let head) = part, owed == 0, Self.takes(head) else {
+                if case .head = part {
+                    owed += 1
+                    state = .passing
+                }
+                context.fireChannelRead(wrapInboundOut(part))
+                return
+            }
+            do {
+                state = .receiving(try handler.begin(head.headerFields))
+            } catch {
+                state = .discarding
+                respond(context, handler.answer(.failure(Self.ingestError(error)), peer: context.channel.remoteAddress))
+            }
+        case .passing:
+            if case .end = part { state = .idle }
+            context.fireChannelRead(wrapInboundOut(part))
+        case .receiving(var upload):
+            switch part {
+            case .body(let bytes):
+                state = .idle  // the upload is mutated here, not copied
+                do {
+                    try upload.consume(bytes)
+                    state = .receiving(upload)
+                } catch {
+                    state = .discarding
+                    respond(context, handler.answer(.failure(Self.ingestError(error)), peer: context.channel.remoteAddress))
+                }
+            case .end:
+                state = .answering
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let loop = context.eventLoop
+                handler.store(upload) { outcome in
+                    loop.execute { bound.value.0.answered(bound.value.1, outcome) }
+                }
+            case .head:
+                // The HTTP decoder never sends a head inside a request.
+                context.close(promise: nil)
+            }
+        case .discarding:
+            if case .end = part { state = .idle }
+        case .answering:
+            held.append(part)
+        }
+    }
+
+    /// The queue's outcome of a request taken here: answer it, then go on with what arrived meanwhile.
+    private func answered(_ context: ChannelHandlerContext, _ outcome: Result<(events: Int, duplicate: Bool), IngestError>) {
+        let answer = handler.answer(outcome, peer: active ? context.channel.remoteAddress : nil)
+        guard active else { return }  // the client went away; what was committed stays stored
+        respond(context, answer)
+        state = .idle
+        let replayed = !held.isEmpty
+        defer {
+            // Parts passed up reach Hummingbird's request loop only with a read-complete: the async
+            // channel's handler hands on what it buffered then.
+            if replayed { context.fireChannelReadComplete() }
+        }
+        while let part = held.popFirst() {
+            process(context, part)
+            if case .answering = state { return }
+        }
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ answer: IngestHandler.Answer) {
+        let body = context.channel.allocator.buffer(string: answer.body)
+        var headers = answer.headers
+        headers[.contentLength] = String(body.readableBytes)
+        headers[.date] = HTTPDate.now()
+        if let serverName { headers[.server] = serverName }
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// Whether a request is taken here: `POST /` whose body length is announced and small, on a connection
+    /// that stays open (Hummingbird closes after a `Connection: close` request).
+    private static func takes(_ head: HTTPRequest) -> Bool {
+        guard head.method == .post, head.path == "/",
+              head.headerFields[.transferEncoding] == nil,
+              let length = head.headerFields[.contentLength].flatMap({ Int($0) }), length <= maxBodyBytes
+        else { return false }
+        if let connection = head.headerFields[.connection], connection.lowercased().contains("close") { return false }
+        return true
+    }
+
+    private static func ingestError(_ error: any Error) -> IngestError {
+        error as? IngestError ?? IngestError(status: 500, reason: "internal", message: "\(error); retry later")
+    }
+}
+
+/// Hummingbird's HTTP/1 child channel with `FastIngest` placed right above its connection-state handler
+/// (`additionalChannelHandlers` go below it, where that handler would not see the requests taken).
+struct IngestChannel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+
+    let http1: HTTP1Channel
+    let makeFastPath: @Sendable () -> FastIngest
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let operations = channel.pipeline.syncOperations
+            let connectionState = try operations.handler(type: HTTPConnectionStateHandler.self)
+            try operations.addHandler(makeFastPath(), position: .after(connectionState))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await http1.handle(value: value, logger: logger)
+    }
+}

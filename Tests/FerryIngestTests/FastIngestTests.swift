@@ -1,0 +1,93 @@
+import Foundation
+import FerryTestSupport
+import Testing
+
+@testable import FerryIngest
+
+/// The event-loop path (`FastIngest`) next to Hummingbird's router on one connection: answers in request
+/// order, its own headers, and Hummingbird's idle timeout still seeing its traffic.
+@Suite struct FastIngestTests {
+    /// `n` events as an NDJSON body.
+    static func events(_ tag: String, _ n: Int) -> String {
+        (1...n).map { #"{"r":"\#(tag)","i":\#($0)}"# + "\n" }.joined()
+    }
+
+    static func post(_ body: String) -> String {
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    static func chunkedPost(_ body: String) -> String {
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + String(body.utf8.count, radix: 16) + "\r\n\(body)\r\n0\r\n\r\n"
+    }
+
+    /// Six pipelined requests in one write, taken by both paths (small with a length: here; chunked and the
+    /// unknown route: Hummingbird): the answers come in request order, and the events are stored in it.
+    @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothPaths() async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let requests = Self.post(Self.events("a", 1)) + Self.post(Self.events("d", 5)) + Self.chunkedPost(Self.events("b", 2)) + Self.post(Self.events("c", 3))
+                + "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n" + Self.post(Self.events("e", 4))
+            let answers = try await onThread { () throws -> String in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array(requests.utf8))
+                return connection.read(until: #"{"stored":4}"#)
+            }
+            let order = [#"{"stored":1}"#, #"{"stored":5}"#, #"{"stored":2}"#, #"{"stored":3}"#, "HTTP/1.1 404", #"{"stored":4}"#]
+            let positions = order.map { answers.range(of: $0)?.lowerBound }
+            #expect(positions.allSatisfy { $0 != nil }, "\(answers)")
+            #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "\(answers)")
+            let stored = try ingest.storedEvents()
+            let tags = try stored.map { try #require($0.firstMatch(of: /"r":"(.)"/)).1 }
+            #expect(tags.joined() == "adddddbbccceeee")
+        }
+    }
+
+    /// An answer of the event-loop path carries what Hummingbird's would: length, type, date, server.
+    @Test func answersCarryLengthTypeDateAndServer() async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let answer = try await onThread { () throws -> String in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array(Self.post(Self.events("a", 2)).utf8))
+                return connection.read(until: "}")
+            }
+            let head = answer.lowercased()
+            #expect(head.hasPrefix("http/1.1 200 ok\r\n"), "\(answer)")
+            #expect(head.contains("content-length: 12\r\n"), "\(answer)")
+            #expect(head.contains("content-type: application/json\r\n"), "\(answer)")
+            #expect(head.contains("server: ferry\r\n"), "\(answer)")
+            #expect(head.contains("date: "), "\(answer)")
+            #expect(answer.hasSuffix(#"{"stored":2}"#), "\(answer)")
+        }
+    }
+
+    /// Hummingbird's idle timeout sits below the event-loop path and sees its requests: a connection kept
+    /// busy with them for twice the idle timeout stays open. (Were the path below the timeout's handler,
+    /// the handler would see an idle connection and close it after one second.)
+    @Test func aConnectionBusyWithSmallRequestsOutlivesTheIdleTimeout() async throws {
+        try await withIngest({ $0.limits.idleTimeoutSeconds = 1 }) { ingest in
+            let port = ingest.port
+            let answered = try await onThread { () throws -> Int in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                var answered = 0
+                let end = Date().addingTimeInterval(2.2)
+                var n = 0
+                while Date() < end {
+                    n += 1
+                    guard connection.send(Array(Self.post(Self.events("k\(n)", 1)).utf8)),
+                          connection.read(until: #"{"stored":1}"#).contains(#"{"stored":1}"#)
+                    else { break }
+                    answered += 1
+                    usleep(250_000)  // a client that sends four times a second, not a wait for a condition
+                }
+                return answered
+            }
+            #expect(answered >= 7)
+            #expect(try ingest.storedEvents().count == answered)
+        }
+    }
+}
