@@ -22,8 +22,9 @@ import NIOHTTPTypes
 /// `100 Continue` and the lingering close after a refusal hold too.
 ///
 /// Order of answers (HTTP/1.1 pipelining): a request is taken here only when Hummingbird owes no answer;
-/// while an answer of this path is under way, parts that arrive are held (and no more is read) and
-/// replayed after it.
+/// while an answer of this path is under way, what arrives (request parts, the client's half-close, a
+/// parse error) is held, no more is read, and it is replayed after the answer, in order. After a request
+/// that asks for `Connection: close`, or an answer that closes, nothing more is taken here.
 final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -44,6 +45,18 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         case discarding
         /// A request taken here, complete: its append or answer is under way.
         case answering
+        /// The connection ends after the answers under way: everything goes up to Hummingbird (which
+        /// stops at a `Connection: close` request), nothing is taken here.
+        case closing
+    }
+
+    /// What arrived while an answer was under way, replayed after it in the order it came.
+    private enum Held {
+        case part(HTTPRequestPart)
+        /// The client's half-close (`ChannelEvent.inputClosed`), or any other inbound event.
+        case event(Any)
+        /// The HTTP decoder's error: Hummingbird answers 400 and closes, which must come after this answer.
+        case error(any Error)
     }
 
     private let handler: IngestHandler
@@ -51,8 +64,8 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     /// Answers Hummingbird owes: requests passed up whose answer has not ended yet.
     private var owed = 0
-    /// Parts that arrived while an answer of this path was under way, replayed after it.
-    private var held = CircularBuffer<HTTPRequestPart>()
+    /// What arrived while an answer of this path was under way, replayed after it.
+    private var held = CircularBuffer<Held>()
     /// A read asked for while parts were held: done once they are replayed.
     private var readPending = false
     private var active = true
@@ -64,23 +77,45 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if case .answering = state {
-            held.append(part)
+        if holding {
+            held.append(.part(part))
         } else {
             process(context, part)
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if holding {
+            held.append(.event(event))
+        } else {
+            deliver(context, event: event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if holding {
+            held.append(.error(error))
+        } else {
+            deliver(context, error: error)
+        }
+    }
+
     func read(context: ChannelHandlerContext) {
-        if case .answering = state {
+        if holding {
             readPending = true
         } else {
             context.read()
         }
     }
 
+    /// An answer of this path is under way, or what came meanwhile is not replayed yet.
+    private var holding: Bool {
+        if case .answering = state { return true }
+        return !held.isEmpty
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { owed -= 1 }
+        if case .end = unwrapOutboundIn(data) { owed = max(0, owed - 1) }
         context.write(data, promise: promise)
     }
 
@@ -97,6 +132,23 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Internals
 
+    private func deliver(_ context: ChannelHandlerContext, event: Any) {
+        if case .receiving = state, let event = event as? ChannelEvent, event == .inputClosed {
+            // The client stopped sending mid-body: that request can never end.
+            handler.aborted(ChannelError.eof)
+            state = .closing
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func deliver(_ context: ChannelHandlerContext, error: any Error) {
+        if case .receiving = state {
+            handler.aborted(error)
+            state = .closing
+        }
+        context.fireErrorCaught(error)
+    }
+
     private func closed() {
         guard active else { return }
         active = false
@@ -109,9 +161,9 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         switch state {
         case .idle:
             guard case .head(let head) = part, owed == 0, Self.takes(head) else {
-                if case .head = part {
+                if case .head(let head) = part {
                     owed += 1
-                    state = .passing
+                    state = Self.asksToClose(head.headerFields) ? .closing : .passing
                 }
                 context.fireChannelRead(wrapInboundOut(part))
                 return
@@ -150,7 +202,9 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         case .discarding:
             if case .end = part { state = .idle }
         case .answering:
-            held.append(part)
+            held.append(.part(part))
+        case .closing:
+            context.fireChannelRead(wrapInboundOut(part))
         }
     }
 
@@ -159,15 +213,21 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         let answer = handler.answer(outcome, peer: active ? context.channel.remoteAddress : nil)
         guard active else { return }  // the client went away; what was committed stays stored
         respond(context, answer)
-        state = .idle
+        // An answer that closes the connection (a refusal with `Connection: close`): `RequestGuard` closes
+        // after it, so nothing held is taken here any more (it could be stored, never answered).
+        state = Self.asksToClose(answer.headers) || !context.channel.isActive ? .closing : .idle
         let replayed = !held.isEmpty
         defer {
             // Parts passed up reach Hummingbird's request loop only with a read-complete: the async
             // channel's handler hands on what it buffered then.
             if replayed { context.fireChannelReadComplete() }
         }
-        while let part = held.popFirst() {
-            process(context, part)
+        while let next = held.popFirst() {
+            switch next {
+            case .part(let part): process(context, part)
+            case .event(let event): deliver(context, event: event)
+            case .error(let error): deliver(context, error: error)
+            }
             if case .answering = state { return }
         }
         if readPending {
@@ -194,8 +254,11 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
               head.headerFields[.transferEncoding] == nil,
               let length = head.headerFields[.contentLength].flatMap({ Int($0) }), length <= maxBodyBytes
         else { return false }
-        if let connection = head.headerFields[.connection], connection.lowercased().contains("close") { return false }
-        return true
+        return !asksToClose(head.headerFields)
+    }
+
+    private static func asksToClose(_ headers: HTTPFields) -> Bool {
+        headers[.connection]?.lowercased().contains("close") ?? false
     }
 
     private static func ingestError(_ error: any Error) -> IngestError {

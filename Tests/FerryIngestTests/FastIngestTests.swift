@@ -44,6 +44,58 @@ import Testing
         }
     }
 
+    /// A client that sends its requests and then closes its sending side still reads every answer: the
+    /// half-close reaches Hummingbird (which would end the connection) only after the answers under way.
+    @Test func aClientThatHalfClosesAfterItsRequestsReadsTheirAnswers() async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let answers = try await onThread { () throws -> String in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array((Self.post(Self.events("a", 1)) + Self.post(Self.events("b", 2))).utf8))
+                connection.shutdownWrite()
+                return String(decoding: connection.readToEnd(), as: UTF8.self)
+            }
+            #expect(answers.contains(#"{"stored":1}"#) && answers.contains(#"{"stored":2}"#), "\(answers)")
+            #expect(try ingest.storedEvents().count == 3)
+        }
+    }
+
+    /// A request the HTTP decoder cannot parse, pipelined after one taken here: Hummingbird's 400 comes
+    /// after this path's answer, not in its place.
+    @Test func aParseErrorAfterAPendingAnswerIsAnsweredSecond() async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let answers = try await onThread { () throws -> String in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array((Self.post(Self.events("a", 1)) + "NOT HTTP AT ALL\r\n\r\n").utf8))
+                return String(decoding: connection.readToEnd(), as: UTF8.self)
+            }
+            let stored = try #require(answers.range(of: #"{"stored":1}"#), "\(answers)")
+            let refused = try #require(answers.range(of: "HTTP/1.1 400"), "\(answers)")
+            #expect(stored.lowerBound < refused.lowerBound, "\(answers)")
+        }
+    }
+
+    /// After a request that asks to close, Hummingbird ends the connection: a request pipelined behind it
+    /// is neither taken nor stored (it could never be answered).
+    @Test func nothingIsTakenAfterARequestThatAsksToClose() async throws {
+        try await withIngest { ingest in
+            let port = ingest.port
+            let closing = Self.post(Self.events("a", 1)).replacingOccurrences(of: "Host: x\r\n", with: "Host: x\r\nConnection: close\r\n")
+            let answers = try await onThread { () throws -> String in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array((closing + Self.post(Self.events("b", 2))).utf8))
+                return String(decoding: connection.readToEnd(), as: UTF8.self)
+            }
+            #expect(answers.contains(#"{"stored":1}"#), "\(answers)")
+            #expect(!answers.contains(#"{"stored":2}"#), "\(answers)")
+            #expect(try ingest.storedEvents().count == 1)
+        }
+    }
+
     /// An answer of the event-loop path carries what Hummingbird's would: length, type, date, server.
     @Test func answersCarryLengthTypeDateAndServer() async throws {
         try await withIngest { ingest in

@@ -110,5 +110,8 @@ final class RawConnection: @unchecked Sendable {
         return String(decoding: all, as: UTF8.self)
     }
 
+    /// Ends the sending side (a half-close): the peer reads end of file, and may still answer.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
     func close() { Foundation.close(fd) }
 }
