@@ -1,6 +1,5 @@
 import FerryJournald
 import FerryPipeline
-import Yams
 
 extension ConfigurationLoader {
     /// `input.journald`: `units`, `identifiers`, `matches`, `directory` (default: the system journal),

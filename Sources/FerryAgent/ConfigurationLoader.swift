@@ -5,8 +5,6 @@ package import FerryPipeline
 import FerryQueue
 import FerryWire
 import Foundation
-import Synchronization
-import Yams
 
 
 /// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
@@ -25,21 +23,11 @@ package enum ConfigurationLoader {
     }
 
     package static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
-        // One parse at a time: Yams crashed (SIGSEGV in Parser.parse) when two threads parsed at once, seen
-        // when the configuration and packaging tests ran side by side. Ferry parses its file once per start
-        // or reload, so the lock costs nothing.
-        let result = yamlLock.withLock { _ in Result { () throws(ConfigurationError) in try parseAlone(text, environment: environment, source: source) } }
-        return try result.get()
-    }
-
-    private static let yamlLock = Mutex(())
-
-    private static func parseAlone(_ text: String, environment: [String: String]?, source: String) throws(ConfigurationError) -> AgentConfiguration {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAML.compose(text)
         } catch {
-            throw ConfigurationError("\(source) is not valid YAML: \(error)")
+            throw ConfigurationError("\(source) is not valid YAML: \(error); fix the file (its line and column are given) and run ferry check-config")
         }
         var configuration = AgentConfiguration.embeddedDefault()
         guard let root else { return configuration }

@@ -1,7 +1,6 @@
 import FerryPipeline
 package import FerryIngest
 package import FerrySyslog
-import Yams
 
 /// `input.syslog`: syslog over TCP (octet counting or newlines, per frame; TLS, RFC 5425, optional) and UDP.
 package struct SyslogInputSettings: Sendable, Hashable, HasSyslogLimits {
