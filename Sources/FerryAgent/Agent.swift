@@ -7,13 +7,16 @@ import FerryPipeline
 import FerryQueue
 import FerryWire
 import FerrySyslog
-import Foundation
+import FoundationEssentials
 package import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `ferry` agent: opens the queue, runs the ingest, the output and the admin endpoints as one
 /// `ServiceGroup`, and shuts them down in order on SIGTERM or SIGINT: the ingest stops taking events
@@ -250,7 +253,7 @@ package enum Agent {
         if let admin = configuration.admin, let adminPort {
             lines.append("  Admin:        http://\(admin.host):\(adminPort)/health /ready /metrics /queue")
         }
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        writeStandardError(lines.joined(separator: "\n") + "\n")
         logger.info("ferry started", metadata: ["ferry.inputs": "\(configuration.inputs.map(\.name).joined(separator: ","))"])
     }
 }

@@ -1,6 +1,6 @@
 import FerryFile
 import FerryPipeline
-import Foundation
+import FoundationEssentials
 
 extension ConfigurationLoader {
     /// `input.file`: `paths` (required), `exclude`, `start_at`, `format`, `max_line_bytes`, `multiline`

@@ -4,7 +4,10 @@ import FerryKafka
 package import FerryPipeline
 import FerryQueue
 import FerryWire
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 
 /// Reads Ferry's YAML configuration: `${VAR}` and `${VAR:-default}` in any string value, every key
@@ -13,13 +16,28 @@ import Foundation
 package enum ConfigurationLoader {
     package static func load(file: String, environment: [String: String]? = nil) throws(ConfigurationError) -> AgentConfiguration {
         let environment = environment ?? ProcessInfo.processInfo.environment
-        let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigurationError("cannot read the configuration file \(file): \(error.localizedDescription)")
+        return try parse(try readText(file), environment: environment, source: file)
+    }
+
+    /// The file's text, or an error that says why it cannot be read (the system's reason, not an object dump).
+    static func readText(_ file: String) throws(ConfigurationError) -> String {
+        func failure(_ reason: String) -> ConfigurationError {
+            ConfigurationError("cannot read the configuration file \(file): \(reason); check the path and that Ferry's user may read it")
         }
-        return try parse(text, environment: environment, source: file)
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw failure(String(cString: strerror(errno))) }
+            if n == 0 { break }
+            bytes += buffer[..<n]
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("it is not UTF-8 text") }
+        return text
     }
 
     package static func parse(_ text: String, environment: [String: String]? = nil, source: String = "config") throws(ConfigurationError) -> AgentConfiguration {
@@ -461,7 +479,7 @@ package enum ConfigurationLoader {
         func interpolate(_ text: String, path: String, node: Node) throws(ConfigurationError) -> String {
             var result = ""
             var rest = Substring(text)
-            while let start = rest.range(of: "${") {
+            while let start = rest.firstRange(of: "${") {
                 result += rest[..<start.lowerBound]
                 guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
                     throw ConfigurationError("\(location(node)): \(path): unterminated ${ in \"\(text)\"")
@@ -469,7 +487,7 @@ package enum ConfigurationLoader {
                 let expression = rest[start.upperBound..<end]
                 let name: Substring
                 let fallback: Substring?
-                if let sep = expression.range(of: ":-") {
+                if let sep = expression.firstRange(of: ":-") {
                     name = expression[..<sep.lowerBound]
                     fallback = expression[sep.upperBound...]
                 } else {
@@ -496,7 +514,7 @@ package enum ConfigurationLoader {
                 return result
             case .scalar:
                 // A comma-separated string, so that `${HOSTS}` can hold a list.
-                return try string(node, path: path).split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                return try string(node, path: path).split(separator: ",").map { String($0).trimmingCharacters() }.filter { !$0.isEmpty }
             default:
                 throw ConfigurationError("\(location(node)): \(path) must be a list")
             }
@@ -520,7 +538,7 @@ package enum ConfigurationLoader {
 
         func positiveInt(_ node: Node, path: String) throws(ConfigurationError) -> Int {
             let text = try string(node, path: path)
-            guard let value = Int(text.replacingOccurrences(of: "_", with: "")), value > 0 else {
+            guard let value = Int(text.replacing("_", with: "")), value > 0 else {
                 throw ConfigurationError("\(location(node)): \(path) is \"\(text)\"; give a whole number above 0")
             }
             return value
@@ -529,7 +547,7 @@ package enum ConfigurationLoader {
         /// `1048576`, `512KiB`, `4MiB`, `1GiB`, `2TiB` (also KB/MB/GB as powers of 1000).
         /// A size or a percentage of the file system (`5%`); `0` turns the floor off.
         func minFree(_ node: Node, path: String) throws(ConfigurationError) -> QueueConfiguration.MinFree {
-            let text = try string(node, path: path).replacingOccurrences(of: " ", with: "")
+            let text = try string(node, path: path).replacing(" ", with: "")
             if text == "0" { return .bytes(0) }
             if text.hasSuffix("%") {
                 guard let percent = Double(text.dropLast()), percent >= 0, percent < 100 else {
@@ -541,7 +559,7 @@ package enum ConfigurationLoader {
         }
 
         func bytes(_ node: Node, path: String) throws(ConfigurationError) -> Int {
-            let text = try string(node, path: path).replacingOccurrences(of: " ", with: "")
+            let text = try string(node, path: path).replacing(" ", with: "")
             let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
                                           ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("kB", 1000), ("B", 1)]
             var number = Substring(text)

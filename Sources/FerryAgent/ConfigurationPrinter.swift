@@ -10,7 +10,7 @@ extension AgentConfiguration {
     /// What `ferry check-config` prints and what the start-up log describes.
     package var redactedYAML: String {
         var lines: [String] = []
-        func quote(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        func quote(_ s: String) -> String { "\"" + s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
         let redacted = "\"<redacted>\""
         lines.append("input:")
         if http == nil { lines.append("  http: false") }
@@ -53,12 +53,12 @@ extension AgentConfiguration {
                 if let tcp = syslog.tcp { lines.append("    tcp: \(quote(tcp.description))") }
                 if let udp = syslog.udp { lines.append("    udp: \(quote(udp.description))") }
                 lines += listenerTLS(syslog.tls, allowPlaintext: syslog.allowPlaintext, quote: quote)
-                lines.append("    \(syslog.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
+                lines.append("    \(syslog.limits.yaml.replacing(", ", with: "\n    "))")
             case .relp(let relp):
                 lines.append("  relp:")
                 lines.append("    address: \(quote(relp.address.description))")
                 lines += listenerTLS(relp.tls, allowPlaintext: relp.allowPlaintext, quote: quote)
-                lines.append("    \(relp.limits.yaml.replacingOccurrences(of: ", ", with: "\n    "))")
+                lines.append("    \(relp.limits.yaml.replacing(", ", with: "\n    "))")
             case .file(let file):
                 lines += fileInput(file, quote: quote)
             case .journald(let journald):

@@ -1,7 +1,8 @@
 package import Logging
 import FerryWire
-import Foundation
+import FoundationEssentials
 import Synchronization
+import FerryQueue
 
 /// One line per message on stderr, as logfmt (`time=… level=… msg="…" key=value`) or JSON, with
 /// repeats rate-limited: a message (label + text) logged more than `burst` times in `window` is
@@ -53,7 +54,7 @@ package struct LineLogHandler: LogHandler {
         guard let suppressed = limiter.admit(label + "\u{0}" + message) else { return }
         var fields = metadata.merging(event.metadata ?? [:]) { $1 }.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
         if suppressed > 0 { fields.append(("suppressed", "\(suppressed)")) }
-        let time = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        let time = Timestamp.rfc3339(milliseconds: currentTimeMilliseconds())
         var line: String
         switch format {
         case .logfmt:
@@ -64,12 +65,12 @@ package struct LineLogHandler: LogHandler {
             for (key, value) in fields { line += ",\(JSONString.literal(key)):\(JSONString.literal(value))" }
             line += "}"
         }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        writeStandardError(line + "\n")
     }
 
     static func logfmt(_ value: String) -> String {
         if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }) { return value }
-        return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
+        return "\"" + value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n") + "\""
     }
 }
 

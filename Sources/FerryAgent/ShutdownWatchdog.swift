@@ -1,8 +1,10 @@
 import FerryPipeline
-import Foundation
+import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import Dispatch
+import FerryQueue
 #endif
 
 /// Holds the promise of the README in every phase of a stop: once the agent stops, a second SIGTERM or
@@ -32,7 +34,7 @@ package enum ShutdownWatchdog {
         signal(SIGTERM, onSignal)
         signal(SIGINT, onSignal)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, limit.inNanoseconds))
-        let thread = Thread {
+        OSThread.start(name: "ferry-shutdown-watchdog") {
             // Signals may be blocked in the threads libdispatch made; this one takes them.
             var signals = sigset_t()
             sigemptyset(&signals)
@@ -50,7 +52,5 @@ package enum ShutdownWatchdog {
             _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
             _exit(1)
         }
-        thread.name = "ferry-shutdown-watchdog"
-        thread.start()
     }
 }

@@ -1,10 +1,13 @@
 package import FerryPipeline
 package import FerryQueue
 import FerryWire
-import Foundation
+import FoundationEssentials
 package import Logging
 import NIOCore
 package import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Settings of the `file` output.
 package struct FileOutputConfiguration: Sendable, Hashable {
@@ -260,7 +263,13 @@ package final class FileForwarder: Service, Sendable {
     }
 
     private func path(_ name: UInt64) -> String {
-        configuration.path + "/ferry-\(String(format: "%020llu", name)).ndjson"
+        configuration.path + "/" + Self.fileName(name)
+    }
+
+    /// `ferry-00000000000000000042.ndjson`: the sequence zero-padded to 20 digits, so names sort in order.
+    static func fileName(_ sequence: UInt64) -> String {
+        let digits = String(sequence)
+        return "ferry-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".ndjson"
     }
 
     private func openFile(named sequence: UInt64) throws -> OpenFile {
@@ -286,7 +295,7 @@ package final class FileForwarder: Service, Sendable {
     func pruneFiles(keeping current: UInt64, now: time_t = time(nil)) -> [String] {
         guard configuration.maxFiles != nil || configuration.maxAgeSeconds != nil else { return [] }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: configuration.path)) ?? [])
-            .filter { $0.hasPrefix("ferry-") && $0.hasSuffix(".ndjson") && $0 != "ferry-\(String(format: "%020llu", current)).ndjson" }
+            .filter { $0.hasPrefix("ferry-") && $0.hasSuffix(".ndjson") && $0 != Self.fileName(current) }
             .sorted()  // zero-padded sequences: oldest first
         var deleted: [String] = []
         for (index, name) in names.enumerated() {

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 package import FerryPipeline
-import Foundation
+import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -21,7 +21,7 @@ package enum SendOutcome: Sendable, Equatable {
         switch status {
         case 200..<300: return .delivered
         case 408, 429, 500..<600:
-            let after = retryAfter.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds(min(max($0, 0), 3600)) }
+            let after = retryAfter.flatMap { Int($0.trimmingCharacters()) }.map { Duration.seconds(min(max($0, 0), 3600)) }
             return .retriable(reason: "HTTP \(status)", retryAfter: after)
         default:
             return .permanent(status: status, body: body)

@@ -1,7 +1,7 @@
 import FerryPipeline
 import FerryQueue
 import FerryWire
-import Foundation
+import FoundationEssentials
 import HTTPTypes
 import Hummingbird
 import Logging

@@ -2,7 +2,7 @@ import CRdKafka
 package import FerryQueue
 package import FerryPipeline
 package import FerryWire
-import Foundation
+import FoundationEssentials
 package import Logging
 import Metrics
 import NIOPosix

@@ -1,9 +1,11 @@
 package import CRdKafka
 package import FerryPipeline
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
 import Synchronization
+import Dispatch
+import FerryQueue
 
 /// Small helpers over librdkafka's C API.
 package enum RdKafka {
@@ -192,12 +194,10 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
         }
         self.topic = topic
         // The thread holds the producer until `close` stops it.
-        let thread = Thread { [self] in
+        OSThread.start(name: "ferry-kafka-poll") { [self] in
             while running.load(ordering: .acquiring) { rd_kafka_poll(handle, 100) }
             pollerDone.signal()
         }
-        thread.name = "ferry-kafka-poll"
-        thread.start()
     }
 
     private static let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, opaque in

@@ -1,8 +1,12 @@
 internal import CLMDB
 import FerryWire
-import Foundation
+import Dispatch
+import FoundationEssentials
 import NIOCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Operations of `ferry-tools` that walk or rewrite the whole queue. Reads work on a queue opened
 // read-only next to a running agent; rewrites (repair, compact) take the directory's lock first.
@@ -249,13 +253,11 @@ extension Queue {
         try Data(bytes).write(to: URL(fileURLWithPath: directory + "/record-\(sequence).bin"))
         let line = "\(sequence)\t\(reason)\n"
         let reasons = directory + "/reasons.tsv"
-        if let handle = FileHandle(forWritingAtPath: reasons) {
-            handle.seekToEndOfFile()
-            handle.write(Data(line.utf8))
-            try handle.close()
-        } else {
-            try Data(line.utf8).write(to: URL(fileURLWithPath: reasons))
-        }
+        let fd = Glibc.open(reasons, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw QueueError(.io, "cannot write \(reasons): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        let failed = Array(line.utf8).withUnsafeBytes { writeAll(fd, $0) }
+        guard failed == 0 else { throw QueueError(.io, "cannot write \(reasons): \(String(cString: strerror(failed)))") }
     }
 
     /// Gives space back: a compacting copy of the environment (LMDB's `mdb_env_copy2` with
@@ -289,10 +291,10 @@ extension Queue {
         return (before, after)
     }
 
+    /// `20261203-081500` (UTC, to the second) for the names of repair's and compact's directories.
     static func timestamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date())
+        let text = Timestamp.rfc3339(milliseconds: currentTimeMilliseconds())  // 2026-12-03T08:15:00.000Z
+        let digits = text.prefix(19).filter { $0.isNumber }
+        return String(digits.prefix(8)) + "-" + String(digits.dropFirst(8))
     }
 }

@@ -1,7 +1,11 @@
 import FerryWire
-import Foundation
+import Dispatch
+import NIOConcurrencyHelpers
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A change applied by the writer thread inside a group transaction.
 struct WriteOperation: Sendable {
@@ -46,10 +50,11 @@ enum DiskRoom {
 /// LMDB write transactions belong to the thread that began them, and a commit blocks on fsync: both are
 /// reasons to keep them on this thread, off Swift's cooperative pool, and never across an `await`.
 final class Writer: @unchecked Sendable {
-    // Guarded by `condition`.
+    // Guarded by `condition`, whose value says whether the writer has something to do (changes pending,
+    // or the stop).
     private var pending: [WriteOperation] = []
     private var stopping = false
-    private let condition = NSCondition()
+    private let condition = ConditionLock(value: false)
     private let finished = DispatchSemaphore(value: 0)
 
     // The heartbeat (`heartbeat`), read by the service watchdog without taking `condition`, so that a
@@ -91,19 +96,19 @@ final class Writer: @unchecked Sendable {
     static let housekeepingOnly = WriteOperation(weight: 0, apply: { _ in {} }, fail: { _ in })
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "ferry-queue-writer"
-        thread.start()
+        OSThread.start(name: "ferry-queue-writer") { [self] in run() }
     }
 
     /// Queues `operation` for the next group; false if the writer is stopping (the caller fails it).
     func submit(_ operation: WriteOperation) -> Bool {
         condition.lock()
-        defer { condition.unlock() }
-        if stopping { return false }
+        if stopping {
+            condition.unlock()
+            return false
+        }
         if pending.isEmpty { waitingSince.store(writerMonotonicNanoseconds(), ordering: .relaxed) }
         pending.append(operation)
-        condition.signal()
+        condition.unlock(withValue: true)
         return true
     }
 
@@ -112,16 +117,14 @@ final class Writer: @unchecked Sendable {
         condition.lock()
         let first = !stopping
         stopping = true
-        condition.signal()
-        condition.unlock()
+        condition.unlock(withValue: true)
         if first { finished.wait() }
     }
 
     private func run() {
         while true {
-            condition.lock()
-            while pending.isEmpty && !stopping { condition.wait() }
-            if pending.isEmpty {
+            condition.lock(whenValue: true)
+            if pending.isEmpty {  // nothing pending, so the stop
                 condition.unlock()
                 break
             }
@@ -137,7 +140,7 @@ final class Writer: @unchecked Sendable {
             let now = writerMonotonicNanoseconds()
             busySince.store(now, ordering: .relaxed)
             waitingSince.store(pending.isEmpty ? 0 : now, ordering: .relaxed)
-            condition.unlock()
+            condition.unlock(withValue: !pending.isEmpty || stopping)
             commit(group)
             busySince.store(0, ordering: .relaxed)
             finishedGroups.add(1, ordering: .relaxed)

@@ -57,3 +57,14 @@ public enum JSONString {
         nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 }
+
+extension StringProtocol {
+    /// The text without the white space (spaces, tabs, line ends) at either end: header values, items of
+    /// a comma-separated list. Foundation's `trimmingCharacters(in:)` would bring full Foundation.
+    package func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

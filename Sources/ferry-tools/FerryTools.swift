@@ -1,9 +1,12 @@
 import ArgumentParser
 import FerryQueue
 import FerryWire
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct FerryTools: AsyncParsableCommand {
@@ -48,11 +51,11 @@ struct QueueOptions: ParsableArguments {
 
 /// Prints `message` on stderr and ends with status 1.
 func fail(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("ferry-tools: \(message)\n".utf8))
+    writeStandardError("ferry-tools: \(message)\n")
     return ExitCode(1)
 }
 
-func stderr(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+func stderr(_ text: String) { writeStandardError(text) }
 
 /// A progress line on stderr when it is a terminal, nothing otherwise.
 struct Progress {
@@ -67,7 +70,7 @@ struct Progress {
         let width = 30
         let filled = Int(fraction * Double(width))
         let rate = Double(done) / max(Date().timeIntervalSince(start), 0.001) / 1_048_576
-        stderr("\r\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(fraction * 100))% \(String(format: "%.0f", rate)) MB/s")
+        stderr("\r\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(fraction * 100))% \(fixed(rate, digits: 0)) MB/s")
     }
 
     func finish() { if enabled { stderr("\n") } }
@@ -81,7 +84,26 @@ func humanBytes(_ bytes: UInt64) -> String {
         value /= 1024
         unit += 1
     }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    return unit == 0 ? "\(bytes) B" : "\(fixed(value, digits: 1)) \(units[unit])"
+}
+
+/// `value` rounded to `digits` decimals (`%.1f` without Foundation's `String(format:)`).
+func fixed(_ value: Double, digits: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let scaled = (abs(value) * scale).rounded()
+    let whole = Int(scaled / scale)
+    let fraction = Int(scaled - Double(whole) * scale)
+    let sign = value < 0 && scaled > 0 ? "-" : ""
+    guard digits > 0 else { return sign + "\(whole)" }
+    let text = String(fraction)
+    return sign + "\(whole)." + String(repeating: "0", count: max(0, digits - text.count)) + text
+}
+
+/// `text` padded with spaces to `width` characters (never cut).
+func padded(_ text: String, _ width: Int) -> String {
+    text + String(repeating: " ", count: max(0, width - text.count))
 }
 
 func humanAge(_ milliseconds: Int64) -> String {
@@ -93,9 +115,7 @@ func humanAge(_ milliseconds: Int64) -> String {
 }
 
 func isoTime(_ milliseconds: Int64) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+    Timestamp.rfc3339(milliseconds: milliseconds)
 }
 
 // MARK: stats
@@ -131,11 +151,11 @@ struct Stats: ParsableCommand {
             ("dropped", "\(s.droppedEvents) events deleted unsent (by when_full: drop_oldest to make room, or by queue.max_age)"),
             ("moved to dead", "\(s.deadEventsTotal) events"),
             ("duplicates refused", "\(s.duplicateBatches) batches"),
-            ("fill", String(format: "%.1f%% of max_bytes %@", s.fillRatio * 100, humanBytes(UInt64(s.maxBytes)))),
+            ("fill", "\(fixed(s.fillRatio * 100, digits: 1))% of max_bytes \(humanBytes(UInt64(s.maxBytes)))"),
             ("LMDB map", "\(humanBytes(UInt64(s.mapUsedBytes))) used of \(humanBytes(UInt64(s.mapSize)))"),
             ("disk free", humanBytes(free)),
         ]
-        for (key, value) in rows { print(key.padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+        for (key, value) in rows { print(padded(key, 20) + value) }
         for output in s.outputs {
             print("output \(output.name) (when_lagging: \(output.whenLagging.rawValue))")
             let outputRows: [(String, String)] = [
@@ -145,7 +165,7 @@ struct Stats: ParsableCommand {
                 ("dead records", "\(output.deadRecords) now, \(output.deadRecordsTotal) in all"),
                 ("dropped", "\(output.droppedLaggingEvents) events lagging (when_lagging: drop), \(output.droppedFullEvents) when full"),
             ]
-            for (key, value) in outputRows { print("  " + key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
+            for (key, value) in outputRows { print("  " + padded(key, 18) + value) }
         }
     }
 }
@@ -229,10 +249,9 @@ struct Export: ParsableCommand {
     static func bound(_ text: String?) throws -> Bound? {
         guard let text else { return nil }
         if let sequence = UInt64(text) { return .sequence(sequence) }
-        let formatter = ISO8601DateFormatter()
-        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
-            formatter.formatOptions = options
-            if let date = formatter.date(from: text) { return .time(Int64(date.timeIntervalSince1970 * 1000)) }
+        if let date = try? Date(text, strategy: .iso8601) { return .time(Int64((date.timeIntervalSince1970 * 1000).rounded())) }
+        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
+            return .time(Int64((date.timeIntervalSince1970 * 1000).rounded()))
         }
         throw ValidationError("\(text) is neither a sequence number nor an ISO 8601 time such as 2026-11-23T10:00:00Z")
     }

@@ -1,7 +1,11 @@
 import ArgumentParser
 import FerryFile
 import FerryQueue
-import Foundation
+import FerryWire
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // MARK: files
 
@@ -25,7 +29,7 @@ struct Files: ParsableCommand {
             }
             guard let watch else { return }
             fflush(nil)
-            Thread.sleep(forTimeInterval: max(0.1, watch))  // the refresh interval the user asked for
+            usleep(UInt32(max(0.1, min(watch, 3600)) * 1_000_000))  // the refresh interval the user asked for
             if !json { print("") }
         }
     }
@@ -40,10 +44,7 @@ struct Files: ParsableCommand {
         var status: String { state.gone ? "gone" : sizeNow == nil ? "moved" : "followed" }
 
         var json: String {
-            func quote(_ s: String) -> String {
-                "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            }
-            return #"{"input":\#(quote(input)),"path":\#(quote(state.path)),"name":\#(quote(state.name)),"device":\#(state.id.device),"inode":\#(state.id.inode),"# +
+            #"{"input":\#(JSONString.literal(input)),"path":\#(JSONString.literal(state.path)),"name":\#(JSONString.literal(state.name)),"device":\#(state.id.device),"inode":\#(state.id.inode),"# +
                 #""offset":\#(state.position.offset),"skipping":\#(state.position.skipping),"size":\#(sizeNow ?? state.size),"lag":\#(lag),"# +
                 #""status":"\#(status)","last_seen_ms":\#(state.lastSeen)}"#
         }

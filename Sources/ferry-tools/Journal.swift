@@ -1,7 +1,11 @@
 import ArgumentParser
 import FerryJournald
 import FerryQueue
-import Foundation
+import FerryWire
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // MARK: journal
 
@@ -62,17 +66,14 @@ struct JournalCommand: ParsableCommand {
                     }
                 }
                 if json {
-                    func quote(_ s: String) -> String {
-                        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-                    }
-                    print(#"{"input":\#(quote(input)),"cursor":\#(quote(cursor)),"status":\#(quote(status)),"lag_entries":\#(lagJSON)}"#)
+                    print(#"{"input":\#(JSONString.literal(input)),"cursor":\#(JSONString.literal(cursor)),"status":\#(JSONString.literal(status)),"lag_entries":\#(lagJSON)}"#)
                 } else {
                     print("input:  \(input)\ncursor: \(cursor)\nstatus: \(status)\nlag:    \(lag)")
                 }
             }
             guard let watch else { return }
             fflush(nil)
-            Thread.sleep(forTimeInterval: max(0.1, watch))  // the refresh interval the user asked for
+            usleep(UInt32(max(0.1, min(watch, 3600)) * 1_000_000))  // the refresh interval the user asked for
             if !json { print("") }
         }
     }

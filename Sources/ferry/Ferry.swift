@@ -3,10 +3,11 @@ import FerryAgent
 import FerryForward
 import FerryIngest
 import FerryPipeline
-import Foundation
+import FoundationEssentials
 import Logging
 #if canImport(Glibc)
 import Glibc
+import FerryQueue
 #endif
 
 @main
@@ -83,7 +84,7 @@ struct QuickFlags: ParsableArguments {
             }
         }
         if let forward {
-            let hosts = try ConfigurationLoader.forwardHosts(forward.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+            let hosts = try ConfigurationLoader.forwardHosts(forward.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty },
                                                              key: "output.http.hosts", at: "--forward")
             if case .http(var current) = configuration.output {
                 current.hosts = hosts
@@ -137,7 +138,7 @@ struct Run: AsyncParsableCommand {
         do {
             configuration = try flags.configuration(file: config)
         } catch {
-            FileHandle.standardError.write(Data("ferry: \(error.message)\n".utf8))
+            writeStandardError("ferry: \(error.message)\n")
             throw ExitCode(2)
         }
         let level = Logger.Level(rawValue: configuration.logging.level) ?? .info
@@ -168,7 +169,7 @@ struct CheckConfig: ParsableCommand {
         do {
             print(try flags.configuration(file: file).redactedYAML, terminator: "")
         } catch {
-            FileHandle.standardError.write(Data("ferry: \(error.message)\n".utf8))
+            writeStandardError("ferry: \(error.message)\n")
             throw ExitCode(2)
         }
     }

@@ -16,6 +16,17 @@ import Testing
         }
     }
 
+    /// A file that cannot be read is named with the system's reason, never an error object's dump.
+    @Test(arguments: [("/nonexistent-ferry-dir/ferry.yaml", "No such file or directory"), ("/", "Is a directory")])
+    func anUnreadableFileIsNamedWithTheReason(_ file: String, _ reason: String) {
+        do {
+            _ = try ConfigurationLoader.load(file: file, environment: [:])
+            Issue.record("\(file) was read")
+        } catch {
+            #expect(error.message.hasPrefix("cannot read the configuration file \(file): \(reason);"), "\(error.message)")
+        }
+    }
+
     @Test func anEmptyFileIsTheEmbeddedDefault() throws {
         let configuration = try ConfigurationLoader.parse("", environment: [:])
         #expect(configuration == .embeddedDefault())
