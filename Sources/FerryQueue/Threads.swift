@@ -12,7 +12,7 @@ package enum OSThread {
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            OSThread.name(String(start.name.utf8.prefix(15))!)
+            OSThread.name(String(decoding: start.name.utf8.prefix(15), as: UTF8.self))
             start.body()
             return nil
         }, start)
