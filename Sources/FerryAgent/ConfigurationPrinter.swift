@@ -4,13 +4,14 @@ import FerryForward
 import FerryIngest
 import FerryKafka
 import FerryQueue
+import FerryWire
 
 extension AgentConfiguration {
     /// The effective configuration as YAML, every secret (passwords) replaced by `<redacted>`.
     /// What `ferry check-config` prints and what the start-up log describes.
     package var redactedYAML: String {
         var lines: [String] = []
-        func quote(_ s: String) -> String { "\"" + s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
+        func quote(_ s: String) -> String { JSONString.literal(s) }  // a JSON string is a YAML double-quoted scalar
         let redacted = "\"<redacted>\""
         lines.append("input:")
         if http == nil { lines.append("  http: false") }

@@ -70,7 +70,18 @@ package struct LineLogHandler: LogHandler {
 
     static func logfmt(_ value: String) -> String {
         if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }) { return value }
-        return "\"" + value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n") + "\""
+        // By Unicode scalar: "\r\n" is one Character, and a value from a peer must never start a log line.
+        var quoted = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": quoted += "\\\\"
+            case "\"": quoted += "\\\""
+            case "\n": quoted += "\\n"
+            case "\r": quoted += "\\r"
+            default: quoted.unicodeScalars.append(scalar)
+            }
+        }
+        return quoted + "\""
     }
 }
 

@@ -34,7 +34,7 @@ package enum ShutdownWatchdog {
         signal(SIGTERM, onSignal)
         signal(SIGINT, onSignal)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, limit.inNanoseconds))
-        OSThread.start(name: "ferry-shutdown-watchdog") {
+        OSThread.start(name: "ferry-stop") {
             // Signals may be blocked in the threads libdispatch made; this one takes them.
             var signals = sigset_t()
             sigemptyset(&signals)

@@ -23,7 +23,7 @@ indirect enum Node {
         var mark: Mark
     }
 
-    /// A mapping's pairs, in the order written (a key given twice stays twice; the loader's last wins).
+    /// A mapping's pairs, in the order written (a key given twice is refused by `YAML.compose`).
     struct Mapping: RandomAccessCollection {
         var pairs: [(key: Node, value: Node)]
         var mark: Mark
@@ -76,7 +76,7 @@ enum YAML {
             var composer = Composer()
             while true {
                 var event = yaml_event_t()
-                guard yaml_parser_parse(&parser, &event) == 1 else { throw Self.parserError(parser) }
+                guard yaml_parser_parse(&parser, &event) == 1 else { throw Self.parserError(parser, input: buffer) }
                 defer { yaml_event_delete(&event) }
                 if event.type == YAML_STREAM_END_EVENT { return composer.root }
                 try composer.take(event)
@@ -84,11 +84,18 @@ enum YAML {
         }
     }
 
-    private static func parserError(_ parser: yaml_parser_t) -> YAMLError {
+    private static func parserError(_ parser: yaml_parser_t, input: UnsafeMutableBufferPointer<UInt8>) -> YAMLError {
         let problem = parser.problem.map { String(cString: $0) } ?? "unknown error"
         let context = parser.context.map { " " + String(cString: $0) } ?? ""
-        let mark = parser.problem_mark
-        return YAMLError(description: "\(mark.line + 1):\(mark.column + 1): \(problem)\(context)")
+        var (line, column) = (parser.problem_mark.line + 1, parser.problem_mark.column + 1)
+        if parser.error == YAML_READER_ERROR {
+            // The reader (bad UTF-8, a control character) gives a byte offset, not a mark.
+            let offset = min(parser.problem_offset, input.count)
+            let before = input[..<offset]
+            line = before.reduce(1) { $1 == 0x0A ? $0 + 1 : $0 }
+            column = offset - (before.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) + 1
+        }
+        return YAMLError(description: "\(line):\(column): \(problem)\(context)")
     }
 
     /// Builds the tree from the events, one open mapping or sequence per level.
@@ -114,28 +121,28 @@ enum YAML {
             case YAML_SCALAR_EVENT:
                 let scalar = event.data.scalar
                 let text = String(decoding: UnsafeBufferPointer(start: scalar.value, count: scalar.length), as: UTF8.self)
-                add(.scalar(Node.Scalar(string: text, mark: mark)), anchor: Self.text(scalar.anchor))
+                try add(.scalar(Node.Scalar(string: text, mark: mark)), anchor: Self.text(scalar.anchor))
             case YAML_SEQUENCE_START_EVENT:
                 open.append(.sequence(items: [], mark: mark, anchor: Self.text(event.data.sequence_start.anchor)))
             case YAML_MAPPING_START_EVENT:
                 open.append(.mapping(pairs: [], key: nil, mark: mark, anchor: Self.text(event.data.mapping_start.anchor)))
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                 switch open.removeLast() {
-                case .sequence(let items, let start, let anchor): add(.sequence(Node.Items(nodes: items, mark: start)), anchor: anchor)
-                case .mapping(let pairs, _, let start, let anchor): add(.mapping(Node.Mapping(pairs: pairs, mark: start)), anchor: anchor)
+                case .sequence(let items, let start, let anchor): try add(.sequence(Node.Items(nodes: items, mark: start)), anchor: anchor)
+                case .mapping(let pairs, _, let start, let anchor): try add(.mapping(Node.Mapping(pairs: pairs, mark: start)), anchor: anchor)
                 }
             case YAML_ALIAS_EVENT:
                 let name = Self.text(event.data.alias.anchor) ?? ""
                 guard let node = anchors[name] else {
                     throw YAMLError(description: "\(mark.line):\(mark.column): alias *\(name) names no anchor defined before it")
                 }
-                add(node, anchor: nil)
+                try add(node, anchor: nil)
             default:
                 break  // stream start, document end, no event
             }
         }
 
-        private mutating func add(_ node: Node, anchor: String?) {
+        private mutating func add(_ node: Node, anchor: String?) throws(YAMLError) {
             if let anchor { anchors[anchor] = node }
             guard let last = open.popLast() else {
                 root = node
@@ -150,6 +157,10 @@ enum YAML {
                     pairs.append((key, node))
                     open.append(.mapping(pairs: pairs, key: nil, mark: mark, anchor: anchor))
                 } else {
+                    // A key given twice would leave one of the two settings unread without a word.
+                    if let text = node.string, let first = pairs.first(where: { $0.key.string == text }), let at = node.mark {
+                        throw YAMLError(description: "\(at.line):\(at.column): key \(text) is given twice in this mapping (first on line \(first.key.mark?.line ?? 0)); keep one")
+                    }
                     open.append(.mapping(pairs: pairs, key: node, mark: mark, anchor: anchor))
                 }
             }

@@ -194,7 +194,7 @@ final class KafkaProducer: @unchecked Sendable {  // the handles are thread-safe
         }
         self.topic = topic
         // The thread holds the producer until `close` stops it.
-        OSThread.start(name: "ferry-kafka-poll") { [self] in
+        OSThread.start(name: "ferry-kafka") { [self] in
             while running.load(ordering: .acquiring) { rd_kafka_poll(handle, 100) }
             pollerDone.signal()
         }

@@ -96,7 +96,7 @@ final class Writer: @unchecked Sendable {
     static let housekeepingOnly = WriteOperation(weight: 0, apply: { _ in {} }, fail: { _ in })
 
     func start() {
-        OSThread.start(name: "ferry-queue-writer") { [self] in run() }
+        OSThread.start(name: "ferry-writer") { [self] in run() }
     }
 
     /// Queues `operation` for the next group; false if the writer is stopping (the caller fails it).

@@ -6,13 +6,14 @@ import Glibc
 /// limit), named for `ps`, `top` and debuggers. Foundation's `Thread` would do the same and bring full
 /// Foundation, and with it ICU, into the binary (docs/ARCHITECTURE.md, "Footprint").
 package enum OSThread {
-    /// Starts `body` on a new detached thread called `name` (the system shows 15 bytes of it).
+    /// Starts `body` on a new detached thread called `name` (at most 15 bytes: the system's limit).
     package static func start(name: String, _ body: @escaping @Sendable () -> Void) {
+        precondition(name.utf8.count <= 15, "thread name \(name) is longer than the system's 15 bytes")
         let start = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            OSThread.name(String(decoding: start.name.utf8.prefix(15), as: UTF8.self))
+            OSThread.name(start.name)
             start.body()
             return nil
         }, start)

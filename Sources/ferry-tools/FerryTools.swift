@@ -92,13 +92,20 @@ func fixed(_ value: Double, digits: Int) -> String {
     guard value.isFinite else { return "\(value)" }
     var scale = 1.0
     for _ in 0..<digits { scale *= 10 }
-    let scaled = (abs(value) * scale).rounded()
+    let scaled = (abs(value) * scale).rounded(.toNearestOrEven)  // printf's rounding of an exact tie
     let whole = Int(scaled / scale)
     let fraction = Int(scaled - Double(whole) * scale)
     let sign = value < 0 && scaled > 0 ? "-" : ""
     guard digits > 0 else { return sign + "\(whole)" }
     let text = String(fraction)
     return sign + "\(whole)." + String(repeating: "0", count: max(0, digits - text.count)) + text
+}
+
+/// Sleeps `seconds` (any length; `--watch` intervals).
+func pause(seconds: Double) {
+    var time = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+    var left = timespec()
+    while nanosleep(&time, &left) != 0 && errno == EINTR { time = left }
 }
 
 /// `text` padded with spaces to `width` characters (never cut).
@@ -246,18 +253,23 @@ struct Export: ParsableCommand {
 
     enum Bound { case sequence(UInt64), time(Int64) }
 
-    static func bound(_ text: String?) throws -> Bound? {
+    /// A sequence number, or an RFC 3339 time (`2026-11-23T10:00:00Z`, `.123`, `+01:00`) as milliseconds,
+    /// rounded inwards: up for a lower bound, down for an upper one, so a bound never takes in a record
+    /// created outside it.
+    static func bound(_ text: String?, lower: Bool) throws -> Bound? {
         guard let text else { return nil }
         if let sequence = UInt64(text) { return .sequence(sequence) }
-        if let date = try? Date(text, strategy: .iso8601) { return .time(Int64((date.timeIntervalSince1970 * 1000).rounded())) }
-        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
-            return .time(Int64((date.timeIntervalSince1970 * 1000).rounded()))
+        guard text.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})/) != nil,
+              let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: text.contains(".")))
+        else {
+            throw ValidationError("\(text) is neither a sequence number nor an ISO 8601 time such as 2026-11-23T10:00:00Z")
         }
-        throw ValidationError("\(text) is neither a sequence number nor an ISO 8601 time such as 2026-11-23T10:00:00Z")
+        let milliseconds = date.timeIntervalSince1970 * 1000
+        return .time(Int64(lower ? milliseconds.rounded(.up) : milliseconds.rounded(.down)))
     }
 
     func run() throws {
-        let lower = try Self.bound(from), upper = try Self.bound(to)
+        let lower = try Self.bound(from, lower: true), upper = try Self.bound(to, lower: false)
         let q = try queue.openReadOnly()
         defer { q.close() }
         let fd: Int32 = output.map { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) } ?? 1

@@ -73,7 +73,7 @@ struct JournalCommand: ParsableCommand {
             }
             guard let watch else { return }
             fflush(nil)
-            usleep(UInt32(max(0.1, min(watch, 3600)) * 1_000_000))  // the refresh interval the user asked for
+            pause(seconds: max(0.1, watch))  // the refresh interval the user asked for
             if !json { print("") }
         }
     }

@@ -28,6 +28,9 @@ import Testing
         #expect(LineLogHandler.logfmt("two words") == "\"two words\"")
         #expect(LineLogHandler.logfmt("a=\"b\"") == "\"a=\\\"b\\\"\"")
         #expect(LineLogHandler.logfmt("") == "\"\"")
+        // "\r\n" is one Character; escaped by scalar, a peer's text cannot start a second log line.
+        #expect(LineLogHandler.logfmt("a\r\nlevel=error msg=forged") == "\"a\\r\\nlevel=error msg=forged\"")
+        #expect(!LineLogHandler.logfmt("x\r\ny\u{2028}").contains("\n"))
         #expect(JSONString.literal("line\nbreak \"q\"") == "\"line\\nbreak \\\"q\\\"\"")
     }
 }

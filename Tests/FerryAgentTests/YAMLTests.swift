@@ -24,7 +24,6 @@ import Testing
         ("base: &b {host: h, port: 1}\nother: *b\n", "{base: {host: h, port: 1}, other: {host: h, port: 1}}"),
         ("tagged: !!str 9800\nempty:\nnull_word: null\n", "{tagged: 9800, empty: , null_word: null}"),
         ("---\nk: v\n...\n", "{k: v}"),
-        ("k: v\nk: w\n", "{k: v, k: w}"),
     ] as [(String, String)])
     func composesWhatItReads(_ text: String, _ expected: String) throws {
         #expect(Self.shape(try YAML.compose(text)) == expected)
@@ -47,6 +46,9 @@ import Testing
         ("a: 1\n---\nb: 2\n", "a second document"),
         ("a: *nowhere\n", "names no anchor"),
         ("a: \"unterminated\n", "2:"),
+        ("input:\n  http: {}\nqueue: {}\ninput:\n  syslog: {}\n", "4:1: key input is given twice in this mapping (first on line 1)"),
+        ("a: {b: 1, b: 2}\n", "1:11: key b is given twice"),
+        ("a: b\u{07}\n", "1:5: control characters are not allowed"),
     ] as [(String, String)])
     func refusesWithWhere(_ text: String, _ expected: String) {
         #expect(throws: YAMLError.self) { try YAML.compose(text) }

@@ -72,6 +72,13 @@ import Testing
         #expect(Data(gunzip.stdout) == original)
         let part = try await run(tools, ["export", "--from", "3", "--to", "4", "--data-dir", a.path])
         #expect(part.output.split(separator: "\n").count == 50)
+        // Times are RFC 3339, whole: every record was made between these two; trailing junk is refused.
+        let byTime = try await run(tools, ["export", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T01:00:00.5+01:00", "--data-dir", a.path])
+        #expect(byTime.status == 0 && byTime.output.split(separator: "\n").count == ids.count, "\(byTime.errors)")
+        let none = try await run(tools, ["export", "--to", "2000-01-01T00:00:00.000Z", "--data-dir", a.path])
+        #expect(none.status == 0 && none.output.isEmpty, "\(none.errors)")
+        let junk = try await run(tools, ["export", "--from", "2026-11-23T10:00:00Zjunk", "--data-dir", a.path])
+        #expect(junk.status != 0 && junk.errors.contains("neither a sequence number nor an ISO 8601 time"), "\(junk.errors)")
         // A bad import file stores nothing and names the line.
         let bad = a.appending("bad.ndjson")
         try "{\"ok\":1}\n{\"broken\":\n".write(toFile: bad, atomically: true, encoding: .utf8)
