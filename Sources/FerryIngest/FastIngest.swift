@@ -172,7 +172,7 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .receiving(try handler.begin(head.headerFields))
             } catch {
                 state = .discarding
-                respond(context, handler.answer(.failure(Self.ingestError(error)), peer: context.channel.remoteAddress))
+                respond(context, handler.answer(.failure(IngestError.refusal(error)), peer: context.channel.remoteAddress))
             }
         case .passing:
             if case .end = part { state = .idle }
@@ -186,7 +186,7 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
                     state = .receiving(upload)
                 } catch {
                     state = .discarding
-                    respond(context, handler.answer(.failure(Self.ingestError(error)), peer: context.channel.remoteAddress))
+                    respond(context, handler.answer(.failure(IngestError.refusal(error)), peer: context.channel.remoteAddress))
                 }
             case .end:
                 state = .answering
@@ -259,10 +259,6 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     private static func asksToClose(_ headers: HTTPFields) -> Bool {
         headers[.connection]?.lowercased().contains("close") ?? false
-    }
-
-    private static func ingestError(_ error: any Error) -> IngestError {
-        error as? IngestError ?? IngestError(status: 500, reason: "internal", message: "\(error); retry later")
     }
 }
 

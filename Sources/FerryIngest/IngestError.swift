@@ -23,6 +23,11 @@ package struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
 
     package var description: String { "\(status) \(reason): \(message)" }
 
+    /// `error` as a refusal: itself when it is one (what the decoder and the head's checks throw), else 500.
+    static func refusal(_ error: any Error) -> IngestError {
+        error as? IngestError ?? IngestError(status: 500, reason: "internal", message: "\(error); retry later")
+    }
+
     static func invalidJSON(line: Int, _ detail: String) -> IngestError {
         IngestError(status: 400, reason: "invalid_json", message: "line \(line): \(detail); send one JSON object per line", line: line)
     }

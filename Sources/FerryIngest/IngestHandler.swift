@@ -125,7 +125,7 @@ struct IngestHandler: Sendable {
         do {
             batch = try upload.decoder.finish()
         } catch {
-            return completion(.failure(error as? IngestError ?? IngestError(status: 500, reason: "internal", message: "\(error); retry later")))
+            return completion(.failure(IngestError.refusal(error)))
         }
         let start = ContinuousClock.now
         intake.append(batch, sourceBytes: upload.received, batchID: upload.batchID) { [self] result in

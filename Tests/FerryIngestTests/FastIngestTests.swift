@@ -16,6 +16,18 @@ import Testing
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
+    /// Writes `requests` on a new connection (then half-closes it, with `halfClose`) and returns what came
+    /// back: up to `marker`, or all of it until the server closes.
+    static func exchange(port: Int, _ requests: String, halfClose: Bool = false, until marker: String? = nil) async throws -> String {
+        try await onThread { () throws -> String in
+            let connection = try RawConnection(port: port)
+            defer { connection.close() }
+            connection.send(Array(requests.utf8))
+            if halfClose { connection.shutdownWrite() }
+            return marker.map { connection.read(until: $0) } ?? String(decoding: connection.readToEnd(), as: UTF8.self)
+        }
+    }
+
     static func chunkedPost(_ body: String) -> String {
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
             + String(body.utf8.count, radix: 16) + "\r\n\(body)\r\n0\r\n\r\n"
@@ -25,15 +37,9 @@ import Testing
     /// unknown route: Hummingbird): the answers come in request order, and the events are stored in it.
     @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothPaths() async throws {
         try await withIngest { ingest in
-            let port = ingest.port
             let requests = Self.post(Self.events("a", 1)) + Self.post(Self.events("d", 5)) + Self.chunkedPost(Self.events("b", 2)) + Self.post(Self.events("c", 3))
                 + "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n" + Self.post(Self.events("e", 4))
-            let answers = try await onThread { () throws -> String in
-                let connection = try RawConnection(port: port)
-                defer { connection.close() }
-                connection.send(Array(requests.utf8))
-                return connection.read(until: #"{"stored":4}"#)
-            }
+            let answers = try await Self.exchange(port: ingest.port, requests, until: #"{"stored":4}"#)
             let order = [#"{"stored":1}"#, #"{"stored":5}"#, #"{"stored":2}"#, #"{"stored":3}"#, "HTTP/1.1 404", #"{"stored":4}"#]
             let positions = order.map { answers.range(of: $0)?.lowerBound }
             #expect(positions.allSatisfy { $0 != nil }, "\(answers)")
@@ -48,14 +54,7 @@ import Testing
     /// half-close reaches Hummingbird (which would end the connection) only after the answers under way.
     @Test func aClientThatHalfClosesAfterItsRequestsReadsTheirAnswers() async throws {
         try await withIngest { ingest in
-            let port = ingest.port
-            let answers = try await onThread { () throws -> String in
-                let connection = try RawConnection(port: port)
-                defer { connection.close() }
-                connection.send(Array((Self.post(Self.events("a", 1)) + Self.post(Self.events("b", 2))).utf8))
-                connection.shutdownWrite()
-                return String(decoding: connection.readToEnd(), as: UTF8.self)
-            }
+            let answers = try await Self.exchange(port: ingest.port, Self.post(Self.events("a", 1)) + Self.post(Self.events("b", 2)), halfClose: true)
             #expect(answers.contains(#"{"stored":1}"#) && answers.contains(#"{"stored":2}"#), "\(answers)")
             #expect(try ingest.storedEvents().count == 3)
         }
@@ -65,13 +64,7 @@ import Testing
     /// after this path's answer, not in its place.
     @Test func aParseErrorAfterAPendingAnswerIsAnsweredSecond() async throws {
         try await withIngest { ingest in
-            let port = ingest.port
-            let answers = try await onThread { () throws -> String in
-                let connection = try RawConnection(port: port)
-                defer { connection.close() }
-                connection.send(Array((Self.post(Self.events("a", 1)) + "NOT HTTP AT ALL\r\n\r\n").utf8))
-                return String(decoding: connection.readToEnd(), as: UTF8.self)
-            }
+            let answers = try await Self.exchange(port: ingest.port, Self.post(Self.events("a", 1)) + "NOT HTTP AT ALL\r\n\r\n")
             let stored = try #require(answers.range(of: #"{"stored":1}"#), "\(answers)")
             let refused = try #require(answers.range(of: "HTTP/1.1 400"), "\(answers)")
             #expect(stored.lowerBound < refused.lowerBound, "\(answers)")
@@ -82,14 +75,8 @@ import Testing
     /// is neither taken nor stored (it could never be answered).
     @Test func nothingIsTakenAfterARequestThatAsksToClose() async throws {
         try await withIngest { ingest in
-            let port = ingest.port
             let closing = Self.post(Self.events("a", 1)).replacingOccurrences(of: "Host: x\r\n", with: "Host: x\r\nConnection: close\r\n")
-            let answers = try await onThread { () throws -> String in
-                let connection = try RawConnection(port: port)
-                defer { connection.close() }
-                connection.send(Array((closing + Self.post(Self.events("b", 2))).utf8))
-                return String(decoding: connection.readToEnd(), as: UTF8.self)
-            }
+            let answers = try await Self.exchange(port: ingest.port, closing + Self.post(Self.events("b", 2)))
             #expect(answers.contains(#"{"stored":1}"#), "\(answers)")
             #expect(!answers.contains(#"{"stored":2}"#), "\(answers)")
             #expect(try ingest.storedEvents().count == 1)
@@ -99,13 +86,7 @@ import Testing
     /// An answer of the event-loop path carries what Hummingbird's would: length, type, date, server.
     @Test func answersCarryLengthTypeDateAndServer() async throws {
         try await withIngest { ingest in
-            let port = ingest.port
-            let answer = try await onThread { () throws -> String in
-                let connection = try RawConnection(port: port)
-                defer { connection.close() }
-                connection.send(Array(Self.post(Self.events("a", 2)).utf8))
-                return connection.read(until: "}")
-            }
+            let answer = try await Self.exchange(port: ingest.port, Self.post(Self.events("a", 2)), until: "}")
             let head = answer.lowercased()
             #expect(head.hasPrefix("http/1.1 200 ok\r\n"), "\(answer)")
             #expect(head.contains("content-length: 12\r\n"), "\(answer)")
