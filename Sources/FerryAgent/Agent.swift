@@ -5,6 +5,7 @@ import FerryIngest
 import FerryKafka
 import FerryPipeline
 import FerryQueue
+import FerryService
 import FerryWire
 import FerrySyslog
 import FoundationEssentials
@@ -150,7 +151,18 @@ package enum Agent {
                 for input in inputs { lines.append(await input.started()) }
                 state.inputsStarted.store(true, ordering: .releasing)
                 banner(configuration, inputs: lines, adminPort: await admin?.listeningPort(), logger: logger)
+                // Start-up's code is not needed again: unmap it (it stays in the page cache), so that the
+                // resident set is what the agent runs (docs/ARCHITECTURE.md, "Footprint").
+                let released = CodePages.release()
+                logger.debug("code pages unmapped", metadata: ["ferry.bytes": "\(released)"])
                 await service.readyThenMonitor(queue: queue)
+                return false
+            }
+            tasks.addTask {
+                // Code that ran once since (a first request of its kind, a reload) is unmapped again.
+                while (try? await Task.sleep(for: CodePages.interval)) != nil {
+                    CodePages.release()
+                }
                 return false
             }
             tasks.addTask {
