@@ -18,22 +18,29 @@ public enum JSONString {
         }
     }
 
-    /// The same as `appendEscaped(_:to:)` for bytes in memory: runs that need no escape are copied at once.
-    /// This is the hot path of inputs that build events from raw bytes (the syslog and RELP inputs).
+    /// The same as `appendEscaped(_:to:)` for bytes in memory: runs that need no escape are copied at once,
+    /// and found eight bytes at a time. This is the hot path of inputs that build events from raw bytes (the
+    /// syslog and RELP inputs).
     public static func appendEscaped(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        guard let base = text.baseAddress else { return }
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
         var start = 0
         var index = 0
         let count = text.count
         while index < count {
-            let byte = text[index]
+            while index + 8 <= count, !ASCIIWord.containsByteToEscape(text.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                index += 8
+            }
+            guard index < count else { break }
+            let byte = bytes[index]
             if needsEscape(byte) {
-                if start < index { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<index])) }
+                if start < index { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: index - start)) }
                 appendEscape(of: byte, to: &out)
                 start = index + 1
             }
             index += 1
         }
-        if start < count { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<count])) }
+        if start < count { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: count - start)) }
     }
 
     @inline(__always)
@@ -41,14 +48,20 @@ public enum JSONString {
         byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 
+    @inline(never)
     private static func appendEscape(of byte: UInt8, to out: inout [UInt8]) {
+        out.append(0x5C)
         switch byte {
-        case UInt8(ascii: "\""): out += [0x5C, 0x22]
-        case UInt8(ascii: "\\"): out += [0x5C, 0x5C]
-        case 0x0A: out += [0x5C, UInt8(ascii: "n")]
-        case 0x0D: out += [0x5C, UInt8(ascii: "r")]
-        case 0x09: out += [0x5C, UInt8(ascii: "t")]
-        default: out += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hexDigit(byte >> 4), hexDigit(byte & 0xF)]
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
+        case 0x0A: out.append(UInt8(ascii: "n"))
+        case 0x0D: out.append(UInt8(ascii: "r"))
+        case 0x09: out.append(UInt8(ascii: "t"))
+        default:
+            out.append(UInt8(ascii: "u"))
+            out.append(0x30)
+            out.append(0x30)
+            out.append(hexDigit(byte >> 4))
+            out.append(hexDigit(byte & 0xF))
         }
     }
 
@@ -66,5 +79,28 @@ extension StringProtocol {
         while let c = s.first, c.isWhitespace { s.removeFirst() }
         while let c = s.last, c.isWhitespace { s.removeLast() }
         return String(s)
+    }
+}
+
+/// Tests of eight bytes at once (one little- or big-endian word; the answers do not depend on the order).
+enum ASCIIWord {
+    static let highBits: UInt64 = 0x8080_8080_8080_8080
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+
+    /// Whether some byte of `word` is zero (may not say which).
+    @inline(__always)
+    static func hasZeroByte(_ word: UInt64) -> Bool {
+        (word &- ones) & ~word & highBits != 0
+    }
+
+    /// Whether some byte of `word` needs a JSON escape: below 0x20, a quote or a backslash. Exact for the word as a
+    /// whole (a borrow can mark bytes above a matching one, never a word without one); which byte it
+    /// is, the caller finds byte by byte.
+    @inline(__always)
+    static func containsByteToEscape(_ word: UInt64) -> Bool {
+        // A byte below 0x20 borrows when 0x20 is subtracted, and has its high bit clear before
+        // (Bit Twiddling Hacks' "hasless", exact for limits up to 128).
+        let control = (word &- ones &* 0x20) & ~word & highBits
+        return control != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
     }
 }

@@ -309,6 +309,12 @@ public enum UTF8Validation {
     public static func firstInvalidOffset(_ bytes: UnsafeRawBufferPointer) -> Int? {
         var scanner = JSONValidator.Scanner(bytes: bytes)
         while scanner.index < bytes.count {
+            // Eight ASCII bytes at a time: text is mostly ASCII (a syslog message, a log line).
+            while scanner.index + 8 <= bytes.count,
+                  bytes.loadUnaligned(fromByteOffset: scanner.index, as: UInt64.self) & ASCIIWord.highBits == 0 {
+                scanner.index += 8
+            }
+            guard scanner.index < bytes.count else { break }
             if bytes[scanner.index] < 0x80 { scanner.index += 1; continue }
             do { try scanner.utf8Sequence() } catch { return error.offset }
         }

@@ -14,4 +14,43 @@ import Testing
             #expect(viaBuffer == viaSequence, "\(sample)")
         }
     }
+
+    /// The buffer escaper reads eight bytes at a time: every byte value, at every position of a word and of
+    /// the tail, among plain ASCII and among bytes of 0x80 and above, comes out as the sequence escaper has it.
+    @Test func everyByteAtEveryPositionOfAWordIsEscapedAsByTheSequenceEscaper() {
+        for filler: UInt8 in [UInt8(ascii: "a"), 0xC3, 0xFF, 0x21, 0x5D, 0x20] {
+            for length in [8, 16, 19] {
+                for position in 0..<length {
+                    for value in 0...255 {
+                        var sample = [UInt8](repeating: filler, count: length)
+                        sample[position] = UInt8(value)
+                        var viaSequence: [UInt8] = []
+                        JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
+                        var viaBuffer: [UInt8] = []
+                        sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
+                        if viaBuffer != viaSequence {
+                            Issue.record("filler \(filler), byte \(value) at \(position) of \(length): \(viaBuffer) != \(viaSequence)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// UTF-8 validation skips ASCII eight bytes at a time: the offset of a bad byte is still exact.
+    @Test func utf8ValidationNamesTheOffsetOfABadByteAfterAnyASCIIRun() {
+        for length in 1...24 {
+            for position in 0..<length {
+                for bad: [UInt8] in [[0xFF], [0xC3], [0xE2, 0x28], [0x80]] {
+                    var sample = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+                    sample.replaceSubrange(position..<min(length, position + bad.count), with: bad.prefix(length - position))
+                    let offset = sample.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) }
+                    #expect(offset == position, "\(bad) at \(position) of \(length)")
+                }
+            }
+            let valid = Array(String(repeating: "é✓a", count: length).utf8)
+            #expect(valid.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) } == nil)
+        }
+    }
 }

@@ -146,7 +146,7 @@ extension SyslogParser {
         out.append(UInt8(ascii: "\""))
     }
 
-    private func stringField(_ key: [UInt8], _ range: Range<Int>?, _ bytes: UnsafeRawBufferPointer, _ first: inout Bool, _ out: inout [UInt8]) {
+    private func stringField(_ key: StaticString, _ range: Range<Int>?, _ bytes: UnsafeRawBufferPointer, _ first: inout Bool, _ out: inout [UInt8]) {
         guard let range else { return }
         Self.key(key, &first, &out)
         quoted(bytes, range, escaped: false, to: &out)
@@ -160,10 +160,10 @@ extension SyslogParser {
     }
 
     @inline(__always)
-    private static func key(_ key: [UInt8], _ first: inout Bool, _ out: inout [UInt8]) {
+    private static func key(_ key: StaticString, _ first: inout Bool, _ out: inout [UInt8]) {
         if !first { out.append(UInt8(ascii: ",")) }
         first = false
-        out.append(contentsOf: key)
+        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
     }
 
     private static func equal(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {
@@ -173,18 +173,19 @@ extension SyslogParser {
     }
 }
 
-/// The constant parts of the events, as bytes: keys with their colon, names with their quotes.
+/// The constant parts of the events: keys with their colon (static strings: no array to retain per
+/// message), names with their quotes.
 private enum JSONKeys {
-    static let timestamp = Array(#""@timestamp":"#.utf8)
-    static let hostname = Array(#""hostname":"#.utf8)
-    static let appname = Array(#""appname":"#.utf8)
-    static let procid = Array(#""procid":"#.utf8)
-    static let msgid = Array(#""msgid":"#.utf8)
-    static let facility = Array(#""facility":"#.utf8)
-    static let severity = Array(#""severity":"#.utf8)
-    static let message = Array(#""message":"#.utf8)
-    static let structuredData = Array(#""structured_data":"#.utf8)
-    static let sourceIP = Array(#""source_ip":"#.utf8)
+    static let timestamp: StaticString = #""@timestamp":"#
+    static let hostname: StaticString = #""hostname":"#
+    static let appname: StaticString = #""appname":"#
+    static let procid: StaticString = #""procid":"#
+    static let msgid: StaticString = #""msgid":"#
+    static let facility: StaticString = #""facility":"#
+    static let severity: StaticString = #""severity":"#
+    static let message: StaticString = #""message":"#
+    static let structuredData: StaticString = #""structured_data":"#
+    static let sourceIP: StaticString = #""source_ip":"#
     static let facilities = SyslogNames.facilities.map { Array(JSONString.literal($0).utf8) }
     static let severities = SyslogNames.severities.map { Array(JSONString.literal($0).utf8) }
 }
