@@ -17,10 +17,14 @@ import Glibc
 /// (mapped executable pages it would keep). The agent calls it once start-up is over and then every
 /// `CodePages.interval`, so its resident set is the code it ran lately.
 ///
-/// Guarantees: only mappings of the executable's own file that are neither writable nor hold an anonymous
-/// page are touched, so no data can be lost (RELRO, which was written before it was made read-only,
-/// holds anonymous pages and is skipped); any failure (no `/proc`, a refused `madvise`) leaves the pages
-/// mapped and is reported as 0 bytes released. Linux only; elsewhere it does nothing.
+/// Guarantees: only pages that are never written are released: the executable's loadable ELF segments
+/// without write permission, less its RELRO range (relocated before it was made read-only), and nothing
+/// when the executable has text relocations; and of those only the mappings that `/proc/self/smaps` shows
+/// with no private page, in memory or swapped (`Anonymous:` and `Swap:` both 0). While a debugger is
+/// attached (`TracerPid`), nothing is released, so its breakpoints stay. Left: a uprobe placed in the
+/// instant between the read of smaps and `madvise` would be dropped. Any failure (no `/proc`, a refused
+/// `madvise`) leaves the pages mapped and is reported as 0 bytes released. Linux only; elsewhere it does
+/// nothing.
 package enum CodePages {
     /// How often the agent releases them again after start-up.
     package static let interval: Duration = .seconds(60)
@@ -43,14 +47,19 @@ package enum CodePages {
     @discardableResult
     package static func release() -> Int {
         #if os(Linux)
-        guard let smaps = readSmaps(), let executable = executablePath() else { return 0 }
+        guard !isTraced(), let segments = neverWrittenSegments(), let smaps = readSmaps(),
+              let executable = executablePath() else { return 0 }
         var released = 0
         for mapping in releasable(smaps: smaps, executable: executable) {
-            let length = Int(mapping.end - mapping.start)
-            // MADV_COLD (Linux 5.4) only moves the pages to the inactive list; an older kernel refuses it.
-            _ = madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), length, MADV_COLD)
-            if madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), length, MADV_DONTNEED) == 0 {
-                released += mapping.resident
+            for segment in segments {
+                let start = max(mapping.start, segment.lowerBound), end = min(mapping.end, segment.upperBound)
+                guard start < end else { continue }
+                let length = Int(end - start)
+                // MADV_COLD (Linux 5.4) only moves the pages to the inactive list; an older kernel refuses it.
+                _ = madvise(UnsafeMutableRawPointer(bitPattern: start), length, MADV_COLD)
+                if madvise(UnsafeMutableRawPointer(bitPattern: start), length, MADV_DONTNEED) == 0 {
+                    released += mapping.resident * length / Int(mapping.end - mapping.start)
+                }
             }
         }
         return released
@@ -60,13 +69,14 @@ package enum CodePages {
     }
 
     /// The mappings of `executable` in `smaps` (the text of `/proc/PID/smaps`) that are not writable,
-    /// have resident pages and no anonymous page.
+    /// have resident pages and no private page (`Anonymous:` and `Swap:` present and 0).
     package static func releasable(smaps: String, executable: String) -> [Mapping] {
         var found: [Mapping] = []
         var current: Mapping?
-        var anonymous = 0
+        var anonymous: Int?
+        var swapped: Int?
         func finish() {
-            if let mapping = current, anonymous == 0, mapping.resident > 0 { found.append(mapping) }
+            if let mapping = current, anonymous == 0, swapped == 0, mapping.resident > 0 { found.append(mapping) }
             current = nil
         }
         for line in smaps.split(separator: "\n", omittingEmptySubsequences: true) {
@@ -75,7 +85,8 @@ package enum CodePages {
             if let dash = first.firstIndex(of: "-"), !first.hasSuffix(":") {
                 // "start-end perms offset dev inode [path]": a new mapping.
                 finish()
-                anonymous = 0
+                anonymous = nil
+                swapped = nil
                 guard fields.count >= 6, let start = UInt(first[..<dash], radix: 16),
                       let end = UInt(first[first.index(after: dash)...], radix: 16) else { continue }
                 let permissions = fields[1]
@@ -85,16 +96,79 @@ package enum CodePages {
             } else if current != nil, fields.count >= 2, let kib = Int(fields[1]) {
                 if first == "Rss:" { current?.resident = kib * 1024 }
                 if first == "Anonymous:" { anonymous = kib }
+                if first == "Swap:" { swapped = kib }
             }
         }
         finish()
         return found
     }
 
+    /// ELF program header types and flags, and dynamic tags (`<elf.h>`, which Swift's Glibc does not export).
+    private enum ELF {
+        static let load: UInt32 = 1, dynamic: UInt32 = 2, programHeaders: UInt32 = 6, relro: UInt32 = 0x6474_E552
+        static let writable: UInt32 = 2
+        static let textRelocations: Int64 = 22, flags: Int64 = 30, textRelocationsFlag: UInt64 = 4
+    }
+
+    /// The page ranges of the running executable that are never written: its `PT_LOAD` segments without
+    /// `PF_W`, rounded inwards to pages, less `PT_GNU_RELRO` rounded outwards. Nil when it cannot tell
+    /// (no program headers found) or when the executable has text relocations.
+    package static func neverWrittenSegments() -> [Range<UInt>]? {
+        #if os(Linux)
+        guard let auxv = readAuxiliaryVector(), let headers = auxv[3], let entrySize = auxv[4], let count = auxv[5],
+              entrySize >= 56, let base = UnsafeRawPointer(bitPattern: UInt(headers)) else { return nil }
+        struct Header { var type: UInt32; var flags: UInt32; var address: UInt; var size: UInt }
+        let all = (0..<Int(count)).map { index -> Header in
+            let header = base + index * Int(entrySize)
+            return Header(type: header.loadUnaligned(as: UInt32.self), flags: header.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+                          address: UInt(header.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                          size: UInt(header.loadUnaligned(fromByteOffset: 40, as: UInt64.self)))
+        }
+        // The load bias: where the program headers are against where the file says they are (0 if not PIE).
+        let bias = all.first { $0.type == ELF.programHeaders }.map { UInt(headers) &- $0.address } ?? 0
+        if let dynamic = all.first(where: { $0.type == ELF.dynamic }), let entries = UnsafeRawPointer(bitPattern: bias &+ dynamic.address) {
+            var offset = 0
+            while offset + 16 <= Int(dynamic.size) {
+                let tag = entries.loadUnaligned(fromByteOffset: offset, as: Int64.self)
+                let value = entries.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+                if tag == 0 { break }
+                if tag == ELF.textRelocations || (tag == ELF.flags && value & ELF.textRelocationsFlag != 0) { return nil }
+                offset += 16
+            }
+        }
+        let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let down = { (address: UInt) in address & ~(page - 1) }
+        let up = { (address: UInt) in (address + page - 1) & ~(page - 1) }
+        let relro = all.filter { $0.type == ELF.relro }.map { down(bias &+ $0.address)..<up(bias &+ $0.address &+ $0.size) }
+        var segments: [Range<UInt>] = []
+        for header in all where header.type == ELF.load && header.flags & ELF.writable == 0 {
+            let start = up(bias &+ header.address), end = down(bias &+ header.address &+ header.size)
+            guard start < end else { continue }
+            var pieces = [start..<end]
+            for written in relro {
+                pieces = pieces.flatMap { piece -> [Range<UInt>] in
+                    guard piece.overlaps(written) else { return [piece] }
+                    return [piece.lowerBound..<max(piece.lowerBound, written.lowerBound),
+                            min(piece.upperBound, written.upperBound)..<piece.upperBound].filter { !$0.isEmpty }
+                }
+            }
+            segments += pieces
+        }
+        return segments
+        #else
+        return nil
+        #endif
+    }
+
     #if os(Linux)
     /// The text of `/proc/self/smaps`.
     package static func readSmaps() -> String? {
-        guard let file = fopen("/proc/self/smaps", "r") else { return nil }
+        readText("/proc/self/smaps")
+    }
+
+    /// A file of `/proc`, whose size `stat` does not tell, line by line to its end.
+    private static func readText(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var text = ""
         var line: UnsafeMutablePointer<CChar>?
@@ -104,6 +178,26 @@ package enum CodePages {
             text += String(cString: line)
         }
         return text
+    }
+
+    /// `/proc/self/auxv`: type → value.
+    private static func readAuxiliaryVector() -> [UInt64: UInt64]? {
+        let fd = open("/proc/self/auxv", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var words = [UInt64](repeating: 0, count: 512)
+        let count = words.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count >= 16 else { return nil }
+        var vector: [UInt64: UInt64] = [:]
+        for pair in stride(from: 0, to: count / 8 - 1, by: 2) where words[pair] != 0 { vector[words[pair]] = words[pair + 1] }
+        return vector
+    }
+
+    /// Whether a debugger (or any tracer) is attached: its breakpoints are private pages of the code.
+    private static func isTraced() -> Bool {
+        guard let status = readText("/proc/self/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("TracerPid:") }) else { return false }
+        return Int(line.dropFirst("TracerPid:".count).filter { !$0.isWhitespace }) != 0
     }
 
     /// The path of the running executable, as `/proc/self/smaps` names it.

@@ -238,6 +238,13 @@ public enum JSONValidator {
         mutating func string() throws(JSONSyntaxError) {
             index += 1  // opening quote
             while index < bytes.count {
+                // Eight plain bytes (ASCII, no quote, backslash or control byte) at a time.
+                while index + 8 <= bytes.count {
+                    let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    guard word & ASCIIWord.highBits == 0, !ASCIIWord.containsByteToEscape(word) else { break }
+                    index += 8
+                }
+                guard index < bytes.count else { break }
                 let byte = bytes[index]
                 switch byte {
                 case UInt8(ascii: "\""):

@@ -50,4 +50,33 @@ import Testing
         #expect(String(decoding: first, as: UTF8.self) == #"{"a":1,"b":"x y"}"#)
         #expect(throws: JSONSyntaxError.self) { try Array("[{},1]".utf8).withUnsafeBytes { try JSONValidator.objects(in: $0) } }
     }
+
+    /// Strings are scanned eight plain bytes at a time: a byte that ends or breaks the string, at any
+    /// position of a word or of the tail, is still seen at its own offset.
+    @Test func everySpecialByteAtEveryPositionOfAStringIsSeenWhereItIs() throws {
+        let prefix = Array(#"{"k":""#.utf8)
+        for length in [1, 7, 8, 9, 16, 23] {
+            for position in 0..<length {
+                func validate(_ special: [UInt8]) -> Result<Void, JSONSyntaxError> {
+                    var body = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    body.replaceSubrange(position..<position + 1, with: special)
+                    let text = prefix + body + Array(#""}"#.utf8)
+                    return text.withUnsafeBytes { bytes in Result { () throws(JSONSyntaxError) in try JSONValidator.validateObject(bytes) } }
+                }
+                let at = prefix.count + position
+                for control: UInt8 in [0x00, 0x01, 0x0A, 0x1F] {
+                    guard case .failure(let error) = validate([control]) else { Issue.record("control 0x\(control) at \(position) of \(length) accepted"); return }
+                    #expect(error.offset == at)
+                }
+                // A quote ends the string early: what follows is not a valid object.
+                guard case .failure = validate([UInt8(ascii: "\"")]) else { Issue.record("early quote at \(position) of \(length) accepted"); return }
+                guard case .failure(let bad) = validate([0xFF]) else { Issue.record("0xFF at \(position) of \(length) accepted"); return }
+                #expect(bad.offset == at)
+                guard case .failure = validate(Array(#"\q"#.utf8)) else { Issue.record("\\q at \(position) of \(length) accepted"); return }
+                for fine in [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array("é".utf8), [0x7F], [0x20]] {
+                    guard case .success = validate(fine) else { Issue.record("\(fine) at \(position) of \(length) refused"); return }
+                }
+            }
+        }
+    }
 }
