@@ -18,12 +18,60 @@ public enum JSONString {
         }
     }
 
-    /// The same as `appendEscaped(_:to:)` for bytes in memory: runs that need no escape are copied at once,
-    /// and found eight bytes at a time. This is the hot path of inputs that build events from raw bytes (the
-    /// syslog and RELP inputs).
+    /// The same as `appendEscaped(_:to:)` for bytes in memory, for the inputs that build events from raw
+    /// bytes (the syslog and RELP inputs): plain bytes are found eight at a time, text without escapes is
+    /// appended at once, and text with escapes (a message that quotes something) is written into scratch
+    /// memory with plain stores and appended once, instead of one array append per run and per escape.
     public static func appendEscaped(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         guard let base = text.baseAddress else { return }
         let bytes = base.assumingMemoryBound(to: UInt8.self)
+        let count = text.count
+        var index = 0
+        while index + 8 <= count, !ASCIIWord.containsByteToEscape(text.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+            index += 8
+        }
+        while index < count, !needsEscape(bytes[index]) { index += 1 }
+        if index == count {
+            out.append(contentsOf: UnsafeBufferPointer(start: bytes, count: count))
+            return
+        }
+        // At most six bytes out per byte in (`\u00XX`).
+        let bound = count * 6
+        guard bound <= scratchLimit else {
+            appendEscapedInRuns(text, to: &out)
+            return
+        }
+        withUnsafeTemporaryAllocation(byteCount: bound, alignment: 1) { scratch in
+            let target = scratch.baseAddress!
+            target.copyMemory(from: base, byteCount: index)
+            var written = index
+            while index < count {
+                let byte = bytes[index]
+                index += 1
+                if needsEscape(byte) {
+                    written += writeEscape(of: byte, to: target + written)
+                } else {
+                    target.storeBytes(of: byte, toByteOffset: written, as: UInt8.self)
+                    written += 1
+                }
+                while index + 8 <= count {
+                    let word = text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    if ASCIIWord.containsByteToEscape(word) { break }
+                    target.storeBytes(of: word, toByteOffset: written, as: UInt64.self)
+                    written += 8
+                    index += 8
+                }
+            }
+            out.append(contentsOf: UnsafeBufferPointer(start: target.assumingMemoryBound(to: UInt8.self), count: written))
+        }
+    }
+
+    /// Text longer than this (times six) is escaped in runs appended one by one, without scratch memory.
+    package static let scratchLimit = 64 << 10
+
+    /// `appendEscaped` for long text: runs without escapes appended at once, each escape on its own.
+    private static func appendEscapedInRuns(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let bytes = text.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var start = 0
         var index = 0
         let count = text.count
@@ -41,6 +89,28 @@ public enum JSONString {
             index += 1
         }
         if start < count { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: count - start)) }
+    }
+
+    /// Writes the escape of `byte` at `target`; returns its length (2 or 6).
+    @inline(__always)
+    private static func writeEscape(of byte: UInt8, to target: UnsafeMutableRawPointer) -> Int {
+        target.storeBytes(of: 0x5C, as: UInt8.self)
+        let short: UInt8
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): short = byte
+        case 0x0A: short = UInt8(ascii: "n")
+        case 0x0D: short = UInt8(ascii: "r")
+        case 0x09: short = UInt8(ascii: "t")
+        default:
+            target.storeBytes(of: UInt8(ascii: "u"), toByteOffset: 1, as: UInt8.self)
+            target.storeBytes(of: 0x30, toByteOffset: 2, as: UInt8.self)
+            target.storeBytes(of: 0x30, toByteOffset: 3, as: UInt8.self)
+            target.storeBytes(of: hexDigit(byte >> 4), toByteOffset: 4, as: UInt8.self)
+            target.storeBytes(of: hexDigit(byte & 0xF), toByteOffset: 5, as: UInt8.self)
+            return 6
+        }
+        target.storeBytes(of: short, toByteOffset: 1, as: UInt8.self)
+        return 2
     }
 
     @inline(__always)

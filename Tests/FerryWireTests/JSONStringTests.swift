@@ -53,4 +53,23 @@ import Testing
             #expect(valid.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) } == nil)
         }
     }
+
+    /// Text with escapes goes through scratch memory, and text longer than the scratch bound through runs:
+    /// both write what the sequence escaper writes, escapes next to each other and at either end included.
+    @Test func longAndDenselyEscapedTextIsEscapedAsByTheSequenceEscaper() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = Array("abc \"\\\n\t\u{01}\u{1F}".utf8) + [0xC3, 0xA9, 0x7F]
+        for length in [1, 2, 9, 100, 4_000, JSONString.scratchLimit / 6, JSONString.scratchLimit / 6 + 1, 20_000] {
+            for density in [1, 4, 64] {
+                let sample = (0..<length).map { index -> UInt8 in
+                    index % density == 0 ? alphabet.randomElement(using: &generator)! : UInt8(ascii: "x")
+                }
+                var viaSequence: [UInt8] = [0x7B]
+                JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
+                var viaBuffer: [UInt8] = [0x7B]
+                sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
+                #expect(viaBuffer == viaSequence, "length \(length), one special in \(density)")
+            }
+        }
+    }
 }
