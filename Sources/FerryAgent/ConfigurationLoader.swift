@@ -3,6 +3,7 @@ import FerryIngest
 import FerryKafka
 package import FerryPipeline
 import FerryQueue
+import FerryService
 import FerryWire
 import FoundationEssentials
 #if canImport(Glibc)
@@ -24,17 +25,11 @@ package enum ConfigurationLoader {
         func failure(_ reason: String) -> ConfigurationError {
             ConfigurationError("cannot read the configuration file \(file): \(reason); check the path and that Ferry's user may read it")
         }
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw failure(String(cString: strerror(errno))) }
-            if n == 0 { break }
-            bytes += buffer[..<n]
+        let bytes: [UInt8]
+        do {
+            bytes = try readWholeFile(file)
+        } catch {
+            throw failure(error.reason)
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("it is not UTF-8 text") }
         return text

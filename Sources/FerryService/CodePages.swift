@@ -166,30 +166,20 @@ package enum CodePages {
         readText("/proc/self/smaps")
     }
 
-    /// A file of `/proc`, whose size `stat` does not tell, line by line to its end.
     private static func readText(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var text = ""
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) >= 0, let line {
-            text += String(cString: line)
-        }
-        return text
+        (try? readWholeFile(path)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// `/proc/self/auxv`: type → value.
     private static func readAuxiliaryVector() -> [UInt64: UInt64]? {
-        let fd = open("/proc/self/auxv", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var words = [UInt64](repeating: 0, count: 512)
-        let count = words.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count >= 16 else { return nil }
+        guard let bytes = try? readWholeFile("/proc/self/auxv"), bytes.count >= 16 else { return nil }
         var vector: [UInt64: UInt64] = [:]
-        for pair in stride(from: 0, to: count / 8 - 1, by: 2) where words[pair] != 0 { vector[words[pair]] = words[pair + 1] }
+        bytes.withUnsafeBytes { words in
+            for offset in stride(from: 0, through: words.count - 16, by: 16) {
+                let type = words.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                if type != 0 { vector[type] = words.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self) }
+            }
+        }
         return vector
     }
 
