@@ -47,7 +47,7 @@ package enum CodePages {
     @discardableResult
     package static func release() -> Int {
         #if os(Linux)
-        guard !isTraced(), let segments = neverWrittenSegments(), let smaps = readSmaps(),
+        guard !isTraced(), let segments = releasableSegments, let smaps = readSmaps(),
               let executable = executablePath() else { return 0 }
         var released = 0
         for mapping in releasable(smaps: smaps, executable: executable) {
@@ -109,6 +109,9 @@ package enum CodePages {
         static let writable: UInt32 = 2
         static let textRelocations: Int64 = 22, flags: Int64 = 30, textRelocationsFlag: UInt64 = 4
     }
+
+    /// `neverWrittenSegments()`, read once: the program headers do not change while the process runs.
+    private static let releasableSegments = neverWrittenSegments()
 
     /// The page ranges of the running executable that are never written: its `PT_LOAD` segments without
     /// `PF_W`, rounded inwards to pages, less `PT_GNU_RELRO` rounded outwards. Nil when it cannot tell
