@@ -19,26 +19,22 @@ public enum JSONString {
     }
 
     /// The same as `appendEscaped(_:to:)` for bytes in memory, for the inputs that build events from raw
-    /// bytes (the syslog and RELP inputs): plain bytes are found eight at a time, text without escapes is
-    /// appended at once, and text with escapes (a message that quotes something) is written into scratch
-    /// memory with plain stores and appended once, instead of one array append per run and per escape.
+    /// bytes (the syslog and RELP inputs): bytes are read eight at a time and the first that needs an escape
+    /// is found from the word's mask, text without escapes is appended at once, and text with escapes (a
+    /// message that quotes something) is written into scratch memory with plain stores and appended once,
+    /// instead of one array append per run and per escape.
     public static func appendEscaped(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         guard let base = text.baseAddress else { return }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
         let count = text.count
-        var index = 0
-        while index + 8 <= count, !ASCIIWord.containsByteToEscape(text.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-            index += 8
-        }
-        while index < count, !needsEscape(bytes[index]) { index += 1 }
+        var index = firstToEscape(text, from: 0)
         if index == count {
-            out.append(contentsOf: UnsafeBufferPointer(start: bytes, count: count))
+            out.append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: count))
             return
         }
         // At most six bytes out per byte in (`\u00XX`).
         let bound = count * 6
         guard bound <= scratchLimit else {
-            appendEscapedInRuns(text, to: &out)
+            appendEscapedInRuns(text, from: index, to: &out)
             return
         }
         withUnsafeTemporaryAllocation(byteCount: bound, alignment: 1) { scratch in
@@ -46,20 +42,28 @@ public enum JSONString {
             target.copyMemory(from: base, byteCount: index)
             var written = index
             while index < count {
-                let byte = bytes[index]
+                if index + 8 <= count {
+                    // The whole word is stored; only its plain bytes count. Room: written <= 6 * index and
+                    // index + 8 <= count, so written + 8 < bound.
+                    let word = text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    target.storeBytes(of: word, toByteOffset: written, as: UInt64.self)
+                    let mask = ASCIIWord.bytesToEscape(UInt64(littleEndian: word))
+                    if mask == 0 {
+                        written += 8
+                        index += 8
+                        continue
+                    }
+                    let plain = mask.trailingZeroBitCount >> 3
+                    written += plain
+                    index += plain
+                }
+                let byte = text[index]
                 index += 1
                 if needsEscape(byte) {
                     written += writeEscape(of: byte, to: target + written)
                 } else {
                     target.storeBytes(of: byte, toByteOffset: written, as: UInt8.self)
                     written += 1
-                }
-                while index + 8 <= count {
-                    let word = text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                    if ASCIIWord.containsByteToEscape(word) { break }
-                    target.storeBytes(of: word, toByteOffset: written, as: UInt64.self)
-                    written += 8
-                    index += 8
                 }
             }
             out.append(contentsOf: UnsafeBufferPointer(start: target.assumingMemoryBound(to: UInt8.self), count: written))
@@ -69,24 +73,31 @@ public enum JSONString {
     /// Text longer than this (times six) is escaped in runs appended one by one, without scratch memory.
     package static let scratchLimit = 64 << 10
 
+    /// The offset of the first byte of `text` at or after `start` that needs an escape, or `text.count`.
+    @inline(__always)
+    private static func firstToEscape(_ text: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        let count = text.count
+        while index + 8 <= count {
+            let mask = ASCIIWord.bytesToEscape(UInt64(littleEndian: text.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
+            if mask != 0 { return index + mask.trailingZeroBitCount >> 3 }
+            index += 8
+        }
+        while index < count, !needsEscape(text[index]) { index += 1 }
+        return index
+    }
+
     /// `appendEscaped` for long text: runs without escapes appended at once, each escape on its own.
-    private static func appendEscapedInRuns(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    private static func appendEscapedInRuns(_ text: UnsafeRawBufferPointer, from first: Int, to out: inout [UInt8]) {
         let bytes = text.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var start = 0
-        var index = 0
+        var index = first
         let count = text.count
         while index < count {
-            while index + 8 <= count, !ASCIIWord.containsByteToEscape(text.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                index += 8
-            }
-            guard index < count else { break }
-            let byte = bytes[index]
-            if needsEscape(byte) {
-                if start < index { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: index - start)) }
-                appendEscape(of: byte, to: &out)
-                start = index + 1
-            }
-            index += 1
+            if start < index { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: index - start)) }
+            appendEscape(of: bytes[index], to: &out)
+            start = index + 1
+            index = firstToEscape(text, from: start)
         }
         if start < count { out.append(contentsOf: UnsafeBufferPointer(start: bytes + start, count: count - start)) }
     }
@@ -163,14 +174,24 @@ enum ASCIIWord {
         (word &- ones) & ~word & highBits != 0
     }
 
-    /// Whether some byte of `word` needs a JSON escape: below 0x20, a quote or a backslash. Exact for the word as a
-    /// whole (a borrow can mark bytes above a matching one, never a word without one); which byte it
-    /// is, the caller finds byte by byte.
+    /// The bytes of `word` that need a JSON escape (below 0x20, a quote or a backslash), as their high
+    /// bits. The lowest marked byte is exact; bytes above it may be marked falsely (a borrow carries up),
+    /// so read as a little-endian number (`UInt64(littleEndian:)` of the loaded word) the first byte in
+    /// memory that needs an escape is `trailingZeroBitCount / 8`, and 0 means none does.
+    @inline(__always)
+    static func bytesToEscape(_ word: UInt64) -> UInt64 {
+        // A byte below 0x20 borrows when 0x20 is subtracted, and has its high bit clear before
+        // (Bit Twiddling Hacks' "hasless", exact for limits up to 128); a quote or a backslash is a zero
+        // byte after the XOR ("haszero").
+        let control = (word &- ones &* 0x20) & ~word
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        return (control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highBits
+    }
+
+    /// Whether some byte of `word` needs a JSON escape (exact for the word as a whole).
     @inline(__always)
     static func containsByteToEscape(_ word: UInt64) -> Bool {
-        // A byte below 0x20 borrows when 0x20 is subtracted, and has its high bit clear before
-        // (Bit Twiddling Hacks' "hasless", exact for limits up to 128).
-        let control = (word &- ones &* 0x20) & ~word & highBits
-        return control != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+        bytesToEscape(word) != 0
     }
 }

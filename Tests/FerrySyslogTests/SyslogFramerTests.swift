@@ -1,6 +1,5 @@
 @testable import FerrySyslog
 import NIOCore
-import NIOEmbedded
 import Testing
 
 /// TCP framing: octet counting only for digits, a space and `<`; everything else is a line.
@@ -68,38 +67,57 @@ import Testing
         #expect(frames(String(repeating: "7", count: 80)).end == .malformed(.tooLarge))
     }
 
-    // MARK: In a pipeline
+    // MARK: Read by read
 
-    func decode(_ chunks: [String], max: Int = 64 * 1024) throws -> (frames: [String], error: (any Error)?) {
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(SyslogFrameDecoder(maxMessageSize: max)))
-        var failure: (any Error)?
-        do {
-            for chunk in chunks { try channel.writeInbound(ByteBuffer(string: chunk)) }
-            _ = try channel.finish()
-        } catch {
-            failure = error
+    /// The events `SyslogStreamReader` makes of `chunks` read one after the other and then the stream's
+    /// end, as JSON text, and the malformed frame that stopped it.
+    func read(_ chunks: [String], max: Int = 64 * 1024) -> (events: [String], malformed: SyslogFrameError.Kind?) {
+        var reader = SyslogStreamReader(maxMessageSize: max, parser: SyslogParser(utcOffset: { _ in 0 }))
+        var malformed: SyslogFrameError.Kind?
+        for chunk in chunks where malformed == nil {
+            malformed = reader.read(ByteBuffer(string: chunk), sourceIP: nil, now: 1_700_000_000_000) { _ in }
         }
-        var out: [String] = []
-        while let frame = try channel.readInbound(as: ByteBuffer.self) { out.append(String(buffer: frame)) }
-        return (out, failure)
+        if malformed == nil { malformed = reader.finish(sourceIP: nil, now: 1_700_000_000_000) { _ in } }
+        var events: [String] = []
+        reader.pending.forEach { event, _ in events.append(String(decoding: event, as: UTF8.self)) }
+        return (events, malformed)
     }
 
-    @Test func theDecoderGivesTheSameFramesWhateverTheReadBoundaries() throws {
+    @Test func theReaderMakesTheSameEventsWhateverTheReadBoundaries() throws {
         let stream = "<13>one\n11 <13>counted\n\n42 is the answer\r\n5 <13>x<14>last"
-        let whole = try decode([stream]).frames
-        #expect(whole == ["<13>one", "<13>counted", "42 is the answer", "<13>x", "<14>last"])
+        let whole = read([stream])
+        #expect(whole.malformed == nil)
+        #expect(whole.events.count == 5)
+        #expect(whole.events.first?.contains("\"message\":\"one\"") == true)
+        #expect(whole.events[2].contains("\"message\":\"42 is the answer\"") == true)
+        #expect(whole.events.last?.contains("\"message\":\"last\"") == true)
         let bytes = Array(stream.utf8)
         for cut in 1..<bytes.count {
             for cut2 in stride(from: cut, to: bytes.count, by: 7) {
                 let chunks = [bytes[..<cut], bytes[cut..<cut2], bytes[cut2...]].map { String(decoding: $0, as: UTF8.self) }
-                #expect(try decode(chunks).frames == whole, "cut at \(cut), \(cut2)")
+                #expect(read(chunks).events == whole.events, "cut at \(cut), \(cut2)")
             }
         }
     }
 
-    @Test func theDecoderThrowsOnAMalformedFrameAfterTheGoodOnes() throws {
-        let (out, error) = try decode(["<13>good\n", "0 <13>bad\n<13>never\n"])
-        #expect(out == ["<13>good"])
-        #expect((error as? SyslogFrameError)?.kind == .invalidOctetCount)
+    /// A line longer than one read, arriving a byte at a time, is held until its end and made one event.
+    @Test func aLineArrivingInManyReadsIsOneEvent() {
+        let text = String(repeating: "abcdefgh", count: 100)
+        let chunks = Array("<13>\(text)\n<13>next\n").map { String($0) }
+        let out = read(chunks)
+        #expect(out.malformed == nil)
+        #expect(out.events.count == 2)
+        #expect(out.events.first?.contains(text) == true)
+    }
+
+    @Test func theReaderStopsAtAMalformedFrameAfterTheGoodOnes() {
+        let out = read(["<13>good\n", "0 <13>bad\n<13>never\n"])
+        #expect(out.events.count == 1)
+        #expect(out.events.first?.contains("good") == true)
+        #expect(out.malformed == .invalidOctetCount)
+        // The stream ends inside an octet-counted frame: what came before is kept, the cut frame is refused.
+        let cut = read(["<13>good\n20 <13>cut"])
+        #expect(cut.events.count == 1)
+        #expect(cut.malformed == .truncated)
     }
 }

@@ -3,8 +3,8 @@ import Logging
 import NIOCore
 import NIOExtras
 
-/// One syslog TCP (or TLS) connection, after `SyslogFrameDecoder`: parses each frame into the next batch and
-/// hands batches to the store, one call at a time.
+/// One syslog TCP (or TLS) connection: frames and parses each read into the next batch (`SyslogStreamReader`)
+/// and hands batches to the store, one call at a time.
 ///
 /// Backpressure: while a store call runs, the connection keeps reading only until the next batch holds
 /// `maxBatchBytes`; then it holds back `read()` until the call returns. So a full queue (a store call that
@@ -21,22 +21,23 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     private let metrics: InputMetrics
     private let maxBatchBytes: Int
     private var logger: Logger
-    private var parser: SyslogParser
+    private var reader: SyslogStreamReader
     private var sourceIP: [UInt8]?
-    private var pending = SyslogEventBatch()
     private var storing = false
     private var readPending = false
     private var closing = false
+    /// A malformed frame was read: the rest of the stream is not.
+    private var failed = false
 
-    init(store: @escaping SyslogStore, metrics: InputMetrics, maxBatchBytes: Int, parser: SyslogParser, logger: Logger) {
+    init(store: @escaping SyslogStore, metrics: InputMetrics, maxBatchBytes: Int, maxMessageSize: Int, parser: SyslogParser, logger: Logger) {
         self.store = store
         self.metrics = metrics
         self.maxBatchBytes = maxBatchBytes
-        self.parser = parser
+        self.reader = SyslogStreamReader(maxMessageSize: maxMessageSize, parser: parser)
         self.logger = logger
     }
 
-    private var readsAllowed: Bool { !closing && !(storing && pending.receivedBytes >= maxBatchBytes) }
+    private var readsAllowed: Bool { !closing && !(storing && reader.pending.receivedBytes >= maxBatchBytes) }
 
     func channelActive(context: ChannelHandlerContext) {
         if let address = context.channel.remoteAddress?.ipAddress {
@@ -49,15 +50,19 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        let now = currentTimeMilliseconds()
-        let result = frame.withUnsafeReadableBytes { pending.append($0, parser: &parser, sourceIP: sourceIP, now: now) }
-        if let result { metrics.parsed(result) }
-        if !storing, pending.receivedBytes >= maxBatchBytes { startStore(context: context) }
+        // After a malformed frame nothing more of the stream is read (the connection is closing).
+        guard !failed else { return }
+        let metrics = self.metrics
+        let malformed = reader.read(unwrapInboundIn(data), sourceIP: sourceIP, now: currentTimeMilliseconds()) { metrics.parsed($0) }
+        if let malformed {
+            refuse(malformed, context: context)
+        } else if !storing, reader.pending.receivedBytes >= maxBatchBytes {
+            startStore(context: context)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if !storing, !pending.isEmpty { startStore(context: context) }
+        if !storing, !reader.pending.isEmpty { startStore(context: context) }
         context.fireChannelReadComplete()
     }
 
@@ -67,7 +72,18 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
-        if !storing, !pending.isEmpty { startStore(context: context) }
+        if !failed {
+            // The end of the stream: an unterminated last line is a message; a cut octet-counted frame is not.
+            let metrics = self.metrics
+            if let malformed = reader.finish(sourceIP: sourceIP, now: currentTimeMilliseconds(), parsed: { metrics.parsed($0) }) {
+                failed = true
+                metrics.refused(malformed.rawValue)
+                logger.warning("A syslog connection ended inside a frame", metadata: [
+                    "ferry.input.error": "\(SyslogFrameError(malformed, maxMessageSize: reader.maxMessageSize))",
+                ])
+            }
+        }
+        if !storing, !reader.pending.isEmpty { startStore(context: context) }
         metrics.connectionsOpen?.decrement()
         context.fireChannelInactive()
     }
@@ -87,12 +103,17 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let frameError = error as? SyslogFrameError {
-            metrics.refused(frameError.kind.rawValue)
-            logger.warning("Closing a syslog connection after a malformed frame", metadata: ["ferry.input.error": "\(frameError)"])
-        } else {
-            logger.debug("Closing a syslog connection after an error", metadata: ["ferry.input.error": "\(error)"])
-        }
+        logger.debug("Closing a syslog connection after an error", metadata: ["ferry.input.error": "\(error)"])
+        closeWhenStored(context: context)
+    }
+
+    /// A malformed frame: counted, and the connection closes once what came before it is stored.
+    private func refuse(_ kind: SyslogFrameError.Kind, context: ChannelHandlerContext) {
+        failed = true
+        metrics.refused(kind.rawValue)
+        logger.warning("Closing a syslog connection after a malformed frame", metadata: [
+            "ferry.input.error": "\(SyslogFrameError(kind, maxMessageSize: reader.maxMessageSize))",
+        ])
         closeWhenStored(context: context)
     }
 
@@ -100,7 +121,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     private func closeWhenStored(context: ChannelHandlerContext) {
         closing = true
         if storing { return }
-        if !pending.isEmpty {
+        if !reader.pending.isEmpty {
             startStore(context: context)
         } else {
             context.close(promise: nil)
@@ -108,8 +129,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startStore(context: ChannelHandlerContext) {
-        let batch = pending
-        pending = SyslogEventBatch()
+        let batch = reader.takePending()
         storing = true
         let store = self.store
         let promise = context.eventLoop.makePromise(of: Void.self)
@@ -132,11 +152,11 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
                 "ferry.input.error": "\(error)", "ferry.input.messages": "\(batch.count)",
             ])
             closing = true
-            pending = SyslogEventBatch()
+            _ = reader.takePending()
             context.close(promise: nil)
             return
         }
-        if !pending.isEmpty {
+        if !reader.pending.isEmpty {
             startStore(context: context)
         } else if closing {
             context.close(promise: nil)

@@ -68,9 +68,9 @@ package final class SyslogServer: Service, Sendable {
             let connectionLogger = logger
             do {
                 tcp = try await Listener.bindTCP(address, group: group, tls: tls, limits: live, metrics: metrics, quiescing: quiescing) { limits in
-                    [ByteToMessageHandler(SyslogFrameDecoder(maxMessageSize: limits.maxMessageSize)),
-                     SyslogConnectionHandler(store: store, metrics: metrics, maxBatchBytes: limits.maxBatchBytes,
-                                             parser: SyslogParser(utcOffset: utcOffset), logger: connectionLogger)]
+                    [SyslogConnectionHandler(store: store, metrics: metrics, maxBatchBytes: limits.maxBatchBytes,
+                                             maxMessageSize: limits.maxMessageSize, parser: SyslogParser(utcOffset: utcOffset),
+                                             logger: connectionLogger)]
                 }
             } catch {
                 throw SyslogServerError("cannot listen for syslog over TCP on \(address) (\(error)); check the address and that the port is free")
