@@ -163,16 +163,11 @@ extension StringProtocol {
     }
 }
 
-/// Tests of eight bytes at once (one little- or big-endian word; the answers do not depend on the order).
+/// Tests of eight bytes at once. Whether a word holds such a byte does not depend on the byte order;
+/// which byte comes first in memory is read from the word loaded as little-endian (`bytesToEscape`).
 enum ASCIIWord {
     static let highBits: UInt64 = 0x8080_8080_8080_8080
     private static let ones: UInt64 = 0x0101_0101_0101_0101
-
-    /// Whether some byte of `word` is zero (may not say which).
-    @inline(__always)
-    static func hasZeroByte(_ word: UInt64) -> Bool {
-        (word &- ones) & ~word & highBits != 0
-    }
 
     /// The bytes of `word` that need a JSON escape (below 0x20, a quote or a backslash), as their high
     /// bits. The lowest marked byte is exact; bytes above it may be marked falsely (a borrow carries up),

@@ -22,9 +22,6 @@ struct SyslogStreamReader {
 
     var maxMessageSize: Int { framer.maxMessageSize }
 
-    /// Bytes received and not yet framed.
-    var heldBytes: Int { held?.readableBytes ?? 0 }
-
     /// Frames and parses what was held plus `read` into `pending`; with `atEnd` (the peer is gone), an
     /// unterminated last line is a message too. Returns the kind of a malformed frame, after which the
     /// stream cannot be read on (what came before it is in `pending`, nothing after it is read).
