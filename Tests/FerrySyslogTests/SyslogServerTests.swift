@@ -164,6 +164,30 @@ import Testing
         }
     }
 
+    /// At the end of a stream an unterminated last line is still a message, and a cut octet-counted frame
+    /// is refused and counted, with what came before it stored.
+    @Test func theEndOfTheStreamEndsTheLastLineAndRefusesACutFrame() async throws {
+        let store = MemoryStore()
+        let metrics = TestMetrics()
+        try await withServer(store: store, metrics: metrics) { server in
+            let port = server.tcpAddress!.port!
+            let lines = try #require(connectLoopback(port: port))
+            defer { close(lines) }
+            try write(lines, "<13>1 - h a - - - first\n<13>1 - h a - - - last without LF")
+            shutdown(lines, Int32(SHUT_WR))
+            let cut = try #require(connectLoopback(port: port))
+            defer { close(cut) }
+            try write(cut, "<13>1 - h a - - - kept\n40 <13>1 - h a - - - cut")
+            shutdown(cut, Int32(SHUT_WR))
+            #expect(try await eventually { store.events.count == 3 })
+            #expect(try store.events.compactMap { try fields($0)["message"] as? String }.sorted() == ["first", "kept", "last without LF"])
+            #expect(try await eventually {
+                metrics.counterTotal(label: "ferry_input_syslog_frames_refused_total",
+                                     dimensions: [("input", "edge"), ("transport", "tcp"), ("reason", "truncated")]) == 1
+            })
+        }
+    }
+
     @Test func aFullStorePausesTheSenderInsteadOfBufferingWithoutBound() async throws {
         let store = MemoryStore()
         try await withServer({ $0.limits.maxBatchBytes = 64 * 1024 }, store: store) { server in
