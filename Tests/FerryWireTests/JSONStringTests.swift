@@ -39,24 +39,30 @@ import Testing
     }
 
     /// The escaper jumps to the first byte of a word that needs an escape, from a mask whose bytes above a
-    /// true one can be marked falsely (a borrow carries up: 0x20 or 0x01 after a control byte, 0x23 or
-    /// 0x5D after a quote or backslash): every pair of such bytes, at any two positions, comes out right.
+    /// true one can be marked falsely (a borrow carries up: 0x20 after a control byte, 0x23 after a quote,
+    /// 0x5D after a backslash): every pair of such bytes, at any two positions, comes out right, in short
+    /// text (scratch memory) and at the end of text too long for it (runs, which escape without a re-test).
     @Test func twoBytesOfAWordNextToAnEscapeAreEscapedAsByTheSequenceEscaper() {
         let values: [UInt8] = [0x00, 0x01, 0x02, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7F, 0x80, 0xC3, 0xFF]
-        for length in [8, 13, 16] {
+        // A word-aligned prefix that, with the 16 bytes after it, puts the text past the scratch bound.
+        let long = JSONString.scratchLimit / 6 / 8 * 8
+        let cases = [(0, 8), (0, 13), (0, 16), (long, 16)]
+        for (prefix, length) in cases {
             for first in 0..<length {
                 for second in (first + 1)..<length {
                     for a in values {
                         for b in values {
-                            var sample = [UInt8](repeating: UInt8(ascii: "q"), count: length)
-                            sample[first] = a
-                            sample[second] = b
-                            var viaSequence: [UInt8] = []
-                            JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
+                            var window = [UInt8](repeating: UInt8(ascii: "q"), count: length)
+                            window[first] = a
+                            window[second] = b
+                            let sample = [UInt8](repeating: UInt8(ascii: "q"), count: prefix) + window
+                            // The plain prefix comes out as it is: only the window goes through the (slow) sequence escaper.
+                            var viaSequence = [UInt8](repeating: UInt8(ascii: "q"), count: prefix)
+                            JSONString.appendEscaped(window.lazy.map { $0 }, to: &viaSequence)
                             var viaBuffer: [UInt8] = []
                             sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
                             if viaBuffer != viaSequence {
-                                Issue.record("\(a) at \(first), \(b) at \(second) of \(length): \(viaBuffer) != \(viaSequence)")
+                                Issue.record("\(a) at \(first), \(b) at \(second) of \(length) after \(prefix): \(viaBuffer.suffix(40)) != \(viaSequence.suffix(40))")
                                 return
                             }
                         }

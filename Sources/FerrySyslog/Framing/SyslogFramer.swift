@@ -135,7 +135,7 @@ package struct SyslogFrameError: Error, Hashable, Sendable, CustomStringConverti
         case .invalidOctetCount:
             "an octet-counted syslog frame has a count of 0 or a leading zero; the connection was closed. Check the sender's framing (RFC 6587)"
         case .truncated:
-            "the sender closed the connection inside an octet-counted frame; the partial message was not stored"
+            "the connection closed inside an octet-counted frame (closed by the sender, or at idle timeout or shutdown); the partial message was not stored"
         }
     }
 }

@@ -28,12 +28,15 @@ struct SyslogStreamReader {
     mutating func read(_ read: ByteBuffer, atEnd: Bool = false, sourceIP: [UInt8]?, now: Int64,
                        parsed: (SyslogParseResult) -> Void) -> SyslogFrameError.Kind? {
         var buffer: ByteBuffer
+        let grown: Bool
         if var earlier = held {
             held = nil  // so that `earlier` is the one reference and grows in place
             earlier.writeImmutableBuffer(read)
             buffer = earlier
+            grown = true
         } else {
             buffer = read
+            grown = false
         }
         var malformed: SyslogFrameError.Kind?
         let consumed = buffer.withUnsafeReadableBytes { bytes -> Int in
@@ -58,10 +61,11 @@ struct SyslogStreamReader {
         buffer.moveReaderIndex(forwardBy: consumed)
         if buffer.readableBytes == 0 {
             held = nil
-        } else if consumed == 0 {
-            held = buffer  // a frame still arriving: grows in place
+        } else if grown, consumed == 0 {
+            held = buffer  // a frame still arriving in our own buffer: grows in place
         } else {
-            // The partial frame at the end of a read: copied, so that the whole read's memory is not kept.
+            // The start of a frame, copied out: a read's buffer (up to 64 KiB, NIO's or NIOSSL's) is not kept
+            // for it, nor our buffer once the frames before it were taken.
             held = ByteBuffer(bytes: buffer.readableBytesView)
         }
         return nil

@@ -8,7 +8,8 @@ import NIOExtras
 ///
 /// Backpressure: while a store call runs, the connection keeps reading only until the next batch holds
 /// `maxBatchBytes`; then it holds back `read()` until the call returns. So a full queue (a store call that
-/// waits) pauses the sender through TCP's own flow control, with at most two batches in memory.
+/// waits) pauses the sender through TCP's own flow control, with at most two batches in memory (the check runs
+/// once per read, so a batch can pass `maxBatchBytes` by one read), one read and the start of one frame.
 ///
 /// What was received is stored even when the connection ends: at EOF, after a malformed frame, at idle
 /// timeout and at the server's shutdown (`ChannelShouldQuiesceEvent`) the gathered batch still goes to the
@@ -26,7 +27,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     private var storing = false
     private var readPending = false
     private var closing = false
-    /// A malformed frame was read: the rest of the stream is not.
+    /// Nothing more of the stream is framed: a malformed frame was read, or a store call failed.
     private var failed = false
 
     init(store: @escaping SyslogStore, metrics: InputMetrics, maxBatchBytes: Int, maxMessageSize: Int, parser: SyslogParser, logger: Logger) {
@@ -73,12 +74,13 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
         if !failed {
-            // The end of the stream: an unterminated last line is a message; a cut octet-counted frame is not.
+            // The connection is gone (the peer's EOF, or our close at idle timeout or shutdown): an
+            // unterminated last line is a message; a cut octet-counted frame is not.
             let metrics = self.metrics
             if let malformed = reader.finish(sourceIP: sourceIP, now: currentTimeMilliseconds(), parsed: { metrics.parsed($0) }) {
                 failed = true
                 metrics.refused(malformed.rawValue)
-                logger.warning("A syslog connection ended inside a frame", metadata: [
+                logger.warning("A syslog connection closed inside a frame", metadata: [
                     "ferry.input.error": "\(SyslogFrameError(malformed, maxMessageSize: reader.maxMessageSize))",
                 ])
             }
@@ -152,6 +154,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
                 "ferry.input.error": "\(error)", "ferry.input.messages": "\(batch.count)",
             ])
             closing = true
+            failed = true
             _ = reader.takePending()
             context.close(promise: nil)
             return
