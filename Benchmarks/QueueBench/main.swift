@@ -7,6 +7,9 @@
 //   tools/bench/queue --outputs [--seconds S] [--rounds N]: named outputs, each figure a ratio to one output
 //   measured in the same run (alternating rounds, median): ingest with 3 outputs draining, drain of a
 //   backlog by 2 outputs, and disk bytes per stored byte.
+//   tools/bench/queue --gzip [--rounds N]: one record's compression (a gzip member) of 150 B to 8 KiB of
+//   NDJSON at zlib memLevel 1, 4 and 8 (and stored, level 0), time and size as ratios to memLevel 8 in the
+//   same run (alternating rounds, median), and which level `Gzip.compress` takes for each size.
 import FerryQueue
 import FerryTestSupport
 import FerryWire
@@ -22,6 +25,8 @@ struct Options {
     var only: String?
     /// Run the named-outputs figures instead.
     var outputs = false
+    /// Run the gzip memLevel comparison instead.
+    var gzip = false
     var rounds = 3
 
     init(_ arguments: [String]) {
@@ -38,6 +43,7 @@ struct Options {
             case "--dir": dir = value()
             case "--only": only = value()
             case "--outputs": outputs = true
+            case "--gzip": gzip = true
             case "--rounds": rounds = Int(value()) ?? { usage() }()
             default: usage()
             }
@@ -47,7 +53,7 @@ struct Options {
 }
 
 func usage() -> Never {
-    FileHandle.standardError.write(Data("usage: ferry-bench-queue [--seconds S] [--open-backlog-gib G] [--dir DIR] [--only APPENDERSxEVENTS] | --outputs [--seconds S] [--rounds N] [--dir DIR]\n".utf8))
+    FileHandle.standardError.write(Data("usage: ferry-bench-queue [--seconds S] [--open-backlog-gib G] [--dir DIR] [--only APPENDERSxEVENTS] | --outputs [--seconds S] [--rounds N] [--dir DIR] | --gzip [--rounds N]\n".utf8))
     exit(2)
 }
 
@@ -345,6 +351,55 @@ if options.outputs {
     print("ingest (64 appenders, 1-event batches) with 3 outputs following / with 1: \(f(median(ingest.map { $0.three / $0.one }), 3))")
     print("drain of a 2M-event backlog, per output, 2 outputs at once / 1 alone:   \(f(median(drain.map { $0.two / $0.one }), 3))")
     print("disk bytes per stored byte, 2 outputs / 1 (one copy, whatever the outputs): \(f(median(disk.map { $0.two / $0.one }), 3))")
+    exit(0)
+}
+
+if options.gzip {
+    // The first `size` bytes of realistic NDJSON, from a different place each time, compressed as one member.
+    var ndjson: [UInt8] = []
+    for line in realisticEventLines(count: 20_000) { ndjson += line + [0x0A] }
+    let sizes = [150, 250, 400, 1000, 2000, 4000, 8000]
+    let levels: [Int32] = [1, 4, 8]
+    let members = 20_000
+    func measure(size: Int, memoryLevel: Int32, level: Int32 = Gzip.defaultLevel) -> (microseconds: Double, bytes: Double) {
+        var out = ByteBuffer()
+        out.reserveCapacity(size * 2 + 64)
+        var total = 0
+        let start = now()
+        ndjson.withUnsafeBytes { all in
+            for i in 0..<members {
+                let offset = (i &* 7919) % (all.count - size)
+                out.clear()
+                Gzip.compress(UnsafeRawBufferPointer(rebasing: all[offset..<(offset + size)]), level: level, memoryLevel: memoryLevel, into: &out)
+                total += out.readableBytes
+            }
+        }
+        return ((now() - start) / Double(members) * 1e6, Double(total) / Double(members))
+    }
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    func row(_ size: Int, _ name: String, _ time: Double, _ bytes: Double, _ baseTime: Double, _ baseBytes: Double) {
+        let cells = [String(size), name, f(time, 2), f(bytes), f(time / baseTime, 2)]
+        print(cells.map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined() + f(bytes / baseBytes, 3))
+    }
+    let rounds = options.rounds
+    print("ferry-bench-queue --gzip: one gzip member (level \(Gzip.defaultLevel)) of realistic NDJSON, \(members) members per size and memLevel, \(rounds) alternating rounds")
+    print(["size B", "memLevel", "us/member", "bytes out", "time vs 8"].map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined() + "size vs 8")
+    for size in sizes {
+        var figures: [Int32: [(microseconds: Double, bytes: Double)]] = [:]
+        var stored: [(microseconds: Double, bytes: Double)] = []
+        for _ in 0..<rounds {
+            for level in levels { figures[level, default: []].append(measure(size: size, memoryLevel: level)) }
+            stored.append(measure(size: size, memoryLevel: 4, level: 0))
+        }
+        let base = median(figures[8]!.map(\.microseconds))
+        for level in levels {
+            let time = median(figures[level]!.map(\.microseconds))
+            let bytes = figures[level]![0].bytes
+            row(size, String(level), time, bytes, base, figures[8]![0].bytes)
+        }
+        row(size, "level 0", median(stored.map(\.microseconds)), stored[0].bytes, base, figures[8]![0].bytes)
+    }
+    print("Gzip.compress takes memLevel 4 up to \(Gzip.smallInput) bytes and 8 above")
     exit(0)
 }
 

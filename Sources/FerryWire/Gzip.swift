@@ -7,11 +7,24 @@ public enum Gzip {
     /// Compression level for stored records: zlib's fastest, which still shrinks JSON lines several times.
     public static let defaultLevel: Int32 = 1
 
+    /// Inputs up to this size are compressed with the smaller hash table (memLevel 4, see `compress`).
+    package static let smallInput = 2048
+
     /// Compresses `input` into one complete gzip member appended to `output`.
     public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = defaultLevel, into output: inout ByteBuffer) {
-        // Every member starts with zlib clearing its hash table (64 KiB at memLevel 8); for a single small
-        // event that costs more than the compression itself, so small inputs use a 512-byte table.
-        let memoryLevel: Int32 = input.count <= GzipDeflater.smallInput ? 1 : 8
+        // Every member starts with zlib clearing its hash table (64 KiB at memLevel 8), more work than
+        // compressing one small event, so inputs up to 2 KiB use memLevel 4: a 4 KiB table. Not lower:
+        // memLevel also sizes the literal buffer (2^(memLevel + 6) symbols), and at memLevel 1 a member of
+        // more than ~128 symbols is cut into blocks that each build their Huffman trees: from 250 bytes on
+        // it was 1.4-2.4x slower and 8-17 % larger than memLevel 8; above 2 KiB memLevel 4 falls behind 8
+        // (`tools/bench/queue --gzip`; docs/RESULTS.md, issue 20).
+        let memoryLevel: Int32 = input.count <= smallInput ? 4 : 8
+        compress(input, level: level, memoryLevel: memoryLevel, into: &output)
+    }
+
+    /// `compress` with zlib's `memLevel` (1–9) given instead of chosen by size: for `tools/bench/queue --gzip`,
+    /// which compares the levels on the same events.
+    package static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = defaultLevel, memoryLevel: Int32, into output: inout ByteBuffer) {
         GzipDeflater.withPooled(level: level, memoryLevel: memoryLevel) { $0.compress(input, into: &output) }
     }
 
@@ -51,8 +64,6 @@ final class GzipDeflater: @unchecked Sendable {
     let level: Int32
     let memoryLevel: Int32
 
-    /// Inputs up to this size get the small hash table.
-    static let smallInput = 4096
     private static let pool = Mutex<[GzipDeflater]>([])
     private static let poolLimit = 32
 

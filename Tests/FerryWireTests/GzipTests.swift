@@ -88,8 +88,19 @@ import Testing
     }
 
     @Test func systemGunzipReadsConcatenatedMembers() throws {
-        // The peer check: what Ferry forwards must decode with a standard gzip tool too.
-        let stream = gzip("{\"a\":1}\n") + gzip("{\"b\":2}\n")
+        // The peer check: what Ferry forwards must decode with a standard gzip tool too, members made with
+        // either hash table (inputs up to `Gzip.smallInput` and above) included.
+        let sizes = [Gzip.smallInput - 600, Gzip.smallInput, Gzip.smallInput + 1, 50_000]
+        func lines(_ size: Int) -> String {
+            var bytes: [UInt8] = []
+            for index in 0..<size {
+                let letter = UInt8(97 + (index * 7) % 26)
+                bytes.append(index % 61 == 60 ? 0x0A : letter)
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let texts: [String] = ["{\"a\":1}\n"] + sizes.map(lines) + ["{\"b\":2}\n"]
+        let stream = texts.flatMap { gzip($0) }
         let file = NSTemporaryDirectory() + "/ferry-gzip-\(UUID().uuidString).gz"
         try Data(stream).write(to: URL(fileURLWithPath: file))
         defer { try? FileManager.default.removeItem(atPath: file) }
@@ -102,7 +113,7 @@ import Testing
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
-        #expect(String(decoding: output, as: UTF8.self) == "{\"a\":1}\n{\"b\":2}\n")
+        #expect(String(decoding: output, as: UTF8.self) == texts.joined())
     }
 
     @Test func crc32MatchesTheStandardCheckValue() {
