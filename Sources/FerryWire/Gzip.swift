@@ -16,7 +16,7 @@ public enum Gzip {
         // compressing one small event, so inputs up to 2 KiB use memLevel 4: a 4 KiB table. Not lower:
         // memLevel also sizes the literal buffer (2^(memLevel + 6) symbols), and at memLevel 1 a member of
         // more than ~128 symbols is cut into blocks that each build their Huffman trees: from 250 bytes on
-        // it was 1.4-2.4x slower and 8-17 % larger than memLevel 8; above 2 KiB memLevel 4 falls behind 8
+        // it was 1.2-2.6x slower and 8-17 % larger than memLevel 8; above 2 KiB memLevel 4 falls behind 8
         // (`tools/bench/queue --gzip`; docs/RESULTS.md, issue 20).
         let memoryLevel: Int32 = input.count <= smallInput ? 4 : 8
         compress(input, level: level, memoryLevel: memoryLevel, into: &output)
