@@ -2,16 +2,26 @@ import FerryWire
 import Testing
 
 @Suite struct JSONStringTests {
+    /// `text` escaped by the escaper for bytes in memory (the one under test), appended to `start`.
+    func viaBuffer(_ text: [UInt8], after start: [UInt8] = []) -> [UInt8] {
+        var out = start
+        text.withUnsafeBytes { JSONString.appendEscaped($0, to: &out) }
+        return out
+    }
+
+    /// `text` escaped by the escaper for any sequence, one byte at a time (the reference), appended to `start`.
+    func viaSequence(_ text: [UInt8], after start: [UInt8] = []) -> [UInt8] {
+        var out = start
+        JSONString.appendEscaped(text.lazy.map { $0 }, to: &out)
+        return out
+    }
+
     @Test func theBufferEscaperWritesWhatTheSequenceEscaperWrites() {
         var samples: [[UInt8]] = [[], Array("plain".utf8), Array("\"quoted\" \\ back\tslash\r\n".utf8), Array("é ✓ \u{1B}[0m".utf8)]
         samples += (0...255).map { [UInt8($0)] }
         samples.append((0...255).map { UInt8($0) } + Array("tail".utf8))
         for sample in samples {
-            var viaSequence: [UInt8] = [0x7B]
-            JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
-            var viaBuffer: [UInt8] = [0x7B]
-            sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
-            #expect(viaBuffer == viaSequence, "\(sample)")
+            #expect(viaBuffer(sample, after: [0x7B]) == viaSequence(sample, after: [0x7B]), "\(sample)")
         }
     }
 
@@ -24,12 +34,9 @@ import Testing
                     for value in 0...255 {
                         var sample = [UInt8](repeating: filler, count: length)
                         sample[position] = UInt8(value)
-                        var viaSequence: [UInt8] = []
-                        JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
-                        var viaBuffer: [UInt8] = []
-                        sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
-                        if viaBuffer != viaSequence {
-                            Issue.record("filler \(filler), byte \(value) at \(position) of \(length): \(viaBuffer) != \(viaSequence)")
+                        let (fast, reference) = (viaBuffer(sample), viaSequence(sample))
+                        if fast != reference {
+                            Issue.record("filler \(filler), byte \(value) at \(position) of \(length): \(fast) != \(reference)")
                             return
                         }
                     }
@@ -55,14 +62,11 @@ import Testing
                             var window = [UInt8](repeating: UInt8(ascii: "q"), count: length)
                             window[first] = a
                             window[second] = b
-                            let sample = [UInt8](repeating: UInt8(ascii: "q"), count: prefix) + window
+                            let plain = [UInt8](repeating: UInt8(ascii: "q"), count: prefix)
                             // The plain prefix comes out as it is: only the window goes through the (slow) sequence escaper.
-                            var viaSequence = [UInt8](repeating: UInt8(ascii: "q"), count: prefix)
-                            JSONString.appendEscaped(window.lazy.map { $0 }, to: &viaSequence)
-                            var viaBuffer: [UInt8] = []
-                            sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
-                            if viaBuffer != viaSequence {
-                                Issue.record("\(a) at \(first), \(b) at \(second) of \(length) after \(prefix): \(viaBuffer.suffix(40)) != \(viaSequence.suffix(40))")
+                            let (fast, reference) = (viaBuffer(plain + window), viaSequence(window, after: plain))
+                            if fast != reference {
+                                Issue.record("\(a) at \(first), \(b) at \(second) of \(length) after \(prefix): \(fast.suffix(40)) != \(reference.suffix(40))")
                                 return
                             }
                         }
@@ -98,11 +102,7 @@ import Testing
                 let sample = (0..<length).map { index -> UInt8 in
                     index % density == 0 ? alphabet.randomElement(using: &generator)! : UInt8(ascii: "x")
                 }
-                var viaSequence: [UInt8] = [0x7B]
-                JSONString.appendEscaped(sample.lazy.map { $0 }, to: &viaSequence)
-                var viaBuffer: [UInt8] = [0x7B]
-                sample.withUnsafeBytes { JSONString.appendEscaped($0, to: &viaBuffer) }
-                #expect(viaBuffer == viaSequence, "length \(length), one special in \(density)")
+                #expect(viaBuffer(sample, after: [0x7B]) == viaSequence(sample, after: [0x7B]), "length \(length), one special in \(density)")
             }
         }
     }
