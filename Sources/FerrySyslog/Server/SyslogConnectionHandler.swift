@@ -78,11 +78,7 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
             // unterminated last line is a message; a cut octet-counted frame is not.
             let metrics = self.metrics
             if let malformed = reader.finish(sourceIP: sourceIP, now: currentTimeMilliseconds(), parsed: { metrics.parsed($0) }) {
-                failed = true
-                metrics.refused(malformed.rawValue)
-                logger.warning("A syslog connection closed inside a frame", metadata: [
-                    "ferry.input.error": "\(SyslogFrameError(malformed, maxMessageSize: reader.maxMessageSize))",
-                ])
+                count(malformed, "A syslog connection closed inside a frame")
             }
         }
         if !storing, !reader.pending.isEmpty { startStore(context: context) }
@@ -111,12 +107,15 @@ final class SyslogConnectionHandler: ChannelDuplexHandler {
 
     /// A malformed frame: counted, and the connection closes once what came before it is stored.
     private func refuse(_ kind: SyslogFrameError.Kind, context: ChannelHandlerContext) {
+        count(kind, "Closing a syslog connection after a malformed frame")
+        closeWhenStored(context: context)
+    }
+
+    /// Stops framing the stream, counts the malformed frame by kind and logs it.
+    private func count(_ kind: SyslogFrameError.Kind, _ message: Logger.Message) {
         failed = true
         metrics.refused(kind.rawValue)
-        logger.warning("Closing a syslog connection after a malformed frame", metadata: [
-            "ferry.input.error": "\(SyslogFrameError(kind, maxMessageSize: reader.maxMessageSize))",
-        ])
-        closeWhenStored(context: context)
+        logger.warning(message, metadata: ["ferry.input.error": "\(SyslogFrameError(kind, maxMessageSize: reader.maxMessageSize))"])
     }
 
     /// Stops reading; closes once what was gathered is stored.
