@@ -129,20 +129,12 @@ public enum JSONString {
         byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
     }
 
+    /// Appends the escape of `byte`, as `writeEscape` writes it (the one table of escapes).
     @inline(never)
     private static func appendEscape(of byte: UInt8, to out: inout [UInt8]) {
-        out.append(0x5C)
-        switch byte {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
-        case 0x0A: out.append(UInt8(ascii: "n"))
-        case 0x0D: out.append(UInt8(ascii: "r"))
-        case 0x09: out.append(UInt8(ascii: "t"))
-        default:
-            out.append(UInt8(ascii: "u"))
-            out.append(0x30)
-            out.append(0x30)
-            out.append(hexDigit(byte >> 4))
-            out.append(hexDigit(byte & 0xF))
+        withUnsafeTemporaryAllocation(byteCount: 6, alignment: 1) { scratch in
+            let count = writeEscape(of: byte, to: scratch.baseAddress!)
+            out.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count))
         }
     }
 
