@@ -160,16 +160,19 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
     private func process(_ context: ChannelHandlerContext, _ part: HTTPRequestPart) {
         switch state {
         case .idle:
-            guard case .head(let head) = part, owed == 0, Self.takes(head) else {
-                if case .head(let head) = part {
-                    owed += 1
-                    state = Self.asksToClose(head.headerFields) ? .closing : .passing
-                }
+            guard case .head(let request) = part else {
+                context.fireChannelRead(wrapInboundOut(part))
+                return
+            }
+            let head = RequestHead(request.headerFields)
+            guard owed == 0, Self.takes(request, head) else {
+                owed += 1
+                state = head.asksToClose ? .closing : .passing
                 context.fireChannelRead(wrapInboundOut(part))
                 return
             }
             do {
-                state = .receiving(try handler.begin(head.headerFields))
+                state = .receiving(try handler.begin(head))
             } catch {
                 state = .discarding
                 respond(context, handler.answer(.failure(IngestError.refusal(error)), peer: context.channel.remoteAddress))
@@ -215,7 +218,7 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         respond(context, answer)
         // An answer that closes the connection (a refusal with `Connection: close`): `RequestGuard` closes
         // after it, so nothing held is taken here any more (it could be stored, never answered).
-        state = Self.asksToClose(answer.headers) || !context.channel.isActive ? .closing : .idle
+        state = answer.headers[.connection].map({ HTTPToken.list($0, contains: "close") }) == true || !context.channel.isActive ? .closing : .idle
         let replayed = !held.isEmpty
         defer {
             // Parts passed up reach Hummingbird's request loop only with a read-complete: the async
@@ -238,10 +241,10 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func respond(_ context: ChannelHandlerContext, _ answer: IngestHandler.Answer) {
         let body = context.channel.allocator.buffer(string: answer.body)
-        var headers = answer.headers
-        headers[.contentLength] = String(body.readableBytes)
-        headers[.date] = HTTPDate.now()
-        if let serverName { headers[.server] = serverName }
+        var headers = answer.headers  // holds none of these three: appended, not looked up
+        headers.append(HTTPField(name: .contentLength, value: String(body.readableBytes)))
+        headers.append(HTTPField(name: .date, value: HTTPDate.now()))
+        if let serverName { headers.append(HTTPField(name: .server, value: serverName)) }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -249,16 +252,11 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Whether a request is taken here: `POST /` whose body length is announced and small, on a connection
     /// that stays open (Hummingbird closes after a `Connection: close` request).
-    private static func takes(_ head: HTTPRequest) -> Bool {
-        guard head.method == .post, head.path == "/",
-              head.headerFields[.transferEncoding] == nil,
-              let length = head.headerFields[.contentLength].flatMap({ Int($0) }), length <= maxBodyBytes
+    private static func takes(_ request: HTTPRequest, _ head: RequestHead) -> Bool {
+        guard request.method == .post, request.path == "/", head.transferEncoding == nil,
+              let length = head.length, length <= maxBodyBytes
         else { return false }
-        return !asksToClose(head.headerFields)
-    }
-
-    private static func asksToClose(_ headers: HTTPFields) -> Bool {
-        headers[.connection]?.lowercased().contains("close") ?? false
+        return !head.asksToClose
     }
 }
 

@@ -63,33 +63,35 @@ struct IngestHandler: Sendable {
 
     /// The checks a request's head allows before its body (shutting down, credentials, media type,
     /// encoding, announced length, batch id): the upload to feed the body to, or the refusal (`IngestError`).
-    func begin(_ headers: HTTPFields) throws -> Upload {
+    func begin(_ head: RequestHead) throws -> Upload {
         guard isAccepting() else {
             throw IngestError(status: 503, reason: "shutting_down", message: "Ferry is shutting down; retry against it after it restarts or send to another host")
         }
         let settings = self.settings.current
         if let expectedCredentials = settings.credentials {
-            guard let provided = Self.basicCredentials(headers[.authorization]),
+            guard let provided = Self.basicCredentials(head.authorization),
                   Self.constantTimeEqual(provided, expectedCredentials)
             else {
                 throw IngestError(status: 401, reason: "unauthorized", message: "missing or wrong credentials; send HTTP basic auth with the configured user and password")
             }
         }
-        guard let format = RequestDecoder.Format(contentType: headers[.contentType]) else {
-            throw IngestError(status: 415, reason: "unsupported_media_type", message: "Content-Type \(headers[.contentType] ?? "") is not supported; use application/x-ndjson, application/json or text/plain")
+        guard let format = RequestDecoder.Format(contentType: head.contentType) else {
+            throw IngestError(status: 415, reason: "unsupported_media_type", message: "Content-Type \(head.contentType ?? "") is not supported; use application/x-ndjson, application/json or text/plain")
         }
         let gzip: Bool
-        switch headers[.contentEncoding]?.lowercased().trimmingCharacters() {
-        case nil, "", "identity": gzip = false
-        case "gzip", "x-gzip": gzip = true
-        case let other?:
-            throw IngestError(status: 415, reason: "unsupported_encoding", message: "Content-Encoding \(other) is not supported; send gzip or no encoding")
+        let coding = HTTPToken.trimmed(Substring(head.contentEncoding ?? ""))
+        if coding.isEmpty || HTTPToken.equals(coding, "identity") {
+            gzip = false
+        } else if HTTPToken.equals(coding, "gzip") || HTTPToken.equals(coding, "x-gzip") {
+            gzip = true
+        } else {
+            throw IngestError(status: 415, reason: "unsupported_encoding", message: "Content-Encoding \(coding) is not supported; send gzip or no encoding")
         }
-        if let length = headers[.contentLength].flatMap({ Int($0) }), length > settings.limits.maxBodyBytes {
+        if let length = head.length, length > settings.limits.maxBodyBytes {
             throw IngestError.bodyTooLarge("the request body (Content-Length \(length))", limit: settings.limits.maxBodyBytes)
         }
         let batchID: String?
-        if let value = headers[Self.ferryBatch] {
+        if let value = head.batch {
             guard let id = BatchID(value) else {
                 throw IngestError(status: 400, reason: "invalid_batch_id", message: "Ferry-Batch header \"\(value.prefix(80))\" is not <agent-id>/<first-seq>-<last-seq>; fix the sender or drop the header")
             }
@@ -102,7 +104,7 @@ struct IngestHandler: Sendable {
 
     /// Hummingbird's path: the body streamed through the upload, then the append awaited.
     private func store(_ request: Request) async throws -> (events: Int, duplicate: Bool) {
-        var upload = try begin(request.headers)
+        var upload = try begin(RequestHead(request.headers))
         for try await chunk in request.body {
             try upload.consume(chunk)
         }
@@ -151,7 +153,7 @@ struct IngestHandler: Sendable {
         switch outcome {
         case .success(let stored):
             metrics.request(status: 200)
-            return Answer(status: .ok, headers: [.contentType: "application/json"],
+            return Answer(status: .ok, headers: Self.storedHeaders,
                           body: stored.duplicate ? #"{"stored":0,"duplicate":true}"# : #"{"stored":\#(stored.events)}"#)
         case .failure(let error):
             metrics.request(status: error.status)
@@ -165,9 +167,13 @@ struct IngestHandler: Sendable {
         }
     }
 
+    /// The headers of a 200 (built once: a literal is parsed and checked each time).
+    private static let storedHeaders: HTTPFields = [.contentType: "application/json"]
+
     /// An answer, before it becomes Hummingbird's `Response` or the event-loop path's response parts.
     struct Answer {
         var status: HTTPResponse.Status
+        /// Never `Content-Length`, `Date` or `Server`: the server adds them.
         var headers: HTTPFields
         var body: String
     }

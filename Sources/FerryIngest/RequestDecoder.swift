@@ -23,12 +23,16 @@ package struct RequestDecoder {
         /// The format for a `Content-Type` value, nil if unsupported. Parameters (charset) are ignored.
         package init?(contentType: String?) {
             guard let contentType else { self = .ndjson; return }  // Logstash-style senders always set it; be lenient when absent
-            let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() } ?? ""
-            switch media.lowercased() {
-            case "application/x-ndjson", "application/ndjson", "application/jsonlines", "application/x-jsonlines": self = .ndjson
-            case "application/json": self = .json
-            case "text/plain": self = .text
-            default: return nil
+            let media = HTTPToken.trimmed(contentType[..<(contentType.utf8.firstIndex(of: UInt8(ascii: ";")) ?? contentType.endIndex)])
+            if HTTPToken.equals(media, "application/x-ndjson") || HTTPToken.equals(media, "application/ndjson")
+                || HTTPToken.equals(media, "application/jsonlines") || HTTPToken.equals(media, "application/x-jsonlines") {
+                self = .ndjson
+            } else if HTTPToken.equals(media, "application/json") {
+                self = .json
+            } else if HTTPToken.equals(media, "text/plain") {
+                self = .text
+            } else {
+                return nil
             }
         }
     }

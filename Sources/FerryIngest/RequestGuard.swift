@@ -64,6 +64,12 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let maxBodyBytes: Int
     private let linger: Linger
     private var state = State.idle
+    /// When the request under way must be complete; nil between requests.
+    private var requestDeadline: NIODeadline?
+    /// Armed for some request's deadline, at or before `requestDeadline`. Not moved per request: when it
+    /// fires for a request that has ended, it is armed again for the one under way, if any. A timer per
+    /// request (scheduled at its head, cancelled at its end) cost a task, a promise and a cancelled future
+    /// each, about 3 % of an event loop's time under single-event requests.
     private var requestTimer: Scheduled<Void>?
     private var lingerTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
@@ -96,16 +102,15 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             state = .receiving
-            requestTimer?.cancel()
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            requestTimer = context.eventLoop.scheduleTask(in: deadline) { loopBound.value.close(promise: nil) }
+            let due = context.eventLoop.now + deadline
+            requestDeadline = due
+            if requestTimer == nil { armRequestTimer(context, at: due) }
             if Self.expectsContinue(head), !announcesTooLarge(head) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
             }
         case .end:
             state = .idle
-            requestTimer?.cancel()
-            requestTimer = nil
+            requestDeadline = nil
         case .body:
             break
         }
@@ -121,7 +126,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
-            if head.headerFields[.connection]?.lowercased() == "close" { closeAfterResponse = true }
+            if head.headerFields[.connection].map({ HTTPToken.list($0, contains: "close") }) == true { closeAfterResponse = true }
             context.write(data, promise: promise)
         case .body:
             context.write(data, promise: promise)
@@ -148,6 +153,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         for timer in [requestTimer, lingerTimer, idleTimer] { timer?.cancel() }
         requestTimer = nil
+        requestDeadline = nil
         lingerTimer = nil
         idleTimer = nil
         answerWritten = nil
@@ -156,10 +162,28 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Internals
 
+    private func armRequestTimer(_ context: ChannelHandlerContext, at due: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        requestTimer = context.eventLoop.scheduleTask(deadline: due) { loopBound.value.0.requestTimerFired(loopBound.value.1) }
+    }
+
+    /// Cuts the request under way if its deadline has passed, else waits for it; between requests the
+    /// next head arms the timer.
+    private func requestTimerFired(_ context: ChannelHandlerContext) {
+        requestTimer = nil
+        guard let due = requestDeadline else { return }
+        if context.eventLoop.now >= due {
+            context.close(promise: nil)
+        } else {
+            armRequestTimer(context, at: due)
+        }
+    }
+
     private func startLingering(_ context: ChannelHandlerContext, end: NIOAny, promise: EventLoopPromise<Void>?) {
         state = .lingering(discarded: 0)
         requestTimer?.cancel()
         requestTimer = nil
+        requestDeadline = nil
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         lingerTimer = context.eventLoop.scheduleTask(in: linger.maxTime) { loopBound.value.0.closeAfterAnswer(loopBound.value.1) }
         scheduleIdle(context)
@@ -190,7 +214,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private static func expectsContinue(_ head: HTTPRequest) -> Bool {
-        head.headerFields[.expect]?.lowercased() == "100-continue"
+        head.headerFields[.expect].map { HTTPToken.equals(Substring($0), "100-continue") } ?? false
     }
 
     private func announcesTooLarge(_ head: HTTPRequest) -> Bool {

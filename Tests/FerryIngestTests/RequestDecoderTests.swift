@@ -1,5 +1,6 @@
 @testable import FerryIngest
 import FerryWire
+import HTTPTypes
 import NIOCore
 import Testing
 
@@ -108,5 +109,55 @@ import Testing
         #expect(RequestDecoder.Format(contentType: "application/json; charset=utf-8") == .json)
         #expect(RequestDecoder.Format(contentType: "text/plain") == .text)
         #expect(RequestDecoder.Format(contentType: "application/xml") == nil)
+        // HTTP's media types are case-insensitive, with optional spaces and tabs around them.
+        #expect(RequestDecoder.Format(contentType: " Application/X-NDJSON\t;charset=utf-8") == .ndjson)
+        #expect(RequestDecoder.Format(contentType: "TEXT/plain ") == .text)
+        #expect(RequestDecoder.Format(contentType: "application/jsonx") == nil)
+        #expect(RequestDecoder.Format(contentType: "application/jso") == nil)
+        #expect(RequestDecoder.Format(contentType: "") == nil)
+        #expect(RequestDecoder.Format(contentType: nil) == .ndjson)
+    }
+}
+
+/// `HTTPToken` compares bytes itself (instead of lowercasing and trimming strings): each rule it keeps,
+/// with the cases a byte test gets wrong when it is off by one (the letters' bounds, a space or tab at
+/// either end, a multi-byte character at the end).
+@Suite struct HTTPTokenTests {
+    @Test func tokensCompareInEitherCaseWithoutTheSpaceAround() {
+        #expect(HTTPToken.equals("GZip", "gzip"))
+        #expect(HTTPToken.equals(HTTPToken.trimmed(" \tx-gzip\t "), "x-gzip"))
+        #expect(!HTTPToken.equals("gzi", "gzip"))
+        #expect(!HTTPToken.equals("gzipp", "gzip"))
+        // Only A–Z fold: "@" (0x40) and "[" (0x5B) sit next to them and must not become "`" or "{".
+        #expect(!HTTPToken.equals("@", "`"))
+        #expect(!HTTPToken.equals("[", "{"))
+        #expect(HTTPToken.equals("AZ", "az"))
+        #expect(HTTPToken.trimmed("  ").isEmpty)
+        #expect(HTTPToken.trimmed("") == "")
+        #expect(HTTPToken.trimmed(" é ") == "é")
+        #expect(HTTPToken.trimmed("a b") == "a b")
+    }
+
+    @Test func listsHoldATokenAmongOthers() {
+        #expect(HTTPToken.list("close", contains: "close"))
+        #expect(HTTPToken.list("keep-alive, Close", contains: "close"))
+        #expect(HTTPToken.list("Close ,keep-alive", contains: "close"))
+        #expect(!HTTPToken.list("keep-alive", contains: "close"))
+        #expect(!HTTPToken.list("closed, enclose", contains: "close"))
+        #expect(!HTTPToken.list("", contains: "close"))
+    }
+
+    @Test func aHeadReadsRepeatedFieldsAsTheSubscriptDoes() {
+        var fields: HTTPFields = [.contentType: "application/json", .contentLength: "12", .connection: "keep-alive"]
+        fields.append(HTTPField(name: .connection, value: "close"))
+        fields.append(HTTPField(name: IngestHandler.ferryBatch, value: "edge/1-2"))
+        let head = RequestHead(fields)
+        #expect(head.contentType == fields[.contentType])
+        #expect(head.connection == fields[.connection])
+        #expect(head.connection == "keep-alive, close")
+        #expect(head.asksToClose)
+        #expect(head.length == 12)
+        #expect(head.batch == "edge/1-2")
+        #expect(head.contentEncoding == nil && head.transferEncoding == nil && head.authorization == nil)
     }
 }

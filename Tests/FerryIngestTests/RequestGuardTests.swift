@@ -52,6 +52,31 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    /// The deadline's timer is not moved per request: one armed for an earlier request must neither cut
+    /// the next one before that one's own deadline, nor let it run past it, nor cut an idle connection.
+    @Test func eachRequestOnAConnectionGetsItsOwnDeadline() throws {
+        let (channel, _) = try channel()
+        try channel.writeInbound(head())
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+        try channel.writeInbound(head())  // due at 40 s; the first request's timer fires at 30 s
+        channel.embeddedEventLoop.advanceTime(by: .seconds(29))  // 39 s
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))  // 40 s
+        #expect(!channel.isActive)
+
+        let (idle, _) = try self.channel()
+        for _ in 0..<3 {
+            try idle.writeInbound(head())
+            try idle.writeInbound(HTTPRequestPart.end(nil))
+            idle.embeddedEventLoop.advanceTime(by: .seconds(50))
+        }
+        #expect(idle.isActive)
+        try idle.writeInbound(head())
+        idle.embeddedEventLoop.advanceTime(by: .seconds(30))
+        #expect(!idle.isActive)
+    }
+
     @Test func aCompleteRequestIsNotCutAndItsPartsPassThrough() throws {
         let (channel, _) = try channel()
         try channel.writeInbound(head())
