@@ -175,10 +175,4 @@ enum ASCIIWord {
         let backslash = word ^ (ones &* 0x5C)
         return (control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highBits
     }
-
-    /// Whether some byte of `word` needs a JSON escape (exact for the word as a whole).
-    @inline(__always)
-    static func containsByteToEscape(_ word: UInt64) -> Bool {
-        bytesToEscape(word) != 0
-    }
 }

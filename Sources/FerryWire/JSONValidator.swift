@@ -238,10 +238,17 @@ public enum JSONValidator {
         mutating func string() throws(JSONSyntaxError) {
             index += 1  // opening quote
             while index < bytes.count {
-                // Eight plain bytes (ASCII, no quote, backslash or control byte) at a time.
+                // Eight plain bytes (ASCII, no quote, backslash or control byte) at a time, then straight to
+                // the first byte that is not plain: the lowest mark of each mask is exact (`bytesToEscape`),
+                // so the lowest of both is too. Without the jump, each plain byte before a string's closing
+                // quote cost a word test of its own.
                 while index + 8 <= bytes.count {
-                    let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                    guard word & ASCIIWord.highBits == 0, !ASCIIWord.containsByteToEscape(word) else { break }
+                    let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                    let marks = (word & ASCIIWord.highBits) | ASCIIWord.bytesToEscape(word)
+                    if marks != 0 {
+                        index += marks.trailingZeroBitCount >> 3
+                        break
+                    }
                     index += 8
                 }
                 guard index < bytes.count else { break }
@@ -316,9 +323,14 @@ public enum UTF8Validation {
     public static func firstInvalidOffset(_ bytes: UnsafeRawBufferPointer) -> Int? {
         var scanner = JSONValidator.Scanner(bytes: bytes)
         while scanner.index < bytes.count {
-            // Eight ASCII bytes at a time: text is mostly ASCII (a syslog message, a log line).
-            while scanner.index + 8 <= bytes.count,
-                  bytes.loadUnaligned(fromByteOffset: scanner.index, as: UInt64.self) & ASCIIWord.highBits == 0 {
+            // Eight ASCII bytes at a time, then straight to the first byte that is not: text is mostly
+            // ASCII (a syslog message, a log line).
+            while scanner.index + 8 <= bytes.count {
+                let high = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: scanner.index, as: UInt64.self)) & ASCIIWord.highBits
+                if high != 0 {
+                    scanner.index += high.trailingZeroBitCount >> 3
+                    break
+                }
                 scanner.index += 8
             }
             guard scanner.index < bytes.count else { break }

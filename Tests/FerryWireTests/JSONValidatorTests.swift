@@ -79,4 +79,50 @@ import Testing
             }
         }
     }
+
+    /// The string scan jumps to the lowest byte a word marks: with two special bytes in one word, the
+    /// first is the one seen (a jump to another mark would skip a byte that breaks the string). Plain
+    /// text of 8, 13 and 16 bytes, every pair of positions.
+    @Test func ofTwoSpecialBytesInAStringTheFirstIsSeenFirst() throws {
+        let prefix = Array(#"{"k":""#.utf8)
+        for length in [8, 13, 16] {
+            for first in 0..<length - 2 {
+                for second in first + 2..<length {
+                    func validate(_ a: [UInt8], _ b: [UInt8]) -> Result<Void, JSONSyntaxError> {
+                        var body = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                        body.replaceSubrange(second..<second + 1, with: b)
+                        body.replaceSubrange(first..<first + 1, with: a)
+                        let text = prefix + body + Array(#""}"#.utf8)
+                        return text.withUnsafeBytes { bytes in Result { () throws(JSONSyntaxError) in try JSONValidator.validateObject(bytes) } }
+                    }
+                    // A byte that breaks the string first: its offset, whatever comes after it.
+                    for after: [UInt8] in [[0x01], [UInt8(ascii: "\"")], [0xFF], Array("é".utf8)] {
+                        guard case .failure(let error) = validate([0x01], after) else { Issue.record("control at \(first) of \(length) accepted"); return }
+                        #expect(error.offset == prefix.count + first, "control at \(first), \(after) at \(second) of \(length)")
+                    }
+                    // A byte that is fine first (an escape, a character past ASCII): the second one is still seen.
+                    for before: [UInt8] in [Array("é".utf8), Array(#"\n"#.utf8), [0x7F]] {
+                        let shift = before.count - 1
+                        guard case .failure(let error) = validate(before, [0x01]) else { Issue.record("\(before) at \(first) of \(length) hid a control byte"); return }
+                        #expect(error.offset == prefix.count + second + shift, "\(before) at \(first), control at \(second) of \(length)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// UTF-8 validation jumps to the lowest byte past ASCII in a word: an invalid byte before a valid
+    /// character in the same word is still the one named.
+    @Test func utf8ValidationNamesTheFirstBadByteBeforeAGoodOne() {
+        for length in [8, 13, 16] {
+            for first in 0..<length - 2 {
+                for second in first + 1..<length - 1 {
+                    var sample = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+                    sample.replaceSubrange(second..<second + 2, with: Array("é".utf8))
+                    sample[first] = 0xFF
+                    #expect(sample.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) } == first, "0xFF at \(first), é at \(second) of \(length)")
+                }
+            }
+        }
+    }
 }
