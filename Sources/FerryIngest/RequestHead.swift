@@ -57,9 +57,10 @@ enum HTTPToken {
 
     /// Whether `value` is `lowercase` (written in lower case), its letters in either case.
     static func equals(_ value: Substring, _ lowercase: StaticString) -> Bool {
-        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return value.utf8.elementsEqual(expected) { byte, other in
-            (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == other
+        lowercase.withUTF8Buffer { expected in
+            value.utf8.elementsEqual(expected) { byte, other in
+                (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == other
+            }
         }
     }
 
