@@ -222,7 +222,7 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
         respond(context, answer)
         // An answer that closes the connection (a refusal with `Connection: close`): `RequestGuard` closes
         // after it, so nothing held is taken here any more (it could be stored, never answered).
-        state = answer.headers[.connection].map({ HTTPToken.list($0, contains: "close") }) == true || !context.channel.isActive ? .closing : .idle
+        state = HTTPToken.closes(answer.headers[.connection]) || !context.channel.isActive ? .closing : .idle
         let replayed = !held.isEmpty
         defer {
             // Parts passed up reach Hummingbird's request loop only with a read-complete: the async

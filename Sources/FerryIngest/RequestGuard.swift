@@ -126,7 +126,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
-            if head.headerFields[.connection].map({ HTTPToken.list($0, contains: "close") }) == true { closeAfterResponse = true }
+            if HTTPToken.closes(head.headerFields[.connection]) { closeAfterResponse = true }
             context.write(data, promise: promise)
         case .body:
             context.write(data, promise: promise)

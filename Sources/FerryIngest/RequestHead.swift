@@ -38,7 +38,7 @@ struct RequestHead {
     var length: Int? { contentLength.flatMap { Int($0) } }
 
     /// Whether the client asks to close the connection after this request.
-    var asksToClose: Bool { connection.map { HTTPToken.list($0, contains: "close") } ?? false }
+    var asksToClose: Bool { HTTPToken.closes(connection) }
 }
 
 /// HTTP's case-insensitive tokens (media types, content codings, `Connection` options), compared as
@@ -73,6 +73,11 @@ enum HTTPToken {
             guard comma < rest.endIndex else { return false }
             rest = rest[rest.utf8.index(after: comma)...]
         }
+    }
+
+    /// Whether a `Connection` value (of a request or a response; nil when there is none) says `close`.
+    static func closes(_ connection: String?) -> Bool {
+        connection.map { list($0, contains: "close") } ?? false
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {
