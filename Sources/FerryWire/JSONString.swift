@@ -76,14 +76,8 @@ public enum JSONString {
     /// The offset of the first byte of `text` at or after `start` that needs an escape, or `text.count`.
     @inline(__always)
     private static func firstToEscape(_ text: UnsafeRawBufferPointer, from start: Int) -> Int {
-        var index = start
-        let count = text.count
-        while index + 8 <= count {
-            let mask = ASCIIWord.bytesToEscape(UInt64(littleEndian: text.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
-            if mask != 0 { return index + mask.trailingZeroBitCount >> 3 }
-            index += 8
-        }
-        while index < count, !needsEscape(text[index]) { index += 1 }
+        var index = ASCIIWord.firstMarked(in: text, from: start, ASCIIWord.bytesToEscape)
+        while index < text.count, !needsEscape(text[index]) { index += 1 }
         return index
     }
 
@@ -174,5 +168,19 @@ enum ASCIIWord {
         let quote = word ^ (ones &* 0x22)
         let backslash = word ^ (ones &* 0x5C)
         return (control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highBits
+    }
+
+    /// Skips `bytes` from `start` eight at a time while `marks` marks no byte of a word (a mask of high
+    /// bits whose lowest mark is exact, given the word loaded as little-endian): the offset of the first
+    /// marked byte, or of the first of the last fewer than eight bytes, which the caller tests one by one.
+    @inline(__always)
+    static func firstMarked(in bytes: UnsafeRawBufferPointer, from start: Int, _ marks: (UInt64) -> UInt64) -> Int {
+        var index = start
+        while index + 8 <= bytes.count {
+            let mask = marks(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
+            if mask != 0 { return index + mask.trailingZeroBitCount >> 3 }
+            index += 8
+        }
+        return index
     }
 }

@@ -242,15 +242,7 @@ public enum JSONValidator {
                 // the first byte that is not plain: the lowest mark of each mask is exact (`bytesToEscape`),
                 // so the lowest of both is too. Without the jump, each plain byte before a string's closing
                 // quote cost a word test of its own.
-                while index + 8 <= bytes.count {
-                    let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-                    let marks = (word & ASCIIWord.highBits) | ASCIIWord.bytesToEscape(word)
-                    if marks != 0 {
-                        index += marks.trailingZeroBitCount >> 3
-                        break
-                    }
-                    index += 8
-                }
+                index = ASCIIWord.firstMarked(in: bytes, from: index) { ($0 & ASCIIWord.highBits) | ASCIIWord.bytesToEscape($0) }
                 guard index < bytes.count else { break }
                 let byte = bytes[index]
                 switch byte {
@@ -325,14 +317,7 @@ public enum UTF8Validation {
         while scanner.index < bytes.count {
             // Eight ASCII bytes at a time, then straight to the first byte that is not: text is mostly
             // ASCII (a syslog message, a log line).
-            while scanner.index + 8 <= bytes.count {
-                let high = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: scanner.index, as: UInt64.self)) & ASCIIWord.highBits
-                if high != 0 {
-                    scanner.index += high.trailingZeroBitCount >> 3
-                    break
-                }
-                scanner.index += 8
-            }
+            scanner.index = ASCIIWord.firstMarked(in: bytes, from: scanner.index) { $0 & ASCIIWord.highBits }
             guard scanner.index < bytes.count else { break }
             if bytes[scanner.index] < 0x80 { scanner.index += 1; continue }
             do { try scanner.utf8Sequence() } catch { return error.offset }
