@@ -124,13 +124,6 @@ func bareServer(listening: ListeningPort) -> some Service {
                        onServerRunning: { channel in listening.set(channel.localAddress?.port ?? 0) }, logger: quiet)
 }
 
-/// CPU seconds (user + system) this process has used.
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-}
-
 // MARK: Baseline: the same batches appended to the queue directly, same concurrency, same run.
 
 func directAppendRate(appenders: Int, eventsPerBatch: Int, seconds: Int) async throws -> Double {
@@ -161,8 +154,11 @@ func directAppendRate(appenders: Int, eventsPerBatch: Int, seconds: Int) async t
 print("ferry-bench-ingest: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(seconds) s per scenario, wrk on loopback, data in \(baseDir)")
 print("events: \(pool.reduce(0) { $0 + $1.count } / pool.count) bytes on average; 1000-event body \(gzipBody.readableBytes) bytes gzip")
 print("")
-print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct")
+print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct  wrk-cpu-us/req  idle-%  steal-%")
 var cpuPerEvent: [String: Double] = [:]
+/// Per scenario: CPU µs per request of this process and of wrk, and the machine's idle and stolen shares
+/// while wrk ran: what bounds the requests/s when both share the cores.
+var budget: [String: (server: Double, wrk: Double, idle: Double, steal: Double)] = [:]
 var requestsPerSecond: [String: Double] = [:]
 for scenario in scenarios {
     let dir = work + "/queue-\(scenario.connections)"
@@ -184,11 +180,13 @@ for scenario in scenarios {
     let script = work + "/script-\(scenario.connections).lua"
     try luaScript(body: scenario.body, gzip: scenario.gzip).write(toFile: script, atomically: true, encoding: .utf8)
     resetPeakRSS()
-    let cpuBefore = cpuSeconds()
+    let cpuBefore = cpuSeconds(), wrkBefore = childrenCPUSeconds(), machineBefore = MachineCPU.now()
     let result = try await run("/usr/bin/wrk", ["-t\(scenario.threads)", "-c\(scenario.connections)", "-d\(seconds)s",
                                                 "--timeout", "10s", "-s", script, "http://127.0.0.1:\(port)/"])
     let rss = peakRSSMiB()
     let cpu = cpuSeconds() - cpuBefore
+    let wrkCPU = childrenCPUSeconds() - wrkBefore
+    let machine = MachineCPU.now().shares(since: machineBefore)
     await group.triggerGracefulShutdown()
     _ = try? await runTask.value
     let stored = queue.stats.appendedEvents
@@ -203,6 +201,7 @@ for scenario in scenarios {
     let events = requests * Double(scenario.eventsPerRequest)
     cpuPerEvent[scenario.name] = cpu / events * 1e6
     requestsPerSecond[scenario.name] = requests / duration
+    budget[scenario.name] = (cpu / requests * 1e6, wrkCPU / requests * 1e6, machine.idle, machine.steal)
     // The bare server stores nothing: no direct-append baseline, no check of the queue.
     let direct = scenario.bare ? .nan : try await directAppendRate(appenders: scenario.connections, eventsPerBatch: scenario.eventsPerRequest, seconds: seconds)
     print(scenario.name.padding(toLength: 21, withPad: " ", startingAt: 0)
@@ -215,7 +214,10 @@ for scenario in scenarios {
         + String(rss).padding(toLength: 14, withPad: " ", startingAt: 0)
         + f(cpu / events * 1e6, 2).padding(toLength: 14, withPad: " ", startingAt: 0)
         + f(direct).padding(toLength: 24, withPad: " ", startingAt: 0)
-        + f(events / duration / direct, 2))
+        + f(events / duration / direct, 2).padding(toLength: 13, withPad: " ", startingAt: 0)
+        + f(wrkCPU / requests * 1e6, 2).padding(toLength: 16, withPad: " ", startingAt: 0)
+        + f(machine.idle * 100, 1).padding(toLength: 8, withPad: " ", startingAt: 0)
+        + f(machine.steal * 100, 1))
     // Every 200 wrk counted was a durable append: the queue must hold at least that many events.
     if !scenario.bare && Double(stored) < events - errors * Double(scenario.eventsPerRequest) {
         print("  WARNING: the queue holds \(stored) events, fewer than the \(Int(events)) acknowledged")
@@ -224,6 +226,14 @@ for scenario in scenarios {
 print("")
 if let ingest = requestsPerSecond["1-event"], let bare = requestsPerSecond["1-event bare HB"] {
     print("single-event requests/s of the ingest over a bare Hummingbird server answering 200: \(f(ingest / bare, 3)) (\(f(ingest)) / \(f(bare)))")
+}
+// The cores are shared by the server and wrk: CPU per request of both bounds the requests/s at full use.
+let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+for name in ["1-event", "1-event bare HB"] {
+    if let b = budget[name], let rate = requestsPerSecond[name] {
+        let bound = cores * (1 - b.steal) / ((b.server + b.wrk) / 1e6)
+        print("\(name): CPU per request \(f(b.server, 1)) us here + \(f(b.wrk, 1)) us in wrk; at full use of \(Int(cores)) cores less steal: \(f(bound)) requests/s; measured \(f(rate)) with \(f(b.idle * 100, 1)) % idle, \(f(b.steal * 100, 1)) % stolen")
+    }
 }
 for (plain, stamped) in [("1000-event gzip", "1000-event gzip +ts"), ("1-event", "1-event +ts")] {
     if let a = cpuPerEvent[plain], let b = cpuPerEvent[stamped] {
