@@ -154,7 +154,7 @@ func directAppendRate(appenders: Int, eventsPerBatch: Int, seconds: Int) async t
 print("ferry-bench-ingest: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(seconds) s per scenario, wrk on loopback, data in \(baseDir)")
 print("events: \(pool.reduce(0) { $0 + $1.count } / pool.count) bytes on average; 1000-event body \(gzipBody.readableBytes) bytes gzip")
 print("")
-print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct  wrk-cpu-us/req  idle-%  steal-%")
+print("scenario             conns  requests/s  events/s    p50-ms  p99-ms  errors  peak-RSS-MiB  cpu-us/event  direct-append-events/s  http/direct  wrk-cpu-us/req  idle-%  steal-%  stored-B/event  events/record")
 var cpuPerEvent: [String: Double] = [:]
 /// Per scenario: CPU µs per request of this process and of wrk, and the machine's idle and stolen shares
 /// while wrk ran: what bounds the requests/s when both share the cores.
@@ -189,7 +189,8 @@ for scenario in scenarios {
     let machine = MachineCPU.now().shares(since: machineBefore)
     await group.triggerGracefulShutdown()
     _ = try? await runTask.value
-    let stored = queue.stats.appendedEvents
+    let stats = queue.stats
+    let stored = stats.appendedEvents
     queue.close()
     try? FileManager.default.removeItem(atPath: dir)
     guard let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("RESULT ") }) else {
@@ -217,7 +218,9 @@ for scenario in scenarios {
         + f(events / duration / direct, 2).padding(toLength: 13, withPad: " ", startingAt: 0)
         + f(wrkCPU / requests * 1e6, 2).padding(toLength: 16, withPad: " ", startingAt: 0)
         + f(machine.idle * 100, 1).padding(toLength: 8, withPad: " ", startingAt: 0)
-        + f(machine.steal * 100, 1))
+        + f(machine.steal * 100, 1).padding(toLength: 9, withPad: " ", startingAt: 0)
+        + (scenario.bare ? "nan" : f(Double(stats.bytes) / Double(max(stats.events, 1)), 1)).padding(toLength: 16, withPad: " ", startingAt: 0)
+        + (scenario.bare ? "nan" : f(Double(stats.events) / Double(max(stats.records, 1)), 1)))
     // Every 200 wrk counted was a durable append: the queue must hold at least that many events.
     if !scenario.bare && Double(stored) < events - errors * Double(scenario.eventsPerRequest) {
         print("  WARNING: the queue holds \(stored) events, fewer than the \(Int(events)) acknowledged")

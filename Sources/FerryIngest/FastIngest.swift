@@ -65,6 +65,8 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let handler: IngestHandler
     private let serverName: String?
+    /// Packs this loop's small uploads into one append (nil: each is appended alone).
+    private let coalescer: IngestCoalescer?
     private var state = State.idle
     /// Answers Hummingbird owes: requests passed up whose answer has not ended yet.
     private var owed = 0
@@ -74,9 +76,10 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
     private var readPending = false
     private var active = true
 
-    init(handler: IngestHandler, serverName: String?) {
+    init(handler: IngestHandler, serverName: String?, coalescer: IngestCoalescer? = nil) {
         self.handler = handler
         self.serverName = serverName
+        self.coalescer = coalescer
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -199,7 +202,7 @@ final class FastIngest: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .answering
                 let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let loop = context.eventLoop
-                handler.store(upload) { outcome in
+                handler.store(upload, coalescer: coalescer) { outcome in
                     loop.execute { bound.value.0.answered(bound.value.1, outcome) }
                 }
             case .head:
@@ -270,13 +273,14 @@ struct IngestChannel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
 
     let http1: HTTP1Channel
-    let makeFastPath: @Sendable () -> FastIngest
+    /// The fast path of a connection on the given event loop.
+    let makeFastPath: @Sendable (any EventLoop) -> FastIngest
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let operations = channel.pipeline.syncOperations
             let connectionState = try operations.handler(type: HTTPConnectionStateHandler.self)
-            try operations.addHandler(makeFastPath(), position: .after(connectionState))
+            try operations.addHandler(makeFastPath(channel.eventLoop), position: .after(connectionState))
             return value
         }
     }

@@ -119,18 +119,86 @@ struct IngestHandler: Sendable {
         return stored(receipt, batch: batch, since: start)
     }
 
+    /// What the event-loop path hands on: the outcome of an upload, given on the queue's writer thread.
+    typealias Completion = @Sendable (Result<(events: Int, duplicate: Bool), IngestError>) -> Void
+
+    /// A small upload's events, not compressed yet, waiting in its event loop's `IngestCoalescer`.
+    struct Pending {
+        /// NDJSON, every line ending in a newline.
+        let lines: ByteBuffer
+        let events: UInt32
+        /// Body bytes as they arrived.
+        let sourceBytes: Int
+        let completion: Completion
+    }
+
     /// The event-loop path (`FastIngest`): appends a complete upload and gives the outcome to `completion`
-    /// on the queue's writer thread.
-    func store(_ upload: consuming Upload, completion: @escaping @Sendable (Result<(events: Int, duplicate: Bool), IngestError>) -> Void) {
+    /// on the queue's writer thread. An upload of at most `IngestCoalescer.maxUploadBytes` of events that
+    /// are not compressed yet, without a `Ferry-Batch` id, goes through `coalescer` (when there is one),
+    /// to be appended with the other uploads its event loop finishes in the same pass.
+    func store(_ upload: consuming Upload, coalescer: IngestCoalescer?, completion: @escaping Completion) {
         var upload = upload
-        let batch: EventBatch
+        let finished: RequestDecoder.Finished
         do {
-            batch = try upload.decoder.finish()
+            finished = try upload.decoder.finishLines()
         } catch {
             return completion(.failure(IngestError.refusal(error)))
         }
+        switch finished {
+        case .lines(let lines, let events):
+            let pending = Pending(lines: lines, events: events, sourceBytes: upload.received, completion: completion)
+            if let coalescer, upload.batchID == nil, lines.readableBytes <= IngestCoalescer.maxUploadBytes {
+                coalescer.add(pending)
+            } else {
+                append(pending, batchID: upload.batchID)
+            }
+        case .batch(let batch):
+            append(batch, sourceBytes: upload.received, batchID: upload.batchID, completion: completion)
+        }
+    }
+
+    /// Appends the uploads an event loop's `IngestCoalescer` gathered as one batch: their events in one
+    /// record (up to a record's worth) and one queue operation, instead of a gzip member and an operation
+    /// each. If the queue refuses them together, each is appended on its own, so that every request is
+    /// decided as if it had come alone: a nearly full queue may still take some of them.
+    func store(coalesced uploads: [Pending]) {
+        guard uploads.count > 1 else {
+            for upload in uploads { append(upload, batchID: nil) }
+            return
+        }
+        var builder = RecordBuilder()
+        var sourceBytes = 0
+        for upload in uploads {
+            builder.append(lines: upload.lines, events: upload.events)
+            sourceBytes += upload.sourceBytes
+        }
+        let batch = builder.finish()
         let start = ContinuousClock.now
-        intake.append(batch, sourceBytes: upload.received, batchID: upload.batchID) { [self] result in
+        intake.append(batch, sourceBytes: sourceBytes, countsRefusal: false) { [self] result in
+            switch result {
+            case .success:
+                // No `Ferry-Batch` id, so never a duplicate: each request stored all its events.
+                let latency = (ContinuousClock.now - start).inNanoseconds
+                for upload in uploads {
+                    metrics.commit.recordNanoseconds(latency)
+                    upload.completion(.success((Int(upload.events), false)))
+                }
+            case .failure:
+                for upload in uploads { append(upload, batchID: nil) }
+            }
+        }
+    }
+
+    /// Appends one upload's events, compressed alone.
+    private func append(_ upload: Pending, batchID: String?) {
+        var builder = RecordBuilder()
+        builder.append(lines: upload.lines, events: upload.events)
+        append(builder.finish(), sourceBytes: upload.sourceBytes, batchID: batchID, completion: upload.completion)
+    }
+
+    private func append(_ batch: EventBatch, sourceBytes: Int, batchID: String?, completion: @escaping Completion) {
+        let start = ContinuousClock.now
+        intake.append(batch, sourceBytes: sourceBytes, batchID: batchID) { [self] result in
             switch result {
             case .success(let receipt): completion(.success(stored(receipt, batch: batch, since: start)))
             case .failure(let error): completion(.failure(Self.ingestError(error)))

@@ -103,9 +103,10 @@ package final class IngestServer: Input, Sendable {
             idleTimeout: .seconds(limits.idleTimeoutSeconds)
         )
         // `POST /` with a small body is answered on the event loop (`FastIngest`); the rest by the router.
+        let coalescers = IngestCoalescers(handler: handler)
         let http1WithFastPath = HTTPServerBuilder { responder in
             IngestChannel(http1: HTTP1Channel(responder: responder, configuration: http1),
-                          makeFastPath: { FastIngest(handler: handler, serverName: Self.serverName) })
+                          makeFastPath: { loop in FastIngest(handler: handler, serverName: Self.serverName, coalescer: coalescers.coalescer(for: loop)) })
         }
         let server: HTTPServerBuilder
         if let tlsConfiguration {

@@ -137,6 +137,28 @@ package struct RequestDecoder {
 
     /// Ends the body: checks that nothing is cut off and returns the events, encoded into records.
     package mutating func finish() throws -> EventBatch {
+        try end()
+        return builder.finish()
+    }
+
+    /// What `finishLines` gives: the events not compressed yet, or the batch.
+    package enum Finished {
+        /// Every event of the body, NDJSON (each line ending in a newline), not sealed into a record yet.
+        case lines(ByteBuffer, events: UInt32)
+        /// The body's records: it held a gzip member stored as it came, or more than a record's worth.
+        case batch(EventBatch)
+    }
+
+    /// `finish`, except that a body whose events all still wait to be compressed gives them as they are,
+    /// for `IngestCoalescer` to pack with the events of other requests into one record.
+    package mutating func finishLines() throws -> Finished {
+        try end()
+        if let taken = builder.takeLines() { return .lines(taken.lines, events: taken.events) }
+        return .batch(builder.finish())
+    }
+
+    /// Checks that the body is complete and holds at least one event.
+    private mutating func end() throws {
         if let inflater {
             do { try inflater.finish() } catch { throw Self.gzipError(error, limit: limits.maxDecompressedBytes) }
         }
@@ -154,7 +176,6 @@ package struct RequestDecoder {
         guard events > 0 else {
             throw IngestError(status: 400, reason: "empty_body", message: "the request holds no events; send at least one JSON object")
         }
-        return builder.finish()
     }
 
     // MARK: Internals

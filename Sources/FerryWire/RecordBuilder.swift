@@ -82,6 +82,29 @@ public struct RecordBuilder {
         records.append(QueueRecord(eventCount: eventCount, createdAt: createdAt, uncompressedLength: uncompressedLength, payload: member))
     }
 
+    /// The events added so far, uncompressed (NDJSON, every line ending in a newline), and how many they are,
+    /// when none has been sealed into a record yet: for a caller that packs them with other events
+    /// (`append(lines:events:)`) instead of compressing them alone. The builder is empty afterwards. Nil,
+    /// with nothing taken, when a record was sealed already or nothing was added.
+    public mutating func takeLines() -> (lines: ByteBuffer, events: UInt32)? {
+        guard records.isEmpty, pendingEvents > 0 else { return nil }
+        defer {
+            pending = ByteBuffer()
+            pendingEvents = 0
+        }
+        return (pending, pendingEvents)
+    }
+
+    /// Adds `events` whole NDJSON lines (every one ending in a newline), as `takeLines` gives them: they go
+    /// into the same record as the events before them when the record has room for all of them.
+    public mutating func append(lines: ByteBuffer, events: UInt32) {
+        if pending.readableBytes > 0 && pending.readableBytes + lines.readableBytes > maxRecordBytes {
+            flush()
+        }
+        pending.writeImmutableBuffer(lines)
+        pendingEvents += events
+    }
+
     /// Compresses what is left and returns the batch. The builder is empty afterwards.
     public mutating func finish() -> EventBatch {
         if pendingEvents > 0 { flush() }

@@ -71,6 +71,50 @@ import Testing
         #expect(try String(buffer: batch.records[1].events()[0]) == big)
     }
 
+    /// `takeLines` gives the events not compressed yet, exactly as added; `append(lines:events:)` packs the
+    /// lines of several such takes into one record, and starts a new one where a record would pass its size.
+    @Test func linesTakenFromBuildersArePackedIntoOneRecord() throws {
+        let lines = generator.lines(batch: 2, count: 9)
+        var takes: [(lines: ByteBuffer, events: UInt32)] = []
+        for group in [lines[0..<1], lines[1..<4], lines[4..<9]] {
+            var builder = RecordBuilder()
+            for line in group { builder.append(line: Array(line.utf8)) }
+            let take = builder.takeLines()
+            let taken = try #require(take)
+            #expect(String(buffer: taken.lines) == group.map { $0 + "\n" }.joined())
+            #expect(taken.events == UInt32(group.count))
+            // Taken: the builder is empty.
+            #expect(builder.eventCount == 0)
+            let again = builder.takeLines()
+            #expect(again == nil)
+            takes.append(taken)
+        }
+        var packed = RecordBuilder()
+        for take in takes { packed.append(lines: take.lines, events: take.events) }
+        let batch = packed.finish()
+        #expect(batch.records.count == 1)
+        #expect(batch.eventCount == 9)
+        #expect(try batch.records[0].events().map { String(buffer: $0) } == lines)
+
+        // With records of at most the first two takes' bytes, the third starts a record of its own.
+        var small = RecordBuilder(maxRecordBytes: takes[0].lines.readableBytes + takes[1].lines.readableBytes)
+        for take in takes { small.append(lines: take.lines, events: take.events) }
+        #expect(small.finish().records.map(\.eventCount) == [4, 5])
+    }
+
+    /// Once a record is sealed (more than a record's worth was added), nothing is taken: the caller
+    /// finishes the batch instead.
+    @Test func nothingIsTakenFromABuilderThatSealedARecord() throws {
+        let lines = generator.lines(batch: 3, count: 50)
+        var builder = RecordBuilder(maxRecordBytes: 1000)
+        for line in lines { builder.append(line: Array(line.utf8)) }
+        let taken = builder.takeLines()
+        #expect(taken == nil)
+        let batch = builder.finish()
+        #expect(batch.eventCount == 50)
+        #expect(try batch.records.flatMap { try $0.events().map { String(buffer: $0) } } == lines)
+    }
+
     @Test func batchIDRoundTripsAndRefusesMalformedValues() throws {
         let id = BatchID(agentID: "3f9a0c1d2b4e5f60", firstSequence: 17, lastSequence: 42)
         #expect(id.description == "3f9a0c1d2b4e5f60/17-42")

@@ -67,13 +67,14 @@ package final class Intake: Sendable {
 
     /// Appends once, for a caller that is not a task (the HTTP ingest's event-loop path): as `append`, with
     /// the outcome, counted, given to `completion` on the queue's writer thread (see `Queue.append`'s
-    /// completion form) instead of returned.
-    package func append(_ batch: EventBatch, sourceBytes: Int, batchID: String? = nil,
+    /// completion form) instead of returned. `countsRefusal: false` leaves a refusal uncounted, for a caller
+    /// that tries the events again in smaller appends, whose refusals are counted.
+    package func append(_ batch: EventBatch, sourceBytes: Int, batchID: String? = nil, countsRefusal: Bool = true,
                         completion: @escaping @Sendable (Result<Queue.AppendReceipt, QueueError>) -> Void) {
         queue.append(batch, batchID: batchID) { [self] result in
             switch result {
             case .success(let receipt): counted(receipt, batch, sourceBytes: sourceBytes)
-            case .failure(let error): metrics.rejected(Self.reason(error))
+            case .failure(let error): if countsRefusal { metrics.rejected(Self.reason(error)) }
             }
             completion(result)
         }
