@@ -13,8 +13,9 @@ import NIOCore
 /// loop handles its ready sockets are appended by a task that runs right after them, in the same pass.
 ///
 /// A request's answer is still its own: 200 with its own count once the batch is committed. If the queue
-/// refuses the batch, each upload is appended alone, so that a refusal (429 when full) is decided per
-/// request as before. Uploads with a `Ferry-Batch` id are never packed: their id marks exactly their events.
+/// refuses the batch for want of room, each upload is appended alone, so that a refusal (429 when full) is
+/// decided per request as before. Uploads with a `Ferry-Batch` id are never packed: their id marks exactly
+/// their events.
 ///
 /// Used on its event loop only (`add`), hence `@unchecked Sendable`: it is shared through the per-loop
 /// registry (`IngestCoalescers`), which hands each loop its own.
@@ -56,7 +57,7 @@ final class IngestCoalescer: @unchecked Sendable {
         let uploads = waiting
         waiting = []
         waitingBytes = 0
-        handler.store(coalesced: uploads)
+        handler.store(coalesced: uploads, on: loop)
     }
 }
 

@@ -159,9 +159,11 @@ struct IngestHandler: Sendable {
 
     /// Appends the uploads an event loop's `IngestCoalescer` gathered as one batch: their events in one
     /// record (up to a record's worth) and one queue operation, instead of a gzip member and an operation
-    /// each. If the queue refuses them together, each is appended on its own, so that every request is
-    /// decided as if it had come alone: a nearly full queue may still take some of them.
-    func store(coalesced uploads: [Pending]) {
+    /// each. If the queue refuses them together for want of room (full, or the lot larger than the whole
+    /// queue), each is appended on its own, from `loop` (not from the writer thread, whose group waits for
+    /// its completions), so that every request is decided as if it had come alone: a nearly full queue may
+    /// still take some of them. Any other failure (closed, a failed commit) is every upload's.
+    func store(coalesced uploads: [Pending], on loop: any EventLoop) {
         guard uploads.count > 1 else {
             for upload in uploads { append(upload, batchID: nil) }
             return
@@ -183,8 +185,16 @@ struct IngestHandler: Sendable {
                     metrics.commit.recordNanoseconds(latency)
                     upload.completion(.success((Int(upload.events), false)))
                 }
-            case .failure:
-                for upload in uploads { append(upload, batchID: nil) }
+            case .failure(let error) where error.code == .full || error.code == .batchTooLarge:
+                loop.execute { [self] in
+                    for upload in uploads { append(upload, batchID: nil) }
+                }
+            case .failure(let error):
+                let refusal = Self.ingestError(error)
+                for upload in uploads {
+                    intake.rejected(error)
+                    upload.completion(.failure(refusal))
+                }
             }
         }
     }

@@ -45,14 +45,13 @@ struct IngestCoalescerTests {
         var failure: (any Error)?
         do {
             try await loop.submit { for upload in uploads { coalescer.add(upload) } }.get()
-            // A task after the pass: the coalescer's append, scheduled during it, has run once this has.
-            try await loop.submit {}.get()
+            // The loop stays up until every upload has its outcome: a refused pack is retried from it.
+            #expect(try await eventually(timeout: .seconds(20)) { outcomes.count == uploads.count })
         } catch {
             failure = error
         }
         try await group.shutdownGracefully()
         if let failure { throw failure }
-        #expect(try await eventually(timeout: .seconds(20)) { outcomes.count == uploads.count })
     }
 
     @Test func theUploadsOfOnePassAreStoredAsOneRecordAndEachAnsweredWithItsCount() async throws {
@@ -96,6 +95,30 @@ struct IngestCoalescerTests {
             #expect(outcomes.refusalStatuses == [nil, nil, 429])
             let page = try queue.peek(from: 0, maxRecords: 100)
             #expect(try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } } == Array(lines.prefix(2)))
+        }
+    }
+
+    /// The same with room in the queue for the pack as such, but not next to what it already holds: the
+    /// pack is refused as full, and each upload is decided alone again.
+    @Test func aPackRefusedAsFullIsDecidedAgainUploadByUpload() async throws {
+        var random = SystemRandomNumberGenerator()
+        let hex = Array("0123456789abcdef")
+        let lines = (0..<3).map { i in #"{"i":\#(i),"blob":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"# }
+        let alone = lines.map { EventBatch(lines: [Array($0.utf8)]).storedBytes }
+        let packed = EventBatch(lines: lines.map { Array($0.utf8) }).storedBytes
+        let held = EventBatch(lines: [Array((#"{"held":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"#).utf8)])
+        let maxBytes = held.storedBytes + alone[0] + alone[1] + alone[2] / 2
+        try #require(packed <= maxBytes && packed > maxBytes - held.storedBytes)
+
+        try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: maxBytes)) { queue, _ in
+            _ = try await queue.append(held)
+            let outcomes = Outcomes()
+            let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
+            try await addInOnePass(uploads, to: handler(queue), outcomes: outcomes)
+
+            #expect(outcomes.storedCounts == [1, 1, nil])
+            #expect(outcomes.refusalStatuses == [nil, nil, 429])
+            #expect(queue.stats.appendedEvents == 3)
         }
     }
 

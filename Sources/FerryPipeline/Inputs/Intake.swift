@@ -142,6 +142,12 @@ package final class Intake: Sendable {
         metrics.rejected(reason)
     }
 
+    /// Counts a refusal by the queue that an append with `countsRefusal: false` left uncounted, once for
+    /// each request it refused.
+    package func rejected(_ error: QueueError) {
+        metrics.rejected(Self.reason(error))
+    }
+
     private func counted(_ receipt: Queue.AppendReceipt, _ batch: EventBatch, sourceBytes: Int) {
         guard !receipt.duplicate else { return }
         metrics.events.increment(by: batch.eventCount)
