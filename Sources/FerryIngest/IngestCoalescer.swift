@@ -2,7 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Small uploads that end on one event loop in the same pass over its sockets, appended as one batch
-/// (`IngestHandler.store(coalesced:)`): their events go into one record, one gzip member, through one queue
+/// (`IngestHandler.store(coalesced:on:)`): their events go into one record, one gzip member, through one queue
 /// operation.
 ///
 /// Why: a single-event request alone cost a gzip member of its own (~5 µs of zlib for 150 bytes, most of it
