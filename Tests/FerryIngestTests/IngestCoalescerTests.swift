@@ -17,12 +17,17 @@ import Testing
 struct IngestCoalescerTests {
     let generator = EventGenerator(prefix: "co")
 
-    /// The handler of an ingest in front of `queue`.
-    private func handler(_ queue: Queue) -> IngestHandler {
+    /// The handler of an ingest in front of `queue`, its input's counters in `metrics`.
+    private func handler(_ queue: Queue, metrics: CountingMetrics = CountingMetrics()) -> IngestHandler {
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         return IngestHandler(settings: IngestLiveSettings(auth: nil, limits: IngestConfiguration.Limits()),
-                             intake: Intake(input: "http", queue: queue, stamp: .none, logger: logger),
+                             intake: Intake(input: "http", queue: queue, stamp: .none, logger: logger, metrics: metrics),
                              logger: logger, metrics: IngestMetrics(), isAccepting: { true })
+    }
+
+    /// `ferry_input_rejections_total{input="http", reason}`.
+    private func rejections(_ metrics: CountingMetrics, _ reason: String) -> Int64 {
+        metrics.counter("ferry_input_rejections_total", [("input", "http"), ("reason", reason)])
     }
 
     /// An upload of `lines`, whose outcome goes to `outcomes` at `index`.
@@ -61,9 +66,11 @@ struct IngestCoalescerTests {
             var lines: [[String]] = []
             for (i, size) in sizes.enumerated() { lines.append(generator.lines(batch: i, count: size)) }
             let uploads = try lines.enumerated().map { try upload($0.element, index: $0.offset, into: outcomes) }
-            try await addInOnePass(uploads, to: handler(queue), outcomes: outcomes)
+            let metrics = CountingMetrics()
+            try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == sizes.map { Int?($0) })
+            #expect(metrics.counter("ferry_input_events_total", [("input", "http")]) == Int64(sizes.reduce(0, +)))
             let page = try queue.peek(from: 0, maxRecords: 100)
             #expect(page.records.count == 1)
             // In the order the uploads ended.
@@ -89,10 +96,15 @@ struct IngestCoalescerTests {
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: maxBytes)) { queue, _ in
             let outcomes = Outcomes()
             let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            try await addInOnePass(uploads, to: handler(queue), outcomes: outcomes)
+            let metrics = CountingMetrics()
+            try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
             #expect(outcomes.refusalStatuses == [nil, nil, 429])
+            // One refusal, the third request's; the pack's own refusal is not counted.
+            #expect(rejections(metrics, "queue_full") == 1)
+            #expect(rejections(metrics, "too_large") == 0)
+            #expect(metrics.counter("ferry_input_events_total", [("input", "http")]) == 2)
             let page = try queue.peek(from: 0, maxRecords: 100)
             #expect(try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } } == Array(lines.prefix(2)))
         }
@@ -114,10 +126,12 @@ struct IngestCoalescerTests {
             _ = try await queue.append(held)
             let outcomes = Outcomes()
             let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            try await addInOnePass(uploads, to: handler(queue), outcomes: outcomes)
+            let metrics = CountingMetrics()
+            try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
             #expect(outcomes.refusalStatuses == [nil, nil, 429])
+            #expect(rejections(metrics, "queue_full") == 1)
             #expect(queue.stats.appendedEvents == 3)
         }
     }

@@ -1,7 +1,7 @@
 package import FerryQueue
 package import FerryWire
 package import Logging
-import Metrics
+package import Metrics
 import ServiceLifecycle
 
 /// The one way into the queue, for every input (`http`, `kafka`, `file`, `journald`, `syslog`, `relp`):
@@ -33,14 +33,16 @@ package final class Intake: Sendable {
     private let backoff: Backoff
     private let metrics: InputMetrics
 
+    /// `metrics`: where the counters go; the process's metrics system unless a test counts them itself.
     package init(input: String, queue: Queue, stamp: EventStamp, logger: Logger,
-                 backoff: Backoff = Backoff(base: .milliseconds(50), cap: .seconds(1))) {
+                 backoff: Backoff = Backoff(base: .milliseconds(50), cap: .seconds(1)),
+                 metrics factory: any MetricsFactory = MetricsSystem.factory) {
         self.input = input
         self.queue = queue
         self.stamp = stamp
         self.logger = logger
         self.backoff = backoff
-        self.metrics = InputMetrics(input: input)
+        self.metrics = InputMetrics(input: input, factory: factory)
     }
 
     /// An empty batch whose events are stamped as read at `readAt` (ms since the Unix epoch).
@@ -215,18 +217,20 @@ package struct IntakeBatch {
 /// An input's counters, labelled with its name.
 struct InputMetrics: Sendable {
     let input: String
+    let factory: any MetricsFactory
     let events: Counter
     let bytes: Counter
     let pauses: Counter
 
-    init(input: String) {
+    init(input: String, factory: any MetricsFactory) {
         self.input = input
-        events = Counter(label: "ferry_input_events_total", dimensions: [("input", input)])
-        bytes = Counter(label: "ferry_input_bytes_total", dimensions: [("input", input)])
-        pauses = Counter(label: "ferry_input_pauses_total", dimensions: [("input", input)])
+        self.factory = factory
+        events = Counter(label: "ferry_input_events_total", dimensions: [("input", input)], factory: factory)
+        bytes = Counter(label: "ferry_input_bytes_total", dimensions: [("input", input)], factory: factory)
+        pauses = Counter(label: "ferry_input_pauses_total", dimensions: [("input", input)], factory: factory)
     }
 
     func rejected(_ reason: String) {
-        Counter(label: "ferry_input_rejections_total", dimensions: [("input", input), ("reason", reason)]).increment()
+        Counter(label: "ferry_input_rejections_total", dimensions: [("input", input), ("reason", reason)], factory: factory).increment()
     }
 }
