@@ -220,7 +220,6 @@ let package = Package(
                 "FerryQueue", "FerryWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -358,6 +357,7 @@ let package = Package(
             name: "FerryIngestTests",
             dependencies: [
                 "FerryIngest", "FerryPipeline", "FerryQueue", "FerryWire", "FerryTestSupport",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

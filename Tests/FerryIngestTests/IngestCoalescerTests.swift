@@ -4,6 +4,7 @@ import FerryTestSupport
 import FerryWire
 import Foundation
 import Logging
+import MetricsTestKit
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -18,16 +19,21 @@ struct IngestCoalescerTests {
     let generator = EventGenerator(prefix: "co")
 
     /// The handler of an ingest in front of `queue`, its input's counters in `metrics`.
-    private func handler(_ queue: Queue, metrics: CountingMetrics = CountingMetrics()) -> IngestHandler {
+    private func handler(_ queue: Queue, metrics: TestMetrics = TestMetrics()) -> IngestHandler {
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         return IngestHandler(settings: IngestLiveSettings(auth: nil, limits: IngestConfiguration.Limits()),
                              intake: Intake(input: "http", queue: queue, stamp: .none, logger: logger, metrics: metrics),
                              logger: logger, metrics: IngestMetrics(), isAccepting: { true })
     }
 
-    /// `ferry_input_rejections_total{input="http", reason}`.
-    private func rejections(_ metrics: CountingMetrics, _ reason: String) -> Int64 {
-        metrics.counter("ferry_input_rejections_total", [("input", "http"), ("reason", reason)])
+    /// `ferry_input_rejections_total{input="http", reason}`; 0 when nothing was counted.
+    private func rejections(_ metrics: TestMetrics, _ reason: String) -> Int64 {
+        (try? metrics.expectCounter("ferry_input_rejections_total", [("input", "http"), ("reason", reason)]))?.totalValue ?? 0
+    }
+
+    /// `ferry_input_events_total{input="http"}`.
+    private func events(_ metrics: TestMetrics) throws -> Int64 {
+        try metrics.expectCounter("ferry_input_events_total", [("input", "http")]).totalValue
     }
 
     /// An upload of `lines`, whose outcome goes to `outcomes` at `index`.
@@ -66,11 +72,11 @@ struct IngestCoalescerTests {
             var lines: [[String]] = []
             for (i, size) in sizes.enumerated() { lines.append(generator.lines(batch: i, count: size)) }
             let uploads = try lines.enumerated().map { try upload($0.element, index: $0.offset, into: outcomes) }
-            let metrics = CountingMetrics()
+            let metrics = TestMetrics()
             try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == sizes.map { Int?($0) })
-            #expect(metrics.counter("ferry_input_events_total", [("input", "http")]) == Int64(sizes.reduce(0, +)))
+            #expect(try events(metrics) == Int64(sizes.reduce(0, +)))
             let page = try queue.peek(from: 0, maxRecords: 100)
             #expect(page.records.count == 1)
             // In the order the uploads ended.
@@ -96,7 +102,7 @@ struct IngestCoalescerTests {
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: maxBytes)) { queue, _ in
             let outcomes = Outcomes()
             let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            let metrics = CountingMetrics()
+            let metrics = TestMetrics()
             try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
@@ -104,7 +110,7 @@ struct IngestCoalescerTests {
             // One refusal, the third request's; the pack's own refusal is not counted.
             #expect(rejections(metrics, "queue_full") == 1)
             #expect(rejections(metrics, "too_large") == 0)
-            #expect(metrics.counter("ferry_input_events_total", [("input", "http")]) == 2)
+            #expect(try events(metrics) == 2)
             let page = try queue.peek(from: 0, maxRecords: 100)
             #expect(try page.records.flatMap { try $0.record.events().map { String(buffer: $0) } } == Array(lines.prefix(2)))
         }
@@ -126,7 +132,7 @@ struct IngestCoalescerTests {
             _ = try await queue.append(held)
             let outcomes = Outcomes()
             let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            let metrics = CountingMetrics()
+            let metrics = TestMetrics()
             try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
