@@ -65,6 +65,26 @@ struct IngestCoalescerTests {
         if let failure { throw failure }
     }
 
+    /// `count` events of 3,000 random hex digits each, numbered under `key`: they barely compress, so the
+    /// sizes of their records add up whether they are stored alone or packed.
+    private func incompressibleLines(_ count: Int, key: String = "i") -> [String] {
+        var random = SystemRandomNumberGenerator()
+        let hex = Array("0123456789abcdef")
+        return (0..<count).map { i in
+            #"{"\#(key)":\#(i),"blob":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"#
+        }
+    }
+
+    /// Adds each of `lines` as an upload of its own in one pass of a loop in front of `queue`: their outcomes,
+    /// and the input's counters.
+    private func addOneUploadEach(_ lines: [String], to queue: Queue) async throws -> (Outcomes, TestMetrics) {
+        let outcomes = Outcomes()
+        let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
+        let metrics = TestMetrics()
+        try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
+        return (outcomes, metrics)
+    }
+
     @Test func theUploadsOfOnePassAreStoredAsOneRecordAndEachAnsweredWithItsCount() async throws {
         try await withTemporaryQueue { queue, _ in
             let outcomes = Outcomes()
@@ -89,10 +109,7 @@ struct IngestCoalescerTests {
     /// than the whole queue, and then each is decided alone, as if it had come by itself: the first two are
     /// stored, the third is refused because the queue is full.
     @Test func aRefusedPackIsDecidedAgainUploadByUpload() async throws {
-        // Random hex digits barely compress: the records' sizes add up.
-        var random = SystemRandomNumberGenerator()
-        let hex = Array("0123456789abcdef")
-        let lines = (0..<3).map { i in #"{"i":\#(i),"blob":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"# }
+        let lines = incompressibleLines(3)
         let alone = lines.map { EventBatch(lines: [Array($0.utf8)]).storedBytes }
         let packed = EventBatch(lines: lines.map { Array($0.utf8) }).storedBytes
         // Room for two of them alone, not for the three, nor for the three packed.
@@ -100,10 +117,7 @@ struct IngestCoalescerTests {
         try #require(packed > maxBytes)
 
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: maxBytes)) { queue, _ in
-            let outcomes = Outcomes()
-            let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            let metrics = TestMetrics()
-            try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
+            let (outcomes, metrics) = try await addOneUploadEach(lines, to: queue)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
             #expect(outcomes.refusalStatuses == [nil, nil, 429])
@@ -119,21 +133,16 @@ struct IngestCoalescerTests {
     /// The same with room in the queue for the pack as such, but not next to what it already holds: the
     /// pack is refused as full, and each upload is decided alone again.
     @Test func aPackRefusedAsFullIsDecidedAgainUploadByUpload() async throws {
-        var random = SystemRandomNumberGenerator()
-        let hex = Array("0123456789abcdef")
-        let lines = (0..<3).map { i in #"{"i":\#(i),"blob":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"# }
+        let lines = incompressibleLines(3)
         let alone = lines.map { EventBatch(lines: [Array($0.utf8)]).storedBytes }
         let packed = EventBatch(lines: lines.map { Array($0.utf8) }).storedBytes
-        let held = EventBatch(lines: [Array((#"{"held":""# + String((0..<3000).map { _ in hex[Int(random.next() % 16)] }) + #""}"#).utf8)])
+        let held = EventBatch(lines: incompressibleLines(1, key: "held").map { Array($0.utf8) })
         let maxBytes = held.storedBytes + alone[0] + alone[1] + alone[2] / 2
         try #require(packed <= maxBytes && packed > maxBytes - held.storedBytes)
 
         try await withTemporaryQueue(configuration: QueueConfiguration(maxBytes: maxBytes)) { queue, _ in
             _ = try await queue.append(held)
-            let outcomes = Outcomes()
-            let uploads = try lines.enumerated().map { try upload([$0.element], index: $0.offset, into: outcomes) }
-            let metrics = TestMetrics()
-            try await addInOnePass(uploads, to: handler(queue, metrics: metrics), outcomes: outcomes)
+            let (outcomes, metrics) = try await addOneUploadEach(lines, to: queue)
 
             #expect(outcomes.storedCounts == [1, 1, nil])
             #expect(outcomes.refusalStatuses == [nil, nil, 429])
