@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import NIOHTTP1
 
 /// The ingest's event-loop path: a `POST /` with a body of at most `maxBodyBytes` announced by
 /// `Content-Length` is decoded here as its parts arrive, on the connection's event loop, appended through
@@ -273,14 +274,23 @@ struct IngestChannel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
 
     let http1: HTTP1Channel
+    /// The idle timeout (`ConnectionIdleTimeout`; `http1`'s own must be nil: it would not hear of the
+    /// requests `RawIngestFront` takes).
+    let idleTimeout: TimeAmount?
     /// The fast path of a connection on the given event loop.
     let makeFastPath: @Sendable (any EventLoop) -> FastIngest
+    /// The raw front of a connection on the given event loop, told of its requests by the idle timeout.
+    let makeFront: @Sendable (any EventLoop, ConnectionIdleTimeout?) -> RawIngestFront
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let operations = channel.pipeline.syncOperations
             let connectionState = try operations.handler(type: HTTPConnectionStateHandler.self)
-            try operations.addHandler(makeFastPath(channel.eventLoop), position: .after(connectionState))
+            let idle = idleTimeout.map { ConnectionIdleTimeout(timeout: $0) }
+            if let idle { try operations.addHandler(idle, position: .after(connectionState)) }
+            try operations.addHandler(makeFastPath(channel.eventLoop), position: .after(idle ?? connectionState))
+            let encoder = try operations.handler(type: HTTPResponseEncoder.self)
+            try operations.addHandler(makeFront(channel.eventLoop, idle), position: .before(encoder))
             return value
         }
     }

@@ -100,13 +100,16 @@ package final class IngestServer: Input, Sendable {
                 let limits = settings.current.limits
                 return [RequestGuard(deadline: .seconds(limits.requestTimeoutSeconds), maxBodyBytes: limits.maxBodyBytes)]
             }(),
-            idleTimeout: .seconds(limits.idleTimeoutSeconds)
+            idleTimeout: nil  // `ConnectionIdleTimeout`'s, which hears of the requests `RawIngestFront` takes
         )
         // `POST /` with a small body is answered on the event loop (`FastIngest`); the rest by the router.
         let coalescers = IngestCoalescers(handler: handler)
         let http1WithFastPath = HTTPServerBuilder { responder in
-            IngestChannel(http1: HTTP1Channel(responder: responder, configuration: http1),
-                          makeFastPath: { loop in FastIngest(handler: handler, serverName: Self.serverName, coalescer: coalescers.coalescer(for: loop)) })
+            IngestChannel(http1: HTTP1Channel(responder: responder, configuration: http1), idleTimeout: .seconds(limits.idleTimeoutSeconds),
+                          makeFastPath: { loop in FastIngest(handler: handler, serverName: Self.serverName, coalescer: coalescers.coalescer(for: loop)) },
+                          makeFront: { loop, idle in
+                              RawIngestFront(handler: handler, serverName: Self.serverName, coalescer: coalescers.coalescer(for: loop), idle: idle)
+                          })
         }
         let server: HTTPServerBuilder
         if let tlsConfiguration {

@@ -15,6 +15,9 @@ struct RequestHead {
     var authorization: String?
     var batch: String?
 
+    /// A head with none of these fields (filled in by `SimpleRequest`).
+    init() {}
+
     init(_ fields: HTTPFields) {
         for field in fields {
             switch field.name {

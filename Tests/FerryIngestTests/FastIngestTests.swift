@@ -97,9 +97,9 @@ import Testing
         }
     }
 
-    /// Hummingbird's idle timeout sits below the event-loop path and sees its requests: a connection kept
-    /// busy with them for well past the idle timeout stays open. (Were the path below the timeout's
-    /// handler, that handler would see an idle connection and close it two seconds after it opened.)
+    /// The idle timeout (`ConnectionIdleTimeout`) hears of the requests the raw front takes below it: a
+    /// connection kept busy with them for well past the idle timeout stays open. (Were it not told of
+    /// them, it would see an idle connection and close it two seconds after it opened.)
     /// Counted in requests, not in time: a loaded machine makes the run longer, never shorter.
     @Test func aConnectionBusyWithSmallRequestsOutlivesTheIdleTimeout() async throws {
         try await withIngest({ $0.limits.idleTimeoutSeconds = 2 }) { ingest in
@@ -121,6 +121,26 @@ import Testing
             #expect(answered == 14, "the connection closed after \(answered) answers, \(seconds) s")
             #expect(seconds > 3)  // 14 requests a quarter of a second apart: past the idle timeout, on one connection
             #expect(try ingest.storedEvents().count == answered)
+        }
+    }
+
+    /// A connection left idle after a request taken by the raw front is closed once the idle timeout has
+    /// passed (Hummingbird's own idle timeout is off: it would not hear of those requests).
+    @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
+        try await withIngest({ $0.limits.idleTimeoutSeconds = 1 }) { ingest in
+            let port = ingest.port
+            let (answer, rest, seconds) = try await onThread { () throws -> (String, [UInt8], Double) in
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(Array(Self.post(Self.events("i", 1)).utf8))
+                let answer = connection.read(until: #"{"stored":1}"#)
+                let start = Date()
+                let rest = connection.readToEnd()  // returns at the server's close, or after its 15 s timeout
+                return (answer, rest, Date().timeIntervalSince(start))
+            }
+            #expect(answer.contains(#"{"stored":1}"#), "\(answer)")
+            #expect(rest.isEmpty)
+            #expect(seconds > 0.5 && seconds < 12, "closed after \(seconds) s")
         }
     }
 }

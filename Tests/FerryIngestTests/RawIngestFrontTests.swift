@@ -1,0 +1,251 @@
+import FerryPipeline
+import FerryQueue
+import FerryTestSupport
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import FerryIngest
+
+/// `SimpleRequest`: which heads the raw front takes. Anything it does not take goes to NIO's decoder, so a
+/// wrong "no" costs speed and a wrong "yes" costs correctness: the cases below are the "no"s that matter.
+@Suite struct SimpleRequestTests {
+    static let body = #"{"a":1}"# + "\n"
+
+    static func request(_ fields: String, body: String = body, line: String = "POST / HTTP/1.1") -> String {
+        "\(line)\r\nHost: x\r\n\(fields)\r\n\(body)"
+    }
+
+    static func parse(_ text: String) -> (SimpleRequest?, ByteBuffer) {
+        var buffer = ByteBuffer(string: text)
+        let request = SimpleRequest.parse(&buffer, maxBodyBytes: 1000)
+        return (request, buffer)
+    }
+
+    @Test func aPlainPostIsTakenWithItsFieldsAndBody() throws {
+        let text = Self.request("content-type: application/x-ndjson\r\nContent-Encoding:  gzip \r\nAuthorization: Basic eDp5\r\nFerry-Batch: a/1-2\r\nConnection: Keep-Alive\r\nContent-Length: 8\r\n")
+        let (parsed, rest) = Self.parse(text + "NEXT")
+        let request = try #require(parsed)
+        #expect(request.head.contentType == "application/x-ndjson")
+        #expect(request.head.contentEncoding == "gzip")
+        #expect(request.head.authorization == "Basic eDp5")
+        #expect(request.head.batch == "a/1-2")
+        #expect(request.head.length == 8)
+        #expect(String(buffer: request.body) == Self.body)
+        #expect(String(buffer: rest) == "NEXT")  // a pipelined request after it is left in the buffer
+    }
+
+    @Test func aRepeatedFieldReadsAsTheHTTPTypesGiveIt() throws {
+        let (parsed, _) = Self.parse(Self.request("Content-Type: a\r\nContent-Type: b\r\nContent-Length: 8\r\n"))
+        #expect(try #require(parsed).head.contentType == "a, b")
+    }
+
+    @Test(arguments: [
+        ("chunked", request("Transfer-Encoding: chunked\r\nContent-Length: 8\r\n")),
+        ("expect", request("Expect: 100-continue\r\nContent-Length: 8\r\n")),
+        ("close", request("Connection: close\r\nContent-Length: 8\r\n")),
+        ("upgrade", request("Upgrade: h2c\r\nContent-Length: 8\r\n")),
+        ("no length", request("Content-Type: application/x-ndjson\r\n")),
+        ("two lengths", request("Content-Length: 8\r\nContent-Length: 8\r\n")),
+        ("signed length", request("Content-Length: +8\r\n")),
+        ("too long", request("Content-Length: 1001\r\n", body: String(repeating: "x", count: 1001))),
+        ("body not all here", request("Content-Length: 9\r\n")),
+        ("head not all here", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n"),
+        ("folded line", request("Content-Length: 8\r\nX-A: 1\r\n 2\r\n")),
+        ("bare LF", "POST / HTTP/1.1\nHost: x\nContent-Length: 8\n\n" + body),
+        ("space before colon", request("Content-Length : 8\r\n")),
+        ("control byte in a value", request("X-A: a\u{1}b\r\nContent-Length: 8\r\n")),
+        ("other method", request("Content-Length: 8\r\n", line: "PUT / HTTP/1.1")),
+        ("other path", request("Content-Length: 8\r\n", line: "POST /x HTTP/1.1")),
+        ("HTTP/1.0", request("Content-Length: 8\r\n", line: "POST / HTTP/1.0")),
+        ("lower-case method", request("Content-Length: 8\r\n", line: "post / HTTP/1.1")),
+    ])
+    func anythingElseIsLeftToTheDecoderUntouched(_ name: String, _ text: String) {
+        let (parsed, rest) = Self.parse(text)
+        #expect(parsed == nil, "\(name)")
+        #expect(String(buffer: rest) == text, "\(name)")
+    }
+
+    @Test func aHeadLargerThanItsBoundIsLeftToTheDecoder() {
+        let text = Self.request("X-Big: \(String(repeating: "a", count: SimpleRequest.maxHeadBytes))\r\nContent-Length: 8\r\n")
+        #expect(Self.parse(text).0 == nil)
+    }
+}
+
+/// `RawIngestFront` in a testing channel, over a real queue: a whole plain request is answered here and
+/// nothing goes up; anything else goes up as it came, and so does the rest of the connection.
+@Suite(.timeLimit(.minutes(2)))
+struct RawIngestFrontTests {
+    static func post(_ body: String, fields: String = "") -> String {
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\(fields)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    /// The front over `queue` in a connected testing channel, with a recorder of the events it passes up.
+    private func channel(_ queue: Queue, accepting: Bool = true) async throws -> (NIOAsyncTestingChannel, EventRecorder) {
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let handler = IngestHandler(settings: IngestLiveSettings(auth: nil, limits: IngestConfiguration.Limits()),
+                                    intake: Intake(input: "http", queue: queue, stamp: .none, logger: logger),
+                                    logger: logger, metrics: IngestMetrics(), isAccepting: { accepting })
+        let recorder = EventRecorder()
+        let channel = try await NIOAsyncTestingChannel(handlers: [
+            RawIngestFront(handler: handler, serverName: "ferry", coalescer: nil, idle: nil), recorder,
+        ])
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).get()
+        return (channel, recorder)
+    }
+
+    /// The answers written so far, each as text, after running what the queue's writer handed to the loop;
+    /// waits (with a deadline) until there are `count`.
+    private func answers(_ channel: NIOAsyncTestingChannel, count: Int) async throws -> [String] {
+        var answers: [String] = []
+        _ = try await eventuallyAsync(timeout: .seconds(20), every: .milliseconds(5)) {
+            await channel.testingEventLoop.run()
+            while let written = try await channel.readOutbound(as: IOData.self) {
+                guard case .byteBuffer(let bytes) = written else { continue }
+                answers.append(String(buffer: bytes))
+            }
+            return answers.count >= count
+        }
+        return answers
+    }
+
+    @Test func aWholePlainRequestIsAnsweredHereAndNothingGoesUp() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n" + #"{"a":2}"# + "\n")))
+            let answers = try await answers(channel, count: 1)
+            let answer = try #require(answers.first)
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
+            #expect(answer.contains("Content-Length: 12\r\n") && answer.contains("Server: ferry\r\n") && answer.contains("Date: "), "\(answer)")
+            #expect(answer.hasSuffix("\r\n\r\n" + #"{"stored":2}"#), "\(answer)")
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            #expect(queue.stats.appendedEvents == 2)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// Two requests in one read, and a third that comes while their answers are under way: three answers,
+    /// in order, each with its own count; nothing goes up.
+    @Test func requestsThatComeTogetherAreAnsweredInOrder() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            try await channel.testingEventLoop.executeInContext {
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n") + Self.post(#"{"b":1}"# + "\n" + #"{"b":2}"# + "\n"))))
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"c":1}"# + "\n" + #"{"c":2}"# + "\n" + #"{"c":3}"# + "\n"))))
+            }
+            let answers = try await answers(channel, count: 3)
+            #expect(answers.map { $0.split(separator: "\r\n\r\n").last.map(String.init) } == [#"{"stored":1}"#, #"{"stored":2}"#, #"{"stored":3}"#], "\(answers)")
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            #expect(queue.stats.appendedEvents == 6)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// A request that is not plain goes up as it came; so does every byte after it on that connection, even
+    /// a plain request, which the HTTP pipeline then answers.
+    @Test func anythingElseGoesUpAndSoDoesTheRestOfTheConnection() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"a\":1}\n\r\n0\r\n\r\n"
+            try await channel.writeInbound(ByteBuffer(string: chunked))
+            let plain = Self.post(#"{"a":1}"# + "\n")
+            try await channel.writeInbound(ByteBuffer(string: plain))
+            #expect(try await channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) } == chunked)
+            #expect(try await channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) } == plain)
+            #expect(try await channel.readOutbound(as: IOData.self) == nil)
+            #expect(queue.stats.appendedEvents == 0)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// Refusals that keep the connection (503 while shutting down) for requests that came together: each
+    /// answered, in order, the connection still open, nothing stored or passed up.
+    @Test func refusedRequestsThatCameTogetherAreEachAnswered() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue, accepting: false)
+            let request = Self.post(#"{"a":1}"# + "\n")
+            try await channel.writeInbound(ByteBuffer(string: String(repeating: request, count: 3)))
+            let answers = try await answers(channel, count: 3)
+            #expect(answers.map { $0.hasPrefix("HTTP/1.1 503 ") } == [true, true, true], "\(answers)")
+            #expect(channel.isActive)
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            #expect(queue.stats.appendedEvents == 0)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// A request not whole in the first read goes up, with what follows; a request that comes in pieces
+    /// while an answer is under way is taken whole after it (what was held is looked at together).
+    @Test func aRequestInPiecesGoesUpUnlessItCameWhileAnAnswerWasUnderWay() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            let second = Self.post(#"{"b":1}"# + "\n")
+            let cut = second.index(second.startIndex, offsetBy: 30)
+            // Both reads in one turn of the loop: the first answer cannot come between them.
+            try await channel.testingEventLoop.executeInContext {
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n") + second[..<cut])))
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: String(second[cut...]))))
+            }
+            let answers = try await answers(channel, count: 2)
+            #expect(answers.map { $0.hasSuffix(#"{"stored":1}"#) } == [true, true], "\(answers)")
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+
+            try await channel.writeInbound(ByteBuffer(string: String(second[..<cut])))
+            try await channel.writeInbound(ByteBuffer(string: String(second[cut...])))
+            var up = ""
+            while let bytes = try await channel.readInbound(as: ByteBuffer.self) { up += String(buffer: bytes) }
+            #expect(up == second)
+            #expect(queue.stats.appendedEvents == 2)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// A refusal that ends the connection (400 for a body that is not NDJSON) is written, then the channel
+    /// closes; nothing is stored.
+    @Test func aRefusalThatClosesIsWrittenAndThenTheConnectionCloses() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            try await channel.writeInbound(ByteBuffer(string: Self.post("not json\n")))
+            let answers = try await answers(channel, count: 1)
+            #expect(answers.first?.hasPrefix("HTTP/1.1 400 ") == true, "\(answers)")
+            #expect(answers.first?.lowercased().contains("connection: close\r\n") == true, "\(answers)")
+            #expect(try await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(5)) {
+                await channel.testingEventLoop.run()
+                return !channel.isActive
+            })
+            #expect(queue.stats.appendedEvents == 0)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// Events pass up as they come when no answer is under way (a TLS handshake's end must not end the
+    /// fast mode), and the fast mode goes on after them.
+    @Test func eventsPassUpAndTheFastModeGoesOn() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, recorder) = try await channel(queue)
+            let events = try await channel.testingEventLoop.executeInContext {
+                channel.pipeline.fireUserInboundEventTriggered("handshake done")
+                return recorder.events
+            }
+            #expect(events == ["handshake done"])
+            try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n")))
+            let answers = try await answers(channel, count: 1)
+            #expect(answers.first?.hasSuffix(#"{"stored":1}"#) == true, "\(answers)")
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+}
+
+/// Records the string events that reach it.
+final class EventRecorder: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private(set) var events: [String] = []
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? String { events.append(event) }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
