@@ -1,5 +1,6 @@
 import HTTPTypes
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// The first handler of an ingest connection (after TLS): a `POST /` that arrives whole in what one read
@@ -18,8 +19,11 @@ import NIOHTTPTypes
 /// what arrives (bytes, events) is held, no more is read, and it is looked at in order after the answer.
 /// Events are passed up as they come (a TLS handshake's end, a half-close, a graceful close); they end
 /// nothing here. An answer that closes (`Connection: close` after a refusal) closes after it is written:
-/// the whole body was read, so no lingering is needed. The idle timeout hears of these requests
-/// (`ConnectionIdleTimeout`), as Hummingbird's graceful close does through the events.
+/// the whole body was read, so no lingering is needed. Once the connection is closing in the fast mode
+/// (that answer, or a close from above: the idle timeout, a graceful shutdown; with TLS, decrypted bytes
+/// still arrive while its shutdown runs), nothing more is read, taken or passed up: a request stored
+/// then could not be answered. After the fast mode, closes are the pipeline's alone. The idle timeout
+/// hears of these requests (`ConnectionIdleTimeout`), as Hummingbird's graceful close does through the events.
 final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -37,6 +41,8 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     private let idle: ConnectionIdleTimeout?
     /// Requests are taken here (false: everything goes through, for good).
     private var fast = true
+    /// The connection is closing: what arrives is dropped, nothing more is read.
+    private var closing = false
     /// An answer of this path is under way.
     private var answering = false
     /// What came while an answer was under way, in order.
@@ -52,6 +58,7 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
         guard fast else { return context.fireChannelRead(data) }
         let bytes = unwrapInboundIn(data)
         if holding {
@@ -74,6 +81,7 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        guard !closing else { return }
         if holding && !held.isEmpty {
             readPending = true
         } else {
@@ -83,6 +91,13 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         context.write(data, promise: promise)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // Closing the output (or all) leaves no way to answer: take nothing more. Once everything goes
+        // through, the pipeline above decides alone (`RequestGuard` half-closes and keeps reading to linger).
+        if fast && mode != .input { startClosing() }
+        context.close(mode: mode, promise: promise)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -102,6 +117,13 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     private func closed() {
         active = false
         held.removeAll()
+    }
+
+    private func startClosing() {
+        closing = true
+        fast = false
+        held.removeAll()
+        readPending = false
     }
 
     /// Takes the whole plain request at the start of `bytes`, or passes everything up from now on.
@@ -142,13 +164,12 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
         let written = context.writeAndFlush(wrapOutboundOut(.byteBuffer(encode(answer, allocator: context.channel.allocator))))
         idle?.requestEnded()
         if HTTPToken.closes(answer.headers[.connection]) {
-            // A refusal that ends the connection: nothing more is read or passed up.
-            fast = false
-            held.removeAll()
+            // A refusal that ends the connection: nothing more is read, taken or passed up.
+            startClosing()
             written.whenComplete { _ in context.close(promise: nil) }
             return
         }
-        while fast && !answering, let next = held.popFirst() {
+        while fast && !answering && !closing, let next = held.popFirst() {
             switch next {
             case .bytes(var bytes):
                 // Consecutive reads held together: a request may span them.
@@ -161,7 +182,7 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireUserInboundEventTriggered(event)
             }
         }
-        if !fast {
+        if !fast && !closing {
             // What is left goes up as it came.
             var passed = false
             while let next = held.popFirst() {
@@ -175,7 +196,7 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if passed { context.fireChannelReadComplete() }
         }
-        if !holding && readPending {
+        if !holding && !closing && readPending {
             readPending = false
             context.read()
         }
@@ -184,7 +205,9 @@ final class RawIngestFront: ChannelDuplexHandler, RemovableChannelHandler {
     /// The answer as HTTP/1.1 bytes, with what Hummingbird adds to an answer: length, date, server.
     private func encode(_ answer: IngestHandler.Answer, allocator: ByteBufferAllocator) -> ByteBuffer {
         var out = allocator.buffer(capacity: 256 + answer.body.utf8.count)
-        out.writeString("HTTP/1.1 \(answer.status.code) \(answer.status.reasonPhrase)\r\n")
+        // The reason phrase NIO's encoder writes for the same status (the standard one of a known code).
+        let status = HTTPResponseStatus(statusCode: answer.status.code, reasonPhrase: answer.status.reasonPhrase)
+        out.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
         for field in answer.headers {
             out.writeString(field.name.rawName)
             out.writeStaticString(": ")

@@ -4,8 +4,9 @@ import Testing
 
 @testable import FerryIngest
 
-/// The event-loop path (`FastIngest`) next to Hummingbird's router on one connection: answers in request
-/// order, its own headers, and Hummingbird's idle timeout still seeing its traffic.
+/// The event-loop paths (`RawIngestFront` for a whole plain request in one read, `FastIngest` for the
+/// rest of a connection it passed up) next to Hummingbird's router on one connection: answers in request
+/// order, their own headers, and the idle timeout seeing their traffic.
 @Suite struct FastIngestTests {
     /// `n` events as an NDJSON body.
     static func events(_ tag: String, _ n: Int) -> String {
@@ -33,8 +34,9 @@ import Testing
             + String(body.utf8.count, radix: 16) + "\r\n\(body)\r\n0\r\n\r\n"
     }
 
-    /// Six pipelined requests in one write, taken by both paths (small with a length: here; chunked and the
-    /// unknown route: Hummingbird): the answers come in request order, and the events are stored in it.
+    /// Six pipelined requests in one write, taken by every path (the first two by the raw front; the
+    /// chunked one and the unknown route by Hummingbird; the small ones after them by `FastIngest`, once the
+    /// raw front passes the connection up): the answers come in request order, and the events are stored in it.
     @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothPaths() async throws {
         try await withIngest { ingest in
             let requests = Self.post(Self.events("a", 1)) + Self.post(Self.events("d", 5)) + Self.chunkedPost(Self.events("b", 2)) + Self.post(Self.events("c", 3))
@@ -83,7 +85,8 @@ import Testing
         }
     }
 
-    /// An answer of the event-loop path carries what Hummingbird's would: length, type, date, server.
+    /// An answer of the raw front (one write, one read) carries what Hummingbird's would: length, type,
+    /// date, server.
     @Test func answersCarryLengthTypeDateAndServer() async throws {
         try await withIngest { ingest in
             let answer = try await Self.exchange(port: ingest.port, Self.post(Self.events("a", 2)), until: "}")

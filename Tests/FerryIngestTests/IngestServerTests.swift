@@ -71,8 +71,11 @@ import Testing
     ]
 
     /// Each refusal: the status, the reason in the JSON body, and a queue left exactly as it was. Each case
-    /// twice: with a `Content-Length` (the event-loop path, `FastIngest`) and chunked (Hummingbird's router).
-    @Test(arguments: refusals + refusals.map { ($0.0 + ", chunked", $0.1 + ["-H", "Transfer-Encoding: chunked"], $0.2, $0.3, $0.4) })
+    /// three times: with a `Content-Length` (the raw front, `RawIngestFront`), with a `Connection` option the
+    /// raw front leaves to the HTTP pipeline (the event-loop path, `FastIngest`), and chunked (Hummingbird's router).
+    @Test(arguments: refusals
+        + refusals.map { ($0.0 + ", through FastIngest", $0.1 + ["-H", "Connection: keep-alive, x-test"], $0.2, $0.3, $0.4) }
+        + refusals.map { ($0.0 + ", chunked", $0.1 + ["-H", "Transfer-Encoding: chunked"], $0.2, $0.3, $0.4) })
     func badInputIsRefusedAndStoresNothing(_ name: String, _ headers: [String], _ body: Data, _ status: Int, _ reason: String) async throws {
         try await withIngest { ingest in
             _ = try await curl(["-H", "Content-Type: application/x-ndjson", ingest.url], body: Data(#"{"before":1}"#.utf8))

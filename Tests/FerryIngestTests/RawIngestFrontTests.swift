@@ -1,6 +1,7 @@
 import FerryPipeline
 import FerryQueue
 import FerryTestSupport
+import FerryWire
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -60,6 +61,10 @@ import Testing
         ("other path", request("Content-Length: 8\r\n", line: "POST /x HTTP/1.1")),
         ("HTTP/1.0", request("Content-Length: 8\r\n", line: "POST / HTTP/1.0")),
         ("lower-case method", request("Content-Length: 8\r\n", line: "post / HTTP/1.1")),
+        ("name not a token", request("X(A): 1\r\nContent-Length: 8\r\n")),
+        ("CR without LF", request("X-A: a\rb\r\nContent-Length: 8\r\n")),
+        ("keep-alive and close", request("Connection: keep-alive, close\r\nContent-Length: 8\r\n")),
+        ("too many fields", request(String(repeating: "X-A: 1\r\n", count: SimpleRequest.maxFields) + "Content-Length: 8\r\n")),
     ])
     func anythingElseIsLeftToTheDecoderUntouched(_ name: String, _ text: String) {
         let (parsed, rest) = Self.parse(text)
@@ -208,13 +213,67 @@ struct RawIngestFrontTests {
             let (channel, _) = try await channel(queue)
             try await channel.writeInbound(ByteBuffer(string: Self.post("not json\n")))
             let answers = try await answers(channel, count: 1)
-            #expect(answers.first?.hasPrefix("HTTP/1.1 400 ") == true, "\(answers)")
+            #expect(answers.first?.hasPrefix("HTTP/1.1 400 Bad Request\r\n") == true, "\(answers)")
             #expect(answers.first?.lowercased().contains("connection: close\r\n") == true, "\(answers)")
             #expect(try await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(5)) {
                 await channel.testingEventLoop.run()
                 return !channel.isActive
             })
             #expect(queue.stats.appendedEvents == 0)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// A refusal that closes, with requests pipelined behind it: one answer; the requests behind it are
+    /// neither stored nor passed up (they could not be answered on a closing connection).
+    @Test func nothingBehindARefusalThatClosesIsTakenOrPassedUp() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue)
+            let good = Self.post(#"{"a":1}"# + "\n")
+            try await channel.testingEventLoop.executeInContext {
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post("not json\n") + good)))
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: good + "NOT HTTP\r\n\r\n")))
+            }
+            let answers = try await answers(channel, count: 1)
+            #expect(try await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(5)) {
+                await channel.testingEventLoop.run()
+                return !channel.isActive
+            })
+            #expect(answers.count == 1 && answers[0].hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(answers)")
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            // Anything the front had taken would be committed before this append.
+            _ = try await queue.append(EventBatch(lines: [Array(#"{"z":1}"#.utf8)]))
+            #expect(queue.stats.appendedEvents == 1)
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
+    /// Once a close has started above the front (here it never completes, as while TLS shuts down and
+    /// decrypted bytes still arrive), a whole plain request is neither taken nor passed up.
+    @Test func nothingIsTakenOnceACloseHasStarted() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, recorder) = try await channel(queue)
+            try await channel.pipeline.addHandler(CloseSwallower(), position: .first)
+            try await channel.testingEventLoop.executeInContext { channel.pipeline.close(promise: nil) }
+            #expect(channel.isActive)
+            try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n")))
+            await channel.testingEventLoop.run()
+            #expect(try await channel.readOutbound(as: IOData.self) == nil)
+            #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
+            _ = try await queue.append(EventBatch(lines: [Array(#"{"z":1}"#.utf8)]))
+            #expect(queue.stats.appendedEvents == 1)
+            #expect(recorder.events.isEmpty)
+        }
+    }
+
+    /// The status line carries the reason phrase NIO's encoder writes on the other path, also for a
+    /// refusal whose status was made from its code alone.
+    @Test func aRefusalHasTheStandardReasonPhrase() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, _) = try await channel(queue, accepting: false)
+            try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n")))
+            let answers = try await answers(channel, count: 1)
+            #expect(answers.first?.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n") == true, "\(answers)")
             _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
@@ -236,6 +295,13 @@ struct RawIngestFrontTests {
             _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
+}
+
+/// Swallows closes: a close that has started and not ended (as NIOSSL's while TLS shuts down).
+final class CloseSwallower: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = Any
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {}
 }
 
 /// Records the string events that reach it.
