@@ -102,7 +102,8 @@ package final class IngestServer: Input, Sendable {
             }(),
             idleTimeout: nil  // `ConnectionIdleTimeout`'s, which hears of the requests `RawIngestFront` takes
         )
-        // `POST /` with a small body is answered on the event loop (`FastIngest`); the rest by the router.
+        // A whole plain `POST /` in one read is answered on its raw bytes (`RawIngestFront`), another
+        // `POST /` with a small body on the event loop (`FastIngest`), the rest by the router.
         let coalescers = IngestCoalescers(handler: handler)
         let http1WithFastPath = HTTPServerBuilder { responder in
             IngestChannel(http1: HTTP1Channel(responder: responder, configuration: http1), idleTimeout: .seconds(limits.idleTimeoutSeconds),

@@ -40,6 +40,28 @@ import Testing
         }
     }
 
+    /// Over TLS, requests pipelined in one write across the raw front's switch to the HTTP pipeline (a
+    /// plain one it takes, a chunked one it passes up, a plain one behind it for `FastIngest`): each
+    /// answered, in order, and each stored once. openssl's s_client keeps reading after its input ends
+    /// until the server closes the idle connection.
+    @Test func pipelinedRequestsOverTLSCrossTheRawFront() async throws {
+        let certs = try await makeTestCertificates()
+        defer { certs.remove() }
+        try await withIngest({ $0.tls = tls(certs); $0.limits.idleTimeoutSeconds = 1 }) { ingest in
+            let requests = FastIngestTests.post(FastIngestTests.events("a", 1)) + FastIngestTests.chunkedPost(FastIngestTests.events("b", 2))
+                + FastIngestTests.post(FastIngestTests.events("c", 3))
+            let result = try await run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(ingest.port)", "-servername", "localhost",
+                                                            "-CAfile", certs.appending("ca.pem"), "-verify_return_error", "-quiet"],
+                                       input: Data(requests.utf8))
+            let answers = result.output
+            let positions = [#"{"stored":1}"#, #"{"stored":2}"#, #"{"stored":3}"#].map { answers.range(of: $0)?.lowerBound }
+            #expect(positions.allSatisfy { $0 != nil }, "\(answers) \(result.errors)")
+            #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "\(answers)")
+            let tags = try ingest.storedEvents().map { try #require($0.firstMatch(of: /"r":"(.)"/)).1 }
+            #expect(tags.joined() == "abbccc")
+        }
+    }
+
     @Test func requiredClientCertificatesAreEnforced() async throws {
         let certs = try await makeTestCertificates()
         defer { certs.remove() }
