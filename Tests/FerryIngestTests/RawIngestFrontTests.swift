@@ -278,6 +278,25 @@ struct RawIngestFrontTests {
         }
     }
 
+    /// An event that comes while an answer is under way (a graceful close's quiesce, a half-close) goes up
+    /// only after the answer is written: Hummingbird would close, or end its request loop, before it.
+    @Test func anEventDuringAnAnswerGoesUpAfterIt() async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, recorder) = try await channel(queue)
+            let meanwhile = try await channel.testingEventLoop.executeInContext {
+                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n"))))
+                channel.pipeline.fireUserInboundEventTriggered("quiesce")
+                return recorder.events
+            }
+            #expect(meanwhile.isEmpty)
+            let answers = try await answers(channel, count: 1)
+            #expect(answers.first?.hasSuffix(#"{"stored":1}"#) == true, "\(answers)")
+            let after = try await channel.testingEventLoop.executeInContext { recorder.events }
+            #expect(after == ["quiesce"])
+            _ = try await channel.finish(acceptAlreadyClosed: true)
+        }
+    }
+
     /// Events pass up as they come when no answer is under way (a TLS handshake's end must not end the
     /// fast mode), and the fast mode goes on after them.
     @Test func eventsPassUpAndTheFastModeGoesOn() async throws {
