@@ -365,16 +365,22 @@ struct SimpleRequest {
             guard let colon = (position..<cr).first(where: { raw[$0] == UInt8(ascii: ":") }), colon > position,
                   (position..<colon).allSatisfy({ isTokenByte(raw[$0]) })
             else { return nil }
+            // The value as the other path's `HTTPFields` give it: without the spaces and tabs around it
+            // (`SimpleRequestTests` compares the two).
             var first = colon + 1
             var last = cr
             while first < last, isSpace(raw[first]) { first += 1 }
-            while last > first, isSpace(raw[last - 1]) { last -= 1 }
             guard (first..<last).allSatisfy({ isValueByte(raw[$0]) }) else { return nil }
+            let untrimmedEnd = last
+            while last > first, isSpace(raw[last - 1]) { last -= 1 }
             let name = UnsafeRawBufferPointer(rebasing: raw[position..<colon])
             let value = UnsafeRawBufferPointer(rebasing: raw[first..<last])
             switch lowercased(name) {
             case "content-length":
-                guard length == nil, !value.isEmpty, value.count <= 9, value.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) else { return nil }
+                // Digits only, nothing after them (llhttp refuses a tab there): stricter than the decoder.
+                guard length == nil, !value.isEmpty, value.count <= 9, last == untrimmedEnd,
+                      value.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 })
+                else { return nil }
                 let announced = value.reduce(0) { $0 * 10 + Int($1 &- UInt8(ascii: "0")) }
                 guard announced <= maxBodyBytes else { return nil }
                 length = announced

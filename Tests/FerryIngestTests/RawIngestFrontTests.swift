@@ -5,6 +5,9 @@ import FerryWire
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+import HTTPTypes
 import Testing
 
 @testable import FerryIngest
@@ -70,6 +73,76 @@ import Testing
         let (parsed, rest) = Self.parse(text)
         #expect(parsed == nil, "\(name)")
         #expect(String(buffer: rest) == text, "\(name)")
+    }
+
+    /// Against the other path (NIO's decoder, llhttp, then the HTTP types' conversion and `RequestHead`), on
+    /// heads mutated at random (a fixed seed: the same cases every run): whatever `SimpleRequest` takes,
+    /// that path parses too, as a `POST /` HTTP/1.1 request with the same body, ending where the raw front
+    /// says it ends, and a `RequestHead` equal field for field. A "yes" of the raw front that the other
+    /// path would refuse or read otherwise fails here.
+    @Test func whateverIsTakenNIOsDecoderReadsTheSame() throws {
+        var random = SeededGenerator(seed: 20261203)
+        let alphabet = Array("aZ0-:;, \t\r\n(\"/".utf8) + [0x00, 0x01, 0x7F, 0x80, 0xC3, 0xFF]
+        let names = ["Content-Length", "content-type", "Content-Encoding", "Authorization", "Ferry-Batch", "Connection",
+                     "Transfer-Encoding", "Host", "X-A", "Expect"]
+        let values = ["8", "08", "9", " 8 ", "application/x-ndjson", "gzip", "keep-alive", "close", "chunked", "a/1-2", "", "x y"]
+        var taken = 0
+        for _ in 0..<3000 {
+            var head = "POST / HTTP/1.1\r\nHost: x\r\n"
+            for _ in 0..<Int(random.next() % 4) {
+                head += names[Int(random.next() % UInt64(names.count))] + ": " + values[Int(random.next() % UInt64(values.count))] + "\r\n"
+            }
+            head += "Content-Length: 8\r\n"
+            var bytes = Array(head.utf8)
+            for _ in 0..<Int(random.next() % 3) {
+                let at = 17 + Int(random.next() % UInt64(bytes.count - 17))
+                bytes.insert(alphabet[Int(random.next() % UInt64(alphabet.count))], at: at)
+            }
+            bytes += Array("\r\n".utf8) + Array(Self.body.utf8) + Array("GET /next HTTP/1.1\r\n\r\n".utf8)
+            var buffer = ByteBuffer(bytes: bytes)
+            guard let request = SimpleRequest.parse(&buffer, maxBodyBytes: 1000) else { continue }
+            taken += 1
+            let consumed = bytes.count - buffer.readableBytes
+            let printable = String(decoding: bytes[..<consumed], as: UTF8.self).debugDescription
+            let decoded: (head: HTTPRequestHead, body: [UInt8], ended: Bool)
+            do {
+                decoded = try Self.decodeWithNIO(Array(bytes[..<consumed]))
+            } catch {
+                Issue.record("NIO refuses what the raw front takes (\(error)): \(printable)")
+                continue
+            }
+            let nio = decoded
+            #expect(nio.head.method == .POST && nio.head.uri == "/" && nio.head.version == .http1_1, "\(printable)")
+            #expect(nio.ended, "NIO did not end the request where the raw front did: \(printable)")
+            #expect(nio.body == Array(buffer: request.body), "\(printable)")
+            let other = RequestHead(try HTTPRequest(nio.head, secure: false, splitCookie: false).headerFields)
+            #expect(other.contentLength == request.head.contentLength, "\(printable)")
+            #expect(other.contentType == request.head.contentType, "\(printable)")
+            #expect(other.contentEncoding == request.head.contentEncoding, "\(printable)")
+            #expect(other.authorization == request.head.authorization, "\(printable)")
+            #expect(other.batch == request.head.batch, "\(printable)")
+            #expect(other.connection == nil || other.connection == "keep-alive", "\(printable)")
+            #expect(other.transferEncoding == nil && nio.head.headers["expect"].isEmpty, "\(printable)")
+        }
+        #expect(taken > 300)  // the mutations leave enough heads plain for the comparison to mean something
+    }
+
+    /// One request decoded by NIO's HTTP/1 server decoder: its head, its body, whether it ended.
+    static func decodeWithNIO(_ bytes: [UInt8]) throws -> (head: HTTPRequestHead, body: [UInt8], ended: Bool) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        defer { _ = try? channel.finish() }
+        try channel.writeInbound(ByteBuffer(bytes: bytes))
+        var head: HTTPRequestHead?
+        var body: [UInt8] = []
+        var ended = false
+        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let h): head = h
+            case .body(let bytes): body += Array(buffer: bytes)
+            case .end: ended = true
+            }
+        }
+        return (try #require(head), body, ended)
     }
 
     @Test func aHeadLargerThanItsBoundIsLeftToTheDecoder() {
