@@ -40,9 +40,10 @@ final class FerryProcess: @unchecked Sendable {
     /// Starts it and waits until `/ready` answers 200 and its own log shows its admin endpoint on
     /// `adminPort` (not another process that took the port). At the first start, when one of its ports was
     /// taken between `freePort()` and the bind (tests run in parallel), it starts again on new ones, at most
-    /// twice; a restart keeps its ports, which others may have been given.
-    func start() async throws {
-        let firstStart = !everStarted
+    /// twice; a restart keeps its ports, which others may have been given, unless `portsMayChange` (a test
+    /// that does not reach it by a port it noted before).
+    func start(portsMayChange: Bool = false) async throws {
+        let firstStart = !everStarted || portsMayChange
         everStarted = true
         for attempt in 1...3 {
             let logged = (try? String(contentsOfFile: log, encoding: .utf8))?.count ?? 0
