@@ -369,10 +369,10 @@ struct SimpleRequest {
             // (`SimpleRequestTests` compares the two).
             var first = colon + 1
             var last = cr
-            while first < last, isSpace(raw[first]) { first += 1 }
+            while first < last, HTTPToken.isSpace(raw[first]) { first += 1 }
             guard (first..<last).allSatisfy({ isValueByte(raw[$0]) }) else { return nil }
             let untrimmedEnd = last
-            while last > first, isSpace(raw[last - 1]) { last -= 1 }
+            while last > first, HTTPToken.isSpace(raw[last - 1]) { last -= 1 }
             let name = UnsafeRawBufferPointer(rebasing: raw[position..<colon])
             let value = UnsafeRawBufferPointer(rebasing: raw[first..<last])
             switch lowercased(name) {
@@ -399,8 +399,7 @@ struct SimpleRequest {
     }
 
     private static func add(_ value: UnsafeRawBufferPointer, to slot: inout String?) {
-        let text = String(decoding: value, as: UTF8.self)
-        if let first = slot { slot = first + ", " + text } else { slot = text }
+        RequestHead.add(String(decoding: value, as: UTF8.self), to: &slot)
     }
 
     /// The field name in lower case, for the few names looked at (others need not be exact).
@@ -411,8 +410,6 @@ struct SimpleRequest {
             return name.count
         }
     }
-
-    private static func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
     /// RFC 9110's `tchar`.
     private static func isTokenByte(_ byte: UInt8) -> Bool {

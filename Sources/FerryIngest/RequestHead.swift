@@ -33,7 +33,8 @@ struct RequestHead {
         }
     }
 
-    private static func add(_ value: String, to slot: inout String?) {
+    /// Adds a repeated field's value as `HTTPFields`' subscript gives it: joined with ", ".
+    static func add(_ value: String, to slot: inout String?) {
         if let first = slot { slot = first + ", " + value } else { slot = value }
     }
 
@@ -83,7 +84,7 @@ enum HTTPToken {
         connection.map { list($0, contains: "close") } ?? false
     }
 
-    private static func isSpace(_ byte: UInt8) -> Bool {
+    static func isSpace(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
     }
 }

@@ -173,6 +173,24 @@ struct RawIngestFrontTests {
         return (channel, recorder)
     }
 
+    /// Runs `body` with the front over a fresh queue (see `channel`), then finishes the channel (unless
+    /// `finish` is false: a channel whose close never completes).
+    private func withFront(accepting: Bool = true, finish: Bool = true,
+                           _ body: (Queue, NIOAsyncTestingChannel, EventRecorder) async throws -> Void) async throws {
+        try await withTemporaryQueue { queue, _ in
+            let (channel, recorder) = try await channel(queue, accepting: accepting)
+            try await body(queue, channel, recorder)
+            if finish { _ = try await channel.finish(acceptAlreadyClosed: true) }
+        }
+    }
+
+    /// Delivers `reads` in one turn of the loop: no answer can come between them.
+    private func readInOneTurn(_ channel: NIOAsyncTestingChannel, _ reads: [String]) async throws {
+        try await channel.testingEventLoop.executeInContext {
+            for read in reads { channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: read))) }
+        }
+    }
+
     /// The answers written so far, each as text, after running what the queue's writer handed to the loop;
     /// waits (with a deadline) until there are `count`.
     private func answers(_ channel: NIOAsyncTestingChannel, count: Int) async throws -> [String] {
@@ -189,8 +207,7 @@ struct RawIngestFrontTests {
     }
 
     @Test func aWholePlainRequestIsAnsweredHereAndNothingGoesUp() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
+        try await withFront { queue, channel, _ in
             try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n" + #"{"a":2}"# + "\n")))
             let answers = try await answers(channel, count: 1)
             let answer = try #require(answers.first)
@@ -199,32 +216,28 @@ struct RawIngestFrontTests {
             #expect(answer.hasSuffix("\r\n\r\n" + #"{"stored":2}"#), "\(answer)")
             #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
             #expect(queue.stats.appendedEvents == 2)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// Two requests in one read, and a third that comes while their answers are under way: three answers,
     /// in order, each with its own count; nothing goes up.
     @Test func requestsThatComeTogetherAreAnsweredInOrder() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
-            try await channel.testingEventLoop.executeInContext {
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n") + Self.post(#"{"b":1}"# + "\n" + #"{"b":2}"# + "\n"))))
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"c":1}"# + "\n" + #"{"c":2}"# + "\n" + #"{"c":3}"# + "\n"))))
-            }
+        try await withFront { queue, channel, _ in
+            try await readInOneTurn(channel, [
+                Self.post(#"{"a":1}"# + "\n") + Self.post(#"{"b":1}"# + "\n" + #"{"b":2}"# + "\n"),
+                Self.post(#"{"c":1}"# + "\n" + #"{"c":2}"# + "\n" + #"{"c":3}"# + "\n"),
+            ])
             let answers = try await answers(channel, count: 3)
             #expect(answers.map { $0.split(separator: "\r\n\r\n").last.map(String.init) } == [#"{"stored":1}"#, #"{"stored":2}"#, #"{"stored":3}"#], "\(answers)")
             #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
             #expect(queue.stats.appendedEvents == 6)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// A request that is not plain goes up as it came; so does every byte after it on that connection, even
     /// a plain request, which the HTTP pipeline then answers.
     @Test func anythingElseGoesUpAndSoDoesTheRestOfTheConnection() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
+        try await withFront { queue, channel, _ in
             let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"a\":1}\n\r\n0\r\n\r\n"
             try await channel.writeInbound(ByteBuffer(string: chunked))
             let plain = Self.post(#"{"a":1}"# + "\n")
@@ -233,15 +246,13 @@ struct RawIngestFrontTests {
             #expect(try await channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) } == plain)
             #expect(try await channel.readOutbound(as: IOData.self) == nil)
             #expect(queue.stats.appendedEvents == 0)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// Refusals that keep the connection (503 while shutting down) for requests that came together: each
     /// answered, in order, the connection still open, nothing stored or passed up.
     @Test func refusedRequestsThatCameTogetherAreEachAnswered() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue, accepting: false)
+        try await withFront(accepting: false) { queue, channel, _ in
             let request = Self.post(#"{"a":1}"# + "\n")
             try await channel.writeInbound(ByteBuffer(string: String(repeating: request, count: 3)))
             let answers = try await answers(channel, count: 3)
@@ -249,22 +260,16 @@ struct RawIngestFrontTests {
             #expect(channel.isActive)
             #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
             #expect(queue.stats.appendedEvents == 0)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// A request not whole in the first read goes up, with what follows; a request that comes in pieces
     /// while an answer is under way is taken whole after it (what was held is looked at together).
     @Test func aRequestInPiecesGoesUpUnlessItCameWhileAnAnswerWasUnderWay() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
+        try await withFront { queue, channel, _ in
             let second = Self.post(#"{"b":1}"# + "\n")
             let cut = second.index(second.startIndex, offsetBy: 30)
-            // Both reads in one turn of the loop: the first answer cannot come between them.
-            try await channel.testingEventLoop.executeInContext {
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n") + second[..<cut])))
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: String(second[cut...]))))
-            }
+            try await readInOneTurn(channel, [Self.post(#"{"a":1}"# + "\n") + second[..<cut], String(second[cut...])])
             let answers = try await answers(channel, count: 2)
             #expect(answers.map { $0.hasSuffix(#"{"stored":1}"#) } == [true, true], "\(answers)")
             #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
@@ -275,15 +280,13 @@ struct RawIngestFrontTests {
             while let bytes = try await channel.readInbound(as: ByteBuffer.self) { up += String(buffer: bytes) }
             #expect(up == second)
             #expect(queue.stats.appendedEvents == 2)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// A refusal that ends the connection (400 for a body that is not NDJSON) is written, then the channel
     /// closes; nothing is stored.
     @Test func aRefusalThatClosesIsWrittenAndThenTheConnectionCloses() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
+        try await withFront { queue, channel, _ in
             try await channel.writeInbound(ByteBuffer(string: Self.post("not json\n")))
             let answers = try await answers(channel, count: 1)
             #expect(answers.first?.hasPrefix("HTTP/1.1 400 Bad Request\r\n") == true, "\(answers)")
@@ -293,20 +296,15 @@ struct RawIngestFrontTests {
                 return !channel.isActive
             })
             #expect(queue.stats.appendedEvents == 0)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// A refusal that closes, with requests pipelined behind it: one answer; the requests behind it are
     /// neither stored nor passed up (they could not be answered on a closing connection).
     @Test func nothingBehindARefusalThatClosesIsTakenOrPassedUp() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue)
+        try await withFront { queue, channel, _ in
             let good = Self.post(#"{"a":1}"# + "\n")
-            try await channel.testingEventLoop.executeInContext {
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post("not json\n") + good)))
-                channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: good + "NOT HTTP\r\n\r\n")))
-            }
+            try await readInOneTurn(channel, [Self.post("not json\n") + good, good + "NOT HTTP\r\n\r\n"])
             let answers = try await answers(channel, count: 1)
             #expect(try await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(5)) {
                 await channel.testingEventLoop.run()
@@ -317,15 +315,13 @@ struct RawIngestFrontTests {
             // Anything the front had taken would be committed before this append.
             _ = try await queue.append(EventBatch(lines: [Array(#"{"z":1}"#.utf8)]))
             #expect(queue.stats.appendedEvents == 1)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// Once a close has started above the front (here it never completes, as while TLS shuts down and
     /// decrypted bytes still arrive), a whole plain request is neither taken nor passed up.
     @Test func nothingIsTakenOnceACloseHasStarted() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, recorder) = try await channel(queue)
+        try await withFront(finish: false) { queue, channel, recorder in
             try await channel.pipeline.addHandler(CloseSwallower(), position: .first)
             try await channel.testingEventLoop.executeInContext { channel.pipeline.close(promise: nil) }
             #expect(channel.isActive)
@@ -342,20 +338,17 @@ struct RawIngestFrontTests {
     /// The status line carries the reason phrase NIO's encoder writes on the other path, also for a
     /// refusal whose status was made from its code alone.
     @Test func aRefusalHasTheStandardReasonPhrase() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, _) = try await channel(queue, accepting: false)
+        try await withFront(accepting: false) { queue, channel, _ in
             try await channel.writeInbound(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n")))
             let answers = try await answers(channel, count: 1)
             #expect(answers.first?.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n") == true, "\(answers)")
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// An event that comes while an answer is under way (a graceful close's quiesce, a half-close) goes up
     /// only after the answer is written: Hummingbird would close, or end its request loop, before it.
     @Test func anEventDuringAnAnswerGoesUpAfterIt() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, recorder) = try await channel(queue)
+        try await withFront { queue, channel, recorder in
             let meanwhile = try await channel.testingEventLoop.executeInContext {
                 channel.pipeline.fireChannelRead(NIOAny(ByteBuffer(string: Self.post(#"{"a":1}"# + "\n"))))
                 channel.pipeline.fireUserInboundEventTriggered("quiesce")
@@ -366,15 +359,13 @@ struct RawIngestFrontTests {
             #expect(answers.first?.hasSuffix(#"{"stored":1}"#) == true, "\(answers)")
             let after = try await channel.testingEventLoop.executeInContext { recorder.events }
             #expect(after == ["quiesce"])
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 
     /// Events pass up as they come when no answer is under way (a TLS handshake's end must not end the
     /// fast mode), and the fast mode goes on after them.
     @Test func eventsPassUpAndTheFastModeGoesOn() async throws {
-        try await withTemporaryQueue { queue, _ in
-            let (channel, recorder) = try await channel(queue)
+        try await withFront { queue, channel, recorder in
             let events = try await channel.testingEventLoop.executeInContext {
                 channel.pipeline.fireUserInboundEventTriggered("handshake done")
                 return recorder.events
@@ -384,7 +375,6 @@ struct RawIngestFrontTests {
             let answers = try await answers(channel, count: 1)
             #expect(answers.first?.hasSuffix(#"{"stored":1}"#) == true, "\(answers)")
             #expect(try await channel.readInbound(as: ByteBuffer.self) == nil)
-            _ = try await channel.finish(acceptAlreadyClosed: true)
         }
     }
 }
